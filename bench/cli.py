@@ -1,0 +1,44 @@
+"""The ``ragfix`` command line: ``demo``, ``bench <name>``, and (as they land) ``train``, ``diagnose``, ``report``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+__all__ = ["main", "build_parser"]
+
+# Each module exposes add_parser(subparsers); adding a command is one line here.
+# BENCH_MODULES register under `ragfix bench ...`; COMMAND_MODULES register top-level commands
+# (e.g. `ragfix calibrate ...`, `ragfix diagnose ...`, `ragfix train ...`, `ragfix report ...`).
+BENCH_MODULES = ["bench.bench_retrieval"]
+COMMAND_MODULES = ["bench.demo"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ragfix", description="Fixes for production RAG failure modes, with benchmarks on real data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for mod in COMMAND_MODULES:
+        importlib.import_module(mod).add_parser(sub)
+    bench = sub.add_parser("bench", help="benchmarks: baseline and fix side by side, JSON + Markdown")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    for mod in BENCH_MODULES:
+        importlib.import_module(mod).add_parser(bench_sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    from bench.datasets import DatasetError
+    from bench.registry import UnknownModelError
+
+    try:
+        return int(args.func(args) or 0)
+    except (DatasetError, UnknownModelError, FileNotFoundError, ValueError) as exc:
+        print(f"ragfix: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

