@@ -1,3 +1,28 @@
-"""monitor: see README.md for the failure modes this package answers."""
+"""monitor: the shared statistics core -- calibration, two-sample drift tests, sequential alarms.
 
-__all__: list[str] = []
+Used by ``cascade`` (Threshold by Feel III, Cascade Saturation X) and, later, by eval drift (I)
+and distillation drift (IX). numpy, scipy and scikit-learn only; matplotlib only for the
+reliability diagram PNG.
+"""
+from monitor.bounds import bootstrap_interval, clopper_pearson
+from monitor.calibration import (
+    IsotonicCalibration,
+    PlattScaling,
+    TemperatureScaling,
+    brier_score,
+    expected_calibration_error,
+    reliability_curve,
+    reliability_diagram,
+)
+from monitor.drift import KSDrift, MMDDrift, PSIDrift
+from monitor.sequential import BernoulliCUSUM, false_alarm_rate
+from monitor.types import AlarmResult, DriftResult, Interval
+
+__all__ = [
+    "AlarmResult", "DriftResult", "Interval",
+    "clopper_pearson", "bootstrap_interval",
+    "TemperatureScaling", "PlattScaling", "IsotonicCalibration",
+    "expected_calibration_error", "brier_score", "reliability_curve", "reliability_diagram",
+    "KSDrift", "MMDDrift", "PSIDrift",
+    "BernoulliCUSUM", "false_alarm_rate",
+]
