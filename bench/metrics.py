@@ -2,7 +2,7 @@
 
 Follows trec_eval's conventions (linear gain, ``ndcg_cut``; ties broken by document id descending;
 queries judged in qrels but absent from the run score 0) so numbers line up with pytrec_eval and
-ranx; ``tests/unit/test_metrics.py`` checks agreement with ranx to 1e-6 on random runs.
+ranx; ``tests/unit/test_metrics.py`` checks agreement with pytrec_eval to 1e-6 on random runs.
 Private numpy kernels under thin public functions, one metric each.
 """
 from __future__ import annotations
