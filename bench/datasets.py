@@ -130,7 +130,7 @@ def _load_qrels(path: Path) -> dict[str, dict[str, int]]:
             row = [c.strip() for c in row]
             if not row or all(not c for c in row):
                 continue
-            if lineno == 1 and not row[-1].lstrip("-").isdigit():
+            if lineno == 1 and row[-1].lower() in {"score", "relevance", "rel", "label", "grade"}:
                 continue  # header: query-id corpus-id score
             if len(row) == 4:  # TREC style: qid 0 docid grade
                 row = [row[0], row[2], row[3]]
