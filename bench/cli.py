@@ -11,8 +11,8 @@ __all__ = ["main", "build_parser"]
 # Each module exposes add_parser(subparsers); adding a command is one line here.
 # BENCH_MODULES register under `ragfix bench ...`; COMMAND_MODULES register top-level commands
 # (e.g. `ragfix calibrate ...`, `ragfix diagnose ...`, `ragfix train ...`, `ragfix report ...`).
-BENCH_MODULES = ["bench.bench_retrieval"]
-COMMAND_MODULES = ["bench.demo"]
+BENCH_MODULES = ["bench.bench_retrieval", "bench.bench_thresholds", "bench.bench_cascade"]
+COMMAND_MODULES = ["bench.demo", "bench.calibrate_cli", "bench.diagnose_cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -105,9 +105,11 @@ def _sweep(s: np.ndarray, y: np.ndarray, direction: str):
 
 
 def _cp_lower(k: np.ndarray, n: np.ndarray, confidence: float) -> np.ndarray:
-    # one-sided lower bound at `confidence` (= the lower end of a two-sided 2*confidence-1 interval)
+    # subtle: the lower end of the *two-sided* interval at `confidence`, i.e. one-sided at
+    # (1 + confidence) / 2, so that the bound a spec reports (two-sided, via clopper_pearson) is the
+    # very bound the derivation required to meet the target.
     with np.errstate(invalid="ignore"):
-        lo = stats.beta.ppf(1.0 - confidence, k, n - k + 1)
+        lo = stats.beta.ppf((1.0 - confidence) / 2.0, k, n - k + 1)
     return np.where(k == 0, 0.0, np.nan_to_num(lo))
 
 
@@ -121,7 +123,8 @@ def derive_threshold(scores, labels, metric: str, target: float, direction: str 
         metric: ``"precision"`` (of the flagged items) or ``"recall"`` (of the positives).
         target: in (0, 1).
         direction: ``"above"`` flags ``score >= t``; ``"below"`` flags ``score <= t``.
-        confidence: one-sided confidence of the Clopper-Pearson lower bound used with ``bound="lower"``.
+        confidence: level of the two-sided Clopper-Pearson interval whose lower end must meet the
+            target with ``bound="lower"`` (the same interval :func:`achieved` reports).
         bound: ``"lower"`` (the bound must meet the target; the default and the honest one) or
             ``"point"`` (the point estimate must).
 

@@ -1,0 +1,20 @@
+"""``ragfix diagnose ...``: find a failure mode on the user's own data.
+
+Each diagnostic is a module in ``DIAGNOSE_MODULES`` exposing ``add_parser(subparsers)`` and setting
+``func`` with ``set_defaults``; adding ``ragfix diagnose context-rot`` is one line here.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+
+__all__ = ["add_parser", "DIAGNOSE_MODULES"]
+
+DIAGNOSE_MODULES = ["bench.diagnose_threshold"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("diagnose", help="diagnostics: find a failure mode on your own data")
+    dsub = p.add_subparsers(dest="diagnose", required=True)
+    for mod in DIAGNOSE_MODULES:
+        importlib.import_module(mod).add_parser(dsub)
