@@ -1,0 +1,176 @@
+"""``ragfix train ...``: one command per specialist recipe (``reranker`` now; ``faithfulness``, ``intent`` later).
+
+``ragfix train reranker`` builds the training pairs (``rerank.train.build_training_pairs``),
+trains a 6- or 2-layer cross-encoder with checkpoints under ``--work`` (rerun the same command to
+resume), and writes an fp16 sentence-transformers CrossEncoder folder to ``--out``.
+``ragfix train eval-reranker`` measures a reranker on SciFact test (see :func:`evaluate_reranker`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+__all__ = ["add_parser", "train_reranker_cmd", "evaluate_reranker"]
+
+
+def add_parser(subparsers) -> None:
+    train = subparsers.add_parser("train", help="train the project's specialists (reranker, ...)")
+    sub = train.add_subparsers(dest="train", required=True)
+    p = sub.add_parser("reranker", help="relevance cross-encoder from the MiniLM weights")
+    p.add_argument("--data", default=None, help="BEIR-layout folder with qrels/train.tsv (default: SciFact)")
+    p.add_argument("--layers", type=int, choices=(6, 2), default=6)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--max-pairs", type=int, default=None, help="cap on training pairs after shuffling")
+    p.add_argument("--ict-queries", type=int, default=2000, help="inverse-cloze pseudo-queries from the corpus")
+    p.add_argument("--hotpot-queries", type=int, default=800, help="HaluEval/HotpotQA questions (0 to skip)")
+    p.add_argument("--nq-queries", type=int, default=800, help="NQ-open oracle questions (0 to skip)")
+    p.add_argument("--negatives", type=int, default=1, help="BM25 hard negatives per positive")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy 2-core box)")
+    p.add_argument("--work", default=None, help="checkpoints and logs (default: runs/<out name>)")
+    p.add_argument("--out", default=None, help="fp16 model folder (default: models/reranker-minilm-l<layers>)")
+    p.set_defaults(func=train_reranker_cmd)
+
+    e = sub.add_parser("eval-reranker", help="nDCG@10 on SciFact test: BM25, hybrid, CE over each, fusion")
+    e.add_argument("--model", required=True, help="registry name or CrossEncoder folder")
+    e.add_argument("--depth", type=int, default=100, help="first-stage candidates reranked per query")
+    e.add_argument("--limit", type=int, default=None, help="first N test queries only")
+    e.add_argument("--max-length", type=int, default=None)
+    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--out", default=None, help="JSON report")
+    e.set_defaults(func=_eval_cmd)
+
+
+def train_reranker_cmd(args: argparse.Namespace) -> int:
+    import rerank.train as T
+
+    out = Path(args.out or f"models/reranker-minilm-l{args.layers}")
+    work = Path(args.work or Path("runs") / out.name)
+    work.mkdir(parents=True, exist_ok=True)
+    pairs_file = work / "pairs.jsonl"
+    if pairs_file.is_file():
+        pairs = T.load_pairs(pairs_file)  # restart: the same pairs, whatever the builders would give now
+    else:
+        pairs = T.build_training_pairs(args.data, seed=args.seed, n_neg=args.negatives, ict_queries=args.ict_queries,
+                                       hotpot_queries=args.hotpot_queries, nq_queries=args.nq_queries,
+                                       max_pairs=args.max_pairs)
+        T.save_pairs(pairs, pairs_file)
+    counts = T.pair_counts(pairs)
+    print(f"{len(pairs)} training pairs: {json.dumps(counts)}", flush=True)
+    t0 = time.time()
+    final = T.train_cross_encoder(pairs, work, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
+                                  lr=args.lr, max_length=args.max_length, seed=args.seed, threads=args.threads)
+    T.save_fp16(final, out)
+    meta = {"format_version": T.FORMAT_VERSION, "layers": args.layers, "pairs": len(pairs), "counts": counts,
+            "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "max_length": args.max_length,
+            "seed": args.seed, "train_seconds_this_session": round(time.time() - t0, 1),
+            "hardware": f"{platform.processor() or platform.machine()}, CPU", "date": time.strftime("%Y-%m-%d")}
+    (work / "train_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {out} ({json.dumps(meta)})")
+    return 0
+
+
+def _model_key(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("config.json")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, max_length: int | None = None,
+                      threads: int | None = None, cache_dir: Path | str = "runs/eval-cache", data: Path | str | None = None) -> dict:
+    """nDCG@10 on SciFact test (BEIR layout) of the first stages and of the reranker over them.
+
+    Systems: ``bm25``; ``hybrid`` (RRF of BM25 and MiniLM, depth 1000, as ``retrieval.HybridRetriever``);
+    ``ce_only_bm25`` (the cross-encoder alone reranking BM25's top ``depth``); ``ce_only_hybrid``;
+    ``specialist`` (the rerank stage over the hybrid top ``depth``: RRF of cross-encoder, BM25 and
+    dense ranks, ``rerank.fusion``, fixed weights); ``fusion_no_ce`` (the same fusion without the
+    cross-encoder: the ablation). Cross-encoder scores are cached per (model weights, query, doc) under
+    ``cache_dir`` so an interrupted evaluation resumes where it stopped.
+    """
+    import numpy as np
+    import torch
+
+    from bench.datasets import data_root, load_beir
+    from bench.metrics import evaluate
+    from bench.registry import Registry, load_cross_encoder, load_embedder
+    from rerank.fusion import rrf_scores
+    from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
+
+    if threads:
+        torch.set_num_threads(threads)
+    ds = load_beir(Path(data) if data else data_root() / "scifact", "test").limit(limit)
+    qids = list(ds.queries)
+    texts = [ds.queries[q] for q in qids]
+    bm25 = BM25Retriever().index(ds.corpus)
+    dense = DenseRetriever(load_embedder("minilm")).index(ds.corpus)
+    r_bm25 = bm25.search(texts, 1000)
+    r_dense = dense.search(texts, 1000)
+    hybrid = HybridRetriever([bm25, dense])
+    r_hyb = hybrid.search(texts, depth)  # re-searches both; cheap next to the cross-encoder
+
+    spec_path = Registry().resolve(model, "cross-encoder").path if not Path(model).exists() else Path(model)
+    ce = load_cross_encoder(model, **({"max_length": max_length} if max_length else {}))
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_file = cache_dir / f"{_model_key(Path(spec_path))}-len{ce.max_length}.jsonl"
+    cache: dict[tuple[str, str], float] = {}
+    if cache_file.is_file():
+        for line in cache_file.read_text().splitlines():
+            q, d, v = json.loads(line)
+            cache[(q, d)] = v
+
+    runs = {k: {} for k in ("bm25", "hybrid", "ce_only_bm25", "ce_only_hybrid", "specialist", "fusion_no_ce", "fusion_ce_bm25")}
+    t_ce, n_scored = 0.0, 0
+    with open(cache_file, "a") as fh:
+        for qi, qid in enumerate(qids):
+            bm = {int(j): float(s) for j, s in zip(r_bm25.indices[qi], r_bm25.scores[qi]) if j >= 0}
+            dn = {int(j): float(s) for j, s in zip(r_dense.indices[qi], r_dense.scores[qi]) if j >= 0}
+            cand_b = [int(j) for j in r_bm25.indices[qi][:depth] if j >= 0]
+            cand_h = [int(j) for j in r_hyb.indices[qi] if j >= 0]
+            todo = [j for j in dict.fromkeys(cand_b + cand_h) if (qid, ds.corpus[j].id) not in cache]
+            if todo:
+                t0 = time.perf_counter()
+                sc = ce.score_pairs([(ds.queries[qid], ds.corpus[j].full_text()) for j in todo])
+                t_ce += time.perf_counter() - t0
+                n_scored += len(todo)
+                for j, v in zip(todo, sc):
+                    cache[(qid, ds.corpus[j].id)] = float(v)
+                    fh.write(json.dumps([qid, ds.corpus[j].id, float(v)]) + "\n")
+                fh.flush()
+            cid = lambda j: ds.corpus[j].id  # noqa: E731
+            runs["bm25"][qid] = {cid(j): bm[j] for j in cand_b}
+            runs["hybrid"][qid] = {cid(j): float(s) for j, s in zip(r_hyb.indices[qi], r_hyb.scores[qi]) if j >= 0}
+            runs["ce_only_bm25"][qid] = {cid(j): cache[(qid, cid(j))] for j in cand_b}
+            runs["ce_only_hybrid"][qid] = {cid(j): cache[(qid, cid(j))] for j in cand_h}
+            sig = {"ce": np.array([cache[(qid, cid(j))] for j in cand_h]),
+                   "bm25": np.array([bm.get(j, -np.inf) for j in cand_h]),
+                   "dense": np.array([dn.get(j, -np.inf) for j in cand_h])}
+            for name, w in (("specialist", None), ("fusion_no_ce", {"ce": 0.0}), ("fusion_ce_bm25", {"dense": 0.0})):
+                f = rrf_scores(sig, w)
+                runs[name][qid] = {cid(j): float(v) for j, v in zip(cand_h, f)}
+            if (qi + 1) % 25 == 0:
+                print(f"eval {qi + 1}/{len(qids)} queries, {n_scored} pairs scored", flush=True)
+    metrics = {name: evaluate(ds.qrels, run, ("ndcg@10", "recall@100")) for name, run in runs.items()}
+    return {"model": model, "data": str(ds.name), "split": "test", "queries": len(qids), "depth": depth,
+            "max_length": ce.max_length, "pairs_scored_now": n_scored,
+            "ce_ms_per_pair": round(1000 * t_ce / n_scored, 2) if n_scored else None,
+            "metrics": metrics, "fusion": "RRF k=60, weights 1 (ce, bm25, dense) over the hybrid candidates",
+            "environment": {"torch_threads": torch.get_num_threads(), "machine": platform.machine()}}
+
+
+def _eval_cmd(args: argparse.Namespace) -> int:
+    report = evaluate_reranker(args.model, args.depth, args.limit, args.max_length, args.threads)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0

