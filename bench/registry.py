@@ -195,7 +195,16 @@ def _converted_gguf(gguf_path: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
     try:
-        model.save_pretrained(tmp)
+        # subtle: transformers refuses save_pretrained on a GGUF-loaded model (it is marked quantized),
+        # although the tensors are already de-quantized fp32; save weights and a plain config ourselves.
+        from safetensors.torch import save_model
+
+        config = model.config
+        if hasattr(config, "quantization_config"):
+            delattr(config, "quantization_config")
+        config.save_pretrained(tmp)
+        model.generation_config.save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"))
         tok.save_pretrained(tmp)
         os.replace(tmp, target)
     except OSError:
