@@ -12,7 +12,7 @@ __all__ = ["main", "build_parser"]
 # BENCH_MODULES register under `ragfix bench ...`; COMMAND_MODULES register top-level commands
 # (e.g. `ragfix calibrate ...`, `ragfix diagnose ...`, `ragfix train ...`, `ragfix report ...`).
 BENCH_MODULES = ["bench.bench_retrieval", "bench.bench_thresholds", "bench.bench_cascade"]
-COMMAND_MODULES = ["bench.demo", "bench.calibrate_cli", "bench.diagnose_cli", "bench.train_cli"]
+COMMAND_MODULES = ["bench.demo", "bench.calibrate_cli", "bench.diagnose_cli", "bench.train_cli", "bench.report_cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
