@@ -3,8 +3,11 @@
 Setup (everything real, nothing simulated except the order of requests):
 
 * **cheap stage**: :class:`~cascade.intent.EmbeddingIntentClassifier` on MiniLM embeddings, trained
-  on CLINC150 train utterances of the *known* intents only (``--unseen`` intents, drawn by seed,
-  are held out -- "intents launched after the cascade was set up"); temperature-scaled on val.
+  on CLINC150 train utterances of the *known* intents only; ``--unseen`` intents are held out --
+  "intents launched after the cascade was set up" -- and temperature-scaled on val. With
+  ``--unseen-mode lookalike`` (default) the held-out intents are those whose MiniLM train centroid
+  lies closest to another intent's (kept) centroid -- a new ``bill_due`` after ``bill_balance`` --
+  the case where the cheap stage stays confident while wrong; ``random`` draws them by seed.
 * **expensive stage**: logistic regression on [MiniLM ; e5-small] embeddings trained on all 150
   intents. A stand-in for the expensive model (an LLM call in many stacks): what makes it
   expensive here is the e5-small encode, priced from measured CPU seconds and
@@ -62,7 +65,25 @@ def _cpu_seconds_per_text(fn, texts: list[str]) -> float:
     return (time.process_time() - t0) / len(texts)
 
 
-def build_stages(unseen: int = 30, train_per_intent: int = 50, seed: int = 0) -> dict[str, Any]:
+def _lookalike_intents(x: np.ndarray, labels: list[str], intents: list[str], k: int) -> set[str]:
+    """The ``k`` intents with the most similar other intent (train centroids, cosine), never both of a pair."""
+    y = np.asarray(labels)
+    cent = np.stack([x[y == i].mean(0) for i in intents])
+    cent /= np.linalg.norm(cent, axis=1, keepdims=True)
+    sim = cent @ cent.T
+    np.fill_diagonal(sim, -1.0)
+    nearest = sim.argmax(1)
+    held: set[str] = set()
+    for i in np.argsort(-sim.max(1), kind="stable"):
+        if len(held) >= k:
+            break
+        if intents[nearest[i]] not in held:
+            held.add(intents[i])
+    return held
+
+
+def build_stages(unseen: int = 30, train_per_intent: int = 50, seed: int = 0,
+                 unseen_mode: str = "lookalike") -> dict[str, Any]:
     """Fit both stages and score every val/test utterance once; returns arrays for the simulation."""
     from bench.registry import load_embedder
 
@@ -70,14 +91,19 @@ def build_stages(unseen: int = 30, train_per_intent: int = 50, seed: int = 0) ->
     mini, e5 = load_embedder("minilm"), load_embedder("e5-small")
     data = load_clinc150()
     intents = data.intents
-    rng = np.random.default_rng(seed)
-    unseen_set = set(rng.choice(intents, size=unseen, replace=False).tolist()) if unseen else set()
-    known = [i for i in intents if i not in unseen_set]
+    if unseen_mode not in ("lookalike", "random"):
+        raise ValueError(f"unseen_mode must be 'lookalike' or 'random', got {unseen_mode!r}")
 
     def emb(model, texts):
         return store.encode(model.fingerprint, texts, model.encode_queries, "query")
 
     tr_t, tr_y = load_clinc150(per_intent=train_per_intent).split("train")
+    if unseen_mode == "lookalike":
+        unseen_set = _lookalike_intents(emb(mini, tr_t), tr_y, intents, unseen) if unseen else set()
+    else:
+        rng = np.random.default_rng(seed)
+        unseen_set = set(rng.choice(intents, size=unseen, replace=False).tolist()) if unseen else set()
+    known = [i for i in intents if i not in unseen_set]
     m_tr = np.array([y in unseen_set for y in tr_y])
     cheap = EmbeddingIntentClassifier(embedder_fingerprint=mini.fingerprint).fit(
         emb(mini, [t for t, u in zip(tr_t, m_tr) if not u]), [y for y, u in zip(tr_y, m_tr) if not u])
@@ -88,7 +114,7 @@ def build_stages(unseen: int = 30, train_per_intent: int = 50, seed: int = 0) ->
     va_t, va_y = load_clinc150(per_intent=10).split("val")
     keep = [i for i, y in enumerate(va_y) if y not in unseen_set]
     va_t, va_y = [va_t[i] for i in keep], [va_y[i] for i in keep]
-    te_t, te_y = load_clinc150(per_intent=15).split("test")
+    te_t, te_y = load_clinc150(per_intent=10).split("test")
 
     def score(texts):
         xm = emb(mini, texts)
@@ -138,12 +164,14 @@ def _stream(stages: dict, n: int, shift_at: int | None, share: float, seed: int)
 
 
 def simulate(stages: dict, path: Path, threshold: float, idx: np.ndarray, shift_at: int | None, costs: tuple,
-             budget: float, audit_rate: float, recalibrate: bool, seed: int) -> dict[str, Any]:
+             budget: float, audit_rate: float, recalibrate: bool, seed: int, alarm_ratio: float = 3.0,
+             recal_window: int = 500) -> dict[str, Any]:
     """Feed one stream through a fresh :class:`Cascade`; summarise before/after the shift and after recalibration."""
     t = stages["test"]
     horizon = max(100, int(len(idx) * audit_rate * 2))
     c = Cascade(path, threshold, error_budget=budget, audit_rate=audit_rate, cheap_cost=costs[0],
-                expensive_cost=costs[1], horizon=horizon, alpha=0.05, recal_window=300, seed=seed)
+                expensive_cost=costs[1], horizon=horizon, alpha=0.05, alarm_ratio=alarm_ratio,
+                recal_window=recal_window, seed=seed)
     alarm_seq, recal_end = None, None
     routes = []
     for i in idx:
@@ -186,12 +214,13 @@ def simulate(stages: dict, path: Path, threshold: float, idx: np.ndarray, shift_
     return out
 
 
-def run_cascade_bench(limit: int = 3000, runs: int = 30, unseen: int = 30, shift_share: float = 0.5,
-                      budget: float = 0.05, audit_rate: float = 0.1, train_per_intent: int = 50, seed: int = 0,
-                      plot: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def run_cascade_bench(limit: int = 3000, runs: int = 30, unseen: int = 30, shift_share: float = 0.2,
+                      budget: float = 0.02, audit_rate: float = 0.1, train_per_intent: int = 50, seed: int = 0,
+                      plot: Path | None = None, unseen_mode: str = "lookalike",
+                      recal_window: int = 500) -> tuple[dict[str, Any], dict[str, Any]]:
     if limit < 300:
         raise ValueError(f"--limit must be >= 300 requests for a meaningful audit, got {limit}")
-    stages = build_stages(unseen, train_per_intent, seed)
+    stages = build_stages(unseen, train_per_intent, seed, unseen_mode)
     prices = load_prices()
     usd_per_core_s = float(prices["compute"]["cpu_core_hour_usd"]) / 3600.0
     costs = (stages["cheap_cpu_s"] * usd_per_core_s, (stages["expensive_cpu_s"]) * usd_per_core_s)
@@ -206,7 +235,7 @@ def run_cascade_bench(limit: int = 3000, runs: int = 30, unseen: int = 30, shift
     shift_at = limit // 3
     with tempfile.TemporaryDirectory() as tmp:
         main = simulate(stages, Path(tmp) / "main.sqlite", threshold, _stream(stages, limit, shift_at, shift_share, seed),
-                        shift_at, costs, budget, audit_rate, True, seed)
+                        shift_at, costs, budget, audit_rate, True, seed, recal_window=recal_window)
         rta, false_alarms = [], 0
         for r in range(runs):
             s = simulate(stages, Path(tmp) / f"shift{r}.sqlite", threshold,
@@ -232,7 +261,8 @@ def run_cascade_bench(limit: int = 3000, runs: int = 30, unseen: int = 30, shift
         "error_budget": budget, "threshold": threshold, **calib,
         "main_run": main,
     }
-    config = {"limit": limit, "runs": runs, "unseen_intents": stages["unseen"], "shift_share": shift_share,
+    config = {"limit": limit, "runs": runs, "unseen_mode": unseen_mode, "unseen_intents": stages["unseen"],
+              "recal_window": recal_window, "alarm": "Bernoulli CUSUM p0=budget, p1=3*budget, h=ln(horizon/0.05)", "shift_share": shift_share,
               "shift_at": shift_at, "error_budget": budget, "audit_rate": audit_rate,
               "train_per_intent": train_per_intent, "seed": seed, "cheap_cpu_s_per_request": stages["cheap_cpu_s"],
               "expensive_cpu_s_per_request": stages["expensive_cpu_s"], "usd_per_core_hour": prices["compute"]["cpu_core_hour_usd"],
@@ -276,7 +306,8 @@ def _cmd(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     plot = args.out.with_name(args.out.stem + "_reliability.png") if args.out else None
     config, metrics = run_cascade_bench(args.limit, args.runs, args.unseen, args.shift_share, args.budget,
-                                        args.audit_rate, args.train_per_intent, args.seed, plot)
+                                        args.audit_rate, args.train_per_intent, args.seed, plot, args.unseen_mode,
+                                        args.recal_window)
     config["wall_s"] = round(time.perf_counter() - t0, 1)
     md = markdown(config, metrics)
     print(md)
@@ -291,8 +322,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=3000, help="requests per simulated stream (shift after the first third)")
     p.add_argument("--runs", type=int, default=30, help="seeded runs for requests-to-alarm and the false-alarm rate")
     p.add_argument("--unseen", type=int, default=30, help="intents held out from the cheap stage")
-    p.add_argument("--shift-share", type=float, default=0.5, help="share of post-shift traffic from unseen intents")
-    p.add_argument("--budget", type=float, default=0.05, help="pass-through error budget")
+    p.add_argument("--unseen-mode", choices=("lookalike", "random"), default="lookalike",
+                   help="which intents the cheap stage never sees: look-alikes of kept intents, or random")
+    p.add_argument("--shift-share", type=float, default=0.2, help="share of post-shift traffic from unseen intents")
+    p.add_argument("--budget", type=float, default=0.02, help="pass-through error budget (disagreement with the expensive stage)")
+    p.add_argument("--recal-window", type=int, default=500, help="decisions audited in full when recalibrating")
     p.add_argument("--audit-rate", type=float, default=0.1, help="fraction of confident decisions audited")
     p.add_argument("--train-per-intent", type=int, default=50, help="CLINC train utterances per intent (cheap stage)")
     p.add_argument("--seed", type=int, default=0)
