@@ -78,4 +78,5 @@ class EmbeddingIntentClassifier:
         return self.model_.predict_proba(self._check_x(X))
 
     def predict(self, X) -> np.ndarray:
+        self._fitted()
         return self.classes_[self.decision_function(X).argmax(axis=1)]
