@@ -245,6 +245,7 @@ class Cascade:
         k = sum(e for _, e in audited)
         iv = clopper_pearson(k, len(audited), self.params["confidence"])
         out.update(
+            threshold_used=rows[-1][4],
             escalation_rate=round(routes.count("escalate") / n, 4),
             expensive_call_rate=round(sum(r != "pass" for r in routes) / n, 4),
             cost_per_request=sum(r[3] for r in rows) / n,
