@@ -10,14 +10,14 @@ pytestmark = pytest.mark.integration
 
 def test_cascade_bench_alarms_on_shift_not_on_clean(tmp_path):
     out = tmp_path / "cascade.json"
-    assert main(["bench", "cascade", "--limit", "2400", "--runs", "4", "--recal-window", "600", "--out", str(out)]) == 0
+    assert main(["bench", "cascade", "--limit", "2400", "--runs", "3", "--recal-window", "600", "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
     m = doc["metrics"]
     for key in ("requests_to_alarm", "false_alarm_rate", "escalation_rate_before_shift", "escalation_rate_after_shift",
                 "cost_per_1k_before_shift_usd", "cost_per_1k_after_shift_usd"):
         assert key in m
     assert m["requests_to_alarm"] is not None and m["requests_to_alarm"] < 1000
-    assert m["requests_to_alarm_runs"]["detected"] >= 3
+    assert m["requests_to_alarm_runs"]["detected"] >= 2
     assert m["false_alarm_rate"] <= 0.25
     # the failure: the dashboard barely moves while the audited pass-through error leaves its budget
     assert abs(m["escalation_rate_after_shift"] - m["escalation_rate_before_shift"]) < 0.1
