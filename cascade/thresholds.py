@@ -351,6 +351,10 @@ class ThresholdGuard:
         self._ks = KSDrift.from_quantiles(spec.score_quantiles, spec.quantile_probs, p_val=p_val)
         self._psi = PSIDrift.from_quantiles(spec.score_quantiles, spec.quantile_probs, threshold=psi_threshold)
 
+    def score(self, scores) -> float:
+        """The one-sample KS statistic of the window against the spec's score distribution."""
+        return self.predict(scores).statistic
+
     def predict(self, scores) -> DriftResult:
         s = np.asarray(scores, dtype=np.float64)
         if s.ndim != 1 or s.size == 0:

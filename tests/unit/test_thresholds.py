@@ -130,6 +130,7 @@ def test_guard_clean_vs_shifted_scores():
     # the same model, rescaled as a logits-instead-of-sigmoid release would be
     r = guard.predict(_data(400, 11)[0] * 3.0 + 2.0)
     assert r.is_drift and r.meta["live_flag_rate"] > r.meta["spec_flag_rate"]
+    assert guard.score(_data(400, 12)[0] * 3.0 + 2.0) > 0.3
 
 
 def test_guard_nan_empty_and_tiny_windows():
