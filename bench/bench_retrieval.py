@@ -74,7 +74,7 @@ def run_retrieval_bench(ds: RetrievalDataset, systems: list[str], k: int = 100, 
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    ds = load_beir(args.data, args.split).limit(args.limit)
+    ds = load_beir(args.data, args.split).limit(args.limit).sample_corpus(args.corpus_sample)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     metrics = run_retrieval_bench(ds, systems, k=args.k)
     rows = [{"system": s, **m} for s, m in metrics.items()]
@@ -83,7 +83,7 @@ def _cmd(args: argparse.Namespace) -> int:
     print(md)
     if args.out:
         write_results(args.out, {"data": str(args.data), "split": args.split, "systems": systems, "limit": args.limit,
-                                 "k": args.k, "n_queries": len(ds.queries), "n_docs": len(ds.corpus)}, metrics, md)
+                                 "k": args.k, "corpus_sample": args.corpus_sample, "n_queries": len(ds.queries), "n_docs": len(ds.corpus)}, metrics, md)
         print(f"wrote {args.out}")
     return 0
 
@@ -96,5 +96,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma list: bm25, registry embedder names, hybrid (= bm25+minilm) or hybrid:a+b")
     p.add_argument("--k", type=int, default=100, help="depth retrieved per query")
     p.add_argument("--limit", type=int, default=None, help="first N judged queries only")
+    p.add_argument("--corpus-sample", type=int, default=None,
+                   help="index only the judged documents plus random others, N in all (for slow encoders)")
     p.add_argument("--out", type=Path, default=None, help="results JSON (a .md table is written beside it)")
     p.set_defaults(func=_cmd)

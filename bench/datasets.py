@@ -67,6 +67,22 @@ class RetrievalDataset:
         )
 
 
+    def sample_corpus(self, n: int | None, seed: int = 0) -> "RetrievalDataset":
+        """Keep every document judged for the kept queries plus a seeded random sample of the rest,
+        ``n`` documents in all (the pooled sub-corpus shortcut: absolute scores rise, but every system
+        is compared on the same documents). For encoders too slow for the full corpus."""
+        if n is None or n >= len(self.corpus):
+            return self
+        judged = {d for rel in self.qrels.values() for d in rel}
+        if n < len(judged):
+            raise ValueError(f"corpus sample of {n} is smaller than the {len(judged)} judged documents; raise it")
+        import random
+
+        rest = [d for d in self.corpus if d.id not in judged]
+        keep = judged | {d.id for d in random.Random(seed).sample(rest, n - len(judged))}
+        return RetrievalDataset(self.name, [d for d in self.corpus if d.id in keep], self.queries, self.qrels, self.answers)
+
+
 def read_jsonl(path: Path | str) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)`` for each non-blank line; gzip by suffix."""
     path = Path(path)

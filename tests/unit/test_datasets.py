@@ -98,3 +98,13 @@ def test_embedded_default_halueval():
     (doc_id,) = ds.qrels[q]
     assert any(d.id == doc_id for d in ds.corpus)
     assert ds.answers[q][0]
+
+
+def test_sample_corpus_keeps_every_judged_document(scifact):
+    sub = scifact.limit(30).sample_corpus(400, seed=1)
+    ids = {d.id for d in sub.corpus}
+    assert len(ids) == 400
+    assert all(d in ids for rel in sub.qrels.values() for d in rel)
+    assert {d.id for d in scifact.limit(30).sample_corpus(400, seed=1).corpus} == ids  # seeded
+    with pytest.raises(ValueError, match="smaller than the"):
+        scifact.sample_corpus(10)
