@@ -8,16 +8,28 @@ Mechanism: multinomial logistic regression (scikit-learn) on L2-normalised embed
 two score scales can be compared honestly. Takes embeddings, not texts: the embedder is the
 caller's choice and its fingerprint goes into :attr:`fingerprint`.
 
+:class:`IntentModel` wraps the classifier for deployment: texts in (it holds the embedder's
+registry name and fingerprint), an out-of-scope threshold on the max probability, chosen on a held-out
+fold of the training data for a target in-scope recall, and ``save``/``load`` (joblib, with a format
+version that ``load`` checks and an embedder fingerprint it compares). ``ragfix train intent`` builds it
+from CLINC150 or a user's CSV/JSONL of ``text,label`` (:func:`load_text_labels`).
+
 Leaves out: fine-tuning the encoder, an explicit out-of-scope class.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-__all__ = ["EmbeddingIntentClassifier"]
+__all__ = ["EmbeddingIntentClassifier", "IntentModel", "load_text_labels", "fit_intent_model", "evaluate_intent",
+           "INTENT_FORMAT"]
+
+INTENT_FORMAT = 1
 
 
 class EmbeddingIntentClassifier:
@@ -80,3 +92,216 @@ class EmbeddingIntentClassifier:
     def predict(self, X) -> np.ndarray:
         self._fitted()
         return self.classes_[self.decision_function(X).argmax(axis=1)]
+
+
+# ----------------------------------------------------------------------------- texts in, deployable
+
+def load_text_labels(path: Path | str) -> tuple[list[str], list[str]]:
+    """``(texts, labels)`` from a CSV (header with ``text`` and ``label`` columns) or JSONL (``{"text", "label"}``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: intent data file not found")
+    texts, labels = [], []
+    if path.suffix.lower() in (".jsonl", ".json"):
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+                if not isinstance(obj, dict) or "text" not in obj or "label" not in obj:
+                    raise ValueError(f"{path}:{n}: expected an object with 'text' and 'label', got {line.strip()[:80]!r}")
+                texts.append(obj["text"])
+                labels.append(obj["label"])
+    elif path.suffix.lower() in (".csv", ".tsv"):
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+            if not reader.fieldnames or not {"text", "label"} <= set(reader.fieldnames):
+                raise ValueError(f"{path}: needs a header with 'text' and 'label' columns, got {reader.fieldnames}")
+            for row in reader:
+                texts.append(row["text"])
+                labels.append(row["label"])
+    else:
+        raise ValueError(f"{path}: unknown extension {path.suffix!r}; use .csv, .tsv or .jsonl")
+    for i, (t, lab) in enumerate(zip(texts, labels)):
+        if not isinstance(t, str) or not t.strip():
+            raise ValueError(f"{path}: row {i + 1} has an empty or non-text 'text' ({t!r})")
+        if not isinstance(lab, str) or not lab.strip():
+            raise ValueError(f"{path}: row {i + 1} has an empty or non-text 'label' ({lab!r})")
+    if not texts:
+        raise ValueError(f"{path}: no rows")
+    return texts, labels
+
+
+class IntentModel:
+    """Texts -> intents, with out-of-scope: ``predict(texts)`` gives ``oos_label`` when max P < ``oos_threshold``.
+
+    Holds the :class:`EmbeddingIntentClassifier`, the embedder's registry name and fingerprint. The
+    embedder is loaded lazily by name (``bench.registry.load_embedder``) unless one is passed.
+    """
+
+    def __init__(self, classifier: EmbeddingIntentClassifier, embedder_name: str, embedder_fingerprint: str,
+                 oos_threshold: float = 0.0, oos_label: str = "oos", embedder=None) -> None:
+        if not 0.0 <= oos_threshold < 1.0:
+            raise ValueError(f"oos_threshold must be in [0, 1), got {oos_threshold}")
+        self.classifier, self.embedder_name, self.embedder_fingerprint = classifier, embedder_name, embedder_fingerprint
+        self.oos_threshold, self.oos_label, self._embedder = oos_threshold, oos_label, embedder
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from bench.registry import load_embedder
+
+            self._embedder = load_embedder(self.embedder_name)
+            if self._embedder.fingerprint != self.embedder_fingerprint:
+                raise ValueError(f"IntentModel: embedder {self.embedder_name!r} has fingerprint {self._embedder.fingerprint}, "
+                                 f"the classifier was trained on {self.embedder_fingerprint}; retrain with `ragfix train intent`")
+        return self._embedder
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t.strip():
+                raise ValueError(f"IntentModel: texts[{i}] must be a non-empty str, got {t!r}")
+        return self.embedder.encode_queries(list(texts))
+
+    def predict_from_embeddings(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """(labels with oos applied, max probability) for an embedding matrix."""
+        p = self.classifier.predict_proba(X)
+        labels = self.classifier.classes_[p.argmax(1)].astype(object)
+        conf = p.max(1)
+        labels[conf < self.oos_threshold] = self.oos_label
+        return labels, conf
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        return self.predict_from_embeddings(self.embed(texts))[0]
+
+    def save(self, folder: Path | str, meta: dict | None = None) -> Path:
+        """``model.joblib`` + ``meta.json`` (format version) + ``MODEL_CARD.md`` from ``meta``."""
+        import joblib
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {"format": INTENT_FORMAT, "classifier": self.classifier, "embedder_name": self.embedder_name,
+                 "embedder_fingerprint": self.embedder_fingerprint, "oos_threshold": float(self.oos_threshold),
+                 "oos_label": self.oos_label}
+        joblib.dump(state, folder / "model.joblib", compress=3)
+        info = {"format": INTENT_FORMAT, "embedder": self.embedder_name, "embedder_fingerprint": self.embedder_fingerprint,
+                "oos_threshold": float(self.oos_threshold), "n_intents": int(len(self.classifier.classes_)),
+                "classifier_fingerprint": self.classifier.fingerprint_, **(meta or {})}
+        (folder / "meta.json").write_text(json.dumps(info, indent=2) + "\n")
+        (folder / "MODEL_CARD.md").write_text(_intent_card(info))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path | str, embedder=None) -> "IntentModel":
+        import joblib
+
+        path = Path(folder) / "model.joblib"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no intent model here; train one with `ragfix train intent --out {folder}`")
+        state = joblib.load(path)
+        if not isinstance(state, dict) or state.get("format") != INTENT_FORMAT:
+            got = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"{path}: intent model format {got!r}, this code reads format {INTENT_FORMAT}; retrain it")
+        return cls(state["classifier"], state["embedder_name"], state["embedder_fingerprint"], state["oos_threshold"],
+                   state["oos_label"], embedder=embedder)
+
+
+def fit_intent_model(texts: Sequence[str], labels: Sequence[str], embedder: str | object = "minilm", C: float = 10.0,
+                     oos_label: str = "oos", target_recall: float = 0.95, holdout: float = 0.1, seed: int = 0) -> IntentModel:
+    """Fit on the in-scope rows; the OOS threshold keeps ``target_recall`` of a held-out in-scope fold.
+
+    Rows labelled ``oos_label`` are not trained on (there is no OOS class). The threshold is the
+    ``1 - target_recall`` quantile of the max probability on a stratified ``holdout`` fold of the
+    in-scope rows, computed with a classifier fitted on the rest; the returned classifier is refitted
+    on every in-scope row.
+    """
+    if not 0.0 < target_recall <= 1.0:
+        raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
+    if isinstance(embedder, str):
+        from bench.registry import load_embedder
+
+        name, emb = embedder, load_embedder(embedder)
+    else:
+        name, emb = getattr(embedder, "name", type(embedder).__name__), embedder
+    keep = [i for i, lab in enumerate(labels) if lab != oos_label]
+    texts = [texts[i] for i in keep]
+    y = np.asarray([labels[i] for i in keep])
+    x = _embed_cached(emb, texts)
+    rng = np.random.default_rng(seed)
+    hold = np.zeros(len(y), dtype=bool)
+    for lab in np.unique(y):
+        idx = np.flatnonzero(y == lab)
+        if len(idx) >= 5:
+            hold[rng.choice(idx, max(1, int(round(holdout * len(idx)))), replace=False)] = True
+    threshold = 0.0
+    if hold.any() and target_recall < 1.0:
+        probe = EmbeddingIntentClassifier(C=C).fit(x[~hold], y[~hold])
+        threshold = float(np.quantile(probe.predict_proba(x[hold]).max(1), 1.0 - target_recall))
+    clf = EmbeddingIntentClassifier(C=C, embedder_fingerprint=emb.fingerprint).fit(x, y)
+    return IntentModel(clf, name, emb.fingerprint, threshold, oos_label, embedder=emb)
+
+
+def _embed_cached(emb, texts: Sequence[str]) -> np.ndarray:
+    try:
+        from bench.clinc import TextEmbeddingStore
+    except ImportError:  # used outside this repository: no cache
+        return emb.encode_queries(list(texts))
+    store = TextEmbeddingStore()
+    try:
+        return store.encode(emb.fingerprint, list(texts), emb.encode_queries, "query")
+    finally:
+        store.close()
+
+
+def evaluate_intent(model: IntentModel, texts: Sequence[str], labels: Sequence[str]) -> dict:
+    """In-scope accuracy (an OOS prediction counts as wrong), argmax accuracy, OOS recall/precision."""
+    x = _embed_cached(model.embedder, texts)
+    pred, _ = model.predict_from_embeddings(x)
+    y = np.asarray(labels, dtype=object)
+    ins = y != model.oos_label
+    argmax = model.classifier.predict(x[ins]) if ins.any() else np.array([])
+    out = {"n_in_scope": int(ins.sum()), "n_oos": int((~ins).sum()), "oos_threshold": model.oos_threshold,
+           "accuracy": float(np.mean(pred[ins] == y[ins])) if ins.any() else None,
+           "accuracy_without_oos_threshold": float(np.mean(argmax == y[ins])) if ins.any() else None}
+    if (~ins).any():
+        flagged = pred == model.oos_label
+        out["oos_recall"] = float(np.mean(flagged[~ins]))
+        out["oos_precision"] = float(np.mean(~ins[flagged])) if flagged.any() else None
+    return out
+
+
+def _intent_card(info: dict) -> str:
+    m = info.get("metrics", {})
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    rows = "\n".join(f"| {k} | {fmt(v)} |" for k, v in m.items())
+    return f"""# intent classifier
+
+Multinomial logistic regression (scikit-learn, C from the command) on L2-normalised embeddings of
+`{info['embedder']}` (fingerprint `{info['embedder_fingerprint']}`); {info['n_intents']} intents;
+out-of-scope when the max probability is below {info['oos_threshold']:.4f} (the threshold keeping 95% of a
+held-out in-scope fold of the training data, unless the command says otherwise). Code: `cascade/intent.py`
+(`IntentModel`, `fit_intent_model`). Files: `model.joblib` (format {info['format']}, checked on load), `meta.json`.
+
+Data: {info.get('data', '?')}; {info.get('n_train', '?')} training rows (out-of-scope rows are not trained on),
+{info.get('n_test', '?')} test rows.
+
+## Command
+
+```
+{info.get('command', '?')}
+```
+
+## Metrics (test)
+
+| metric | value |
+|---|---|
+{rows}
+
+`accuracy`: in-scope test utterances predicted with the right intent (an out-of-scope prediction counts
+as wrong). `oos_recall`: out-of-scope test utterances flagged out-of-scope.
+
+Date: {info.get('date', '?')}.
+"""

@@ -1,0 +1,325 @@
+"""``ragfix bench specialists``: each specialist against the LLM judge, quality and cost per 1,000 calls (V).
+
+Single-LLM Overspend: one LLM scores relevance, checks faithfulness and classifies intents. This
+bench puts, per task, the project's specialist beside an LLM judge on the same items, and prices
+both from *measured* tokens and seconds recorded in an attribution ledger
+(:mod:`distill.ledger`, written next to ``--out`` as ``<out>.ledger.sqlite``):
+
+- **relevance**: nDCG@10 on SciFact test. ``first_stage`` (hybrid BM25 + MiniLM, RRF), ``specialist``
+  (the rerank stage over the hybrid top-100), ``ce_only_bm25`` (the cross-encoder alone over BM25's
+  top-100), ``bm25``; computed by ``bench.train_cli.evaluate_reranker`` for the registered
+  ``--relevance-model``. ``llm``: the judge's yes/no on BM25's top 10 for the first
+  ``--judge-limit // 10`` queries (yes first, BM25 order within), with the specialist's nDCG@10 on
+  the same queries beside it (``specialist_same_queries``).
+- **faithfulness**: balanced accuracy on the held-out, length-matched HaluEval QA split
+  (:func:`cascade.faithfulness.length_matched_eval`) for the specialist, the length-only baseline and,
+  on a seeded balanced sample of ``--judge-limit`` items, the judge (with the specialist on that sample).
+- **intent**: CLINC150 test accuracy (in-scope; an out-of-scope prediction is wrong) and out-of-scope
+  recall, specialist on the whole test set (or ``--limit``), judge on a seeded sample of ``--judge-limit``.
+
+Cost per 1,000 calls: the specialist is priced by CPU seconds (``compute.cpu_core_hour_usd``), one call
+= one pair / utterance scored (batched, CPU time amortised over the batch). The judge is priced twice:
+``llm`` at the API price of ``--price-as`` (USD per million tokens, ``prices.yaml``) on the tokens the
+local judge actually used, and ``llm_local_cpu`` at the CPU seconds it took here. Unparseable judge
+replies are counted (``unparseable``) and scored as wrong.
+
+Leaves out: GPU serving of the judge, batching of judge calls, judges larger than SmolLM2-135M offline.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["run_specialists_bench", "markdown", "add_parser"]
+
+
+def _judge(name: str):
+    from bench.registry import load_llm
+
+    return load_llm(name)
+
+
+def _cost_per_1k(ledger, task: str, prices) -> dict:
+    rows = [r for r in ledger.rows() if r["task"] == task]
+    out: dict[str, Any] = {}
+    sp = [r for r in rows if r["kind"] == "specialist"]
+    llm = [r for r in rows if r["kind"] == "llm"]
+    if sp:
+        out["specialist"] = 1000 * sum(r["cost_usd"] for r in sp) / len(sp)
+        out["specialist_calls_measured"] = len(sp)
+        out["specialist_cpu_ms_per_call"] = 1000 * sum(r["cpu_s"] for r in sp) / len(sp)
+    if llm:
+        out["llm"] = 1000 * sum(r["cost_usd"] for r in llm) / len(llm)
+        out["llm_priced_as"] = llm[0]["priced_as"]
+        out["llm_local_cpu"] = 1000 * sum(prices.compute_cost(r["cpu_s"]) for r in llm) / len(llm)
+        out["llm_calls_measured"] = len(llm)
+        out["llm_tokens_in_per_call"] = sum(r["tokens_in"] for r in llm) / len(llm)
+        out["llm_tokens_out_per_call"] = sum(r["tokens_out"] for r in llm) / len(llm)
+        out["llm_wall_s_per_call"] = sum(r["wall_s"] for r in llm) / len(llm)
+    if "specialist" in out and "llm" in out and out["specialist"] > 0:
+        out["llm_over_specialist"] = out["llm"] / out["specialist"]
+    return out
+
+
+def _track_batches(ledger, task: str, model: str, fn, items: list, batch: int = 64) -> list:
+    """Run ``fn`` over ``items`` in batches; record one specialist call per item, CPU/wall amortised."""
+    out: list = []
+    for s in range(0, len(items), batch):
+        part = items[s: s + batch]
+        w0, c0 = time.perf_counter(), time.process_time()
+        out.extend(fn(part))
+        w, c = time.perf_counter() - w0, time.process_time() - c0
+        for _ in part:
+            ledger.record(task, model, kind="specialist", wall_s=w / len(part), cpu_s=c / len(part), meta={"batch": len(part)})
+    return out
+
+
+# ----------------------------------------------------------------------------- tasks
+
+def bench_faithfulness(ledger, judge, model: str, limit: int | None, judge_limit: int, seed: int) -> dict:
+    import cascade.faithfulness as F
+
+    folder = _model_folder(model)
+    scorer = F.FaithfulnessScorer(folder, max_length=256)
+    rows = F.load_halueval("qa")
+    heldout = F.read_card_meta(folder)["recipe"]["heldout"]
+    train_idx, held = F.halueval_qa_split(len(rows), heldout)
+    items = F.length_matched_eval(rows, held, seed=seed)
+    if limit and len(items) > limit:
+        rng = random.Random(seed)
+        pos = [c for c in items if c.label == 1]
+        neg = [c for c in items if c.label == 0]
+        items = rng.sample(pos, limit // 2) + rng.sample(neg, limit // 2)
+    y = np.array([c.label for c in items])
+    p = np.array(_track_batches(ledger, "faithfulness", model,
+                                lambda part: scorer.predict_proba([c.evidence for c in part], [c.claim for c in part]), items))
+    fit = F.unmatched_eval(rows, train_idx)
+    base = F.LengthBaseline().fit([c.n_words for c in fit], [c.label for c in fit])
+    b = base.predict_proba([c.n_words for c in items])
+    m: dict[str, Any] = {
+        "n": len(items), "eval_set": f"HaluEval QA held-out ({heldout} rows, split seed 7), length-matched per answer word count",
+        "specialist": {"balanced_accuracy": F.balanced_accuracy(y, p >= 0.5), "n_truncated": scorer.n_truncated_},
+        "length_baseline": {"balanced_accuracy": F.balanced_accuracy(y, b >= 0.5)},
+    }
+    if judge is not None and judge_limit:
+        rng = random.Random(seed + 1)
+        idx = rng.sample([i for i in range(len(items)) if y[i] == 1], judge_limit // 2) + \
+            rng.sample([i for i in range(len(items)) if y[i] == 0], judge_limit // 2)
+        verdicts = [judge.judge("faithfulness", evidence=items[i].evidence, claim=items[i].claim) for i in idx]
+        pred = np.array([v.label if v.parsed else 1 - y[i] for v, i in zip(verdicts, idx)])  # unparseable = wrong
+        m["llm"] = {"balanced_accuracy": F.balanced_accuracy(y[idx], pred), "n": len(idx),
+                    "unparseable": sum(not v.parsed for v in verdicts), "model": judge.backend.name,
+                    "prompt_version": judge.version}
+        m["specialist_same_sample"] = {"balanced_accuracy": F.balanced_accuracy(y[idx], p[idx] >= 0.5), "n": len(idx)}
+        m["length_baseline_same_sample"] = {"balanced_accuracy": F.balanced_accuracy(y[idx], b[idx] >= 0.5)}
+    return m
+
+
+def bench_intent(ledger, judge, folder: str, limit: int | None, judge_limit: int, seed: int) -> dict:
+    from bench.clinc import load_clinc150
+    from cascade.intent import IntentModel
+
+    model = IntentModel.load(folder)
+    data = load_clinc150()
+    tx, ty = data.split("test")
+    ox, oy = data.split("oos_test")
+    texts, labels = tx + ox, ty + oy
+    rng = random.Random(seed)
+    if limit and len(texts) > limit:
+        keep = sorted(rng.sample(range(len(texts)), limit))
+        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+    pred = np.array(_track_batches(ledger, "intent", "intent-clinc150", lambda part: list(model.predict(part)), texts), dtype=object)
+    y = np.array(labels, dtype=object)
+    ins = y != model.oos_label
+    m: dict[str, Any] = {"n_in_scope": int(ins.sum()), "n_oos": int((~ins).sum()), "specialist": {
+        "accuracy": float(np.mean(pred[ins] == y[ins])), "oos_recall": float(np.mean(pred[~ins] == model.oos_label)),
+        "oos_threshold": model.oos_threshold}}
+    if judge is not None and judge_limit:
+        intents = list(model.classifier.classes_)
+        n_oos = max(1, round(judge_limit * (~ins).mean()))
+        idx = rng.sample(list(np.flatnonzero(ins)), judge_limit - n_oos) + rng.sample(list(np.flatnonzero(~ins)), n_oos)
+        verdicts = [judge.judge("intent", intents=intents + ["oos"], text=texts[i]) for i in idx]
+        jl = np.array([v.label if v.parsed else "<unparseable>" for v in verdicts], dtype=object)
+        yi = y[idx]
+        jin = yi != model.oos_label
+        m["llm"] = {"accuracy": float(np.mean(jl[jin] == yi[jin])) if jin.any() else None,
+                    "oos_recall": float(np.mean(jl[~jin] == "oos")) if (~jin).any() else None,
+                    "n": len(idx), "n_oos": int((~jin).sum()), "unparseable": sum(not v.parsed for v in verdicts),
+                    "model": judge.backend.name, "prompt_version": judge.version}
+        ps = pred[idx]
+        m["specialist_same_sample"] = {"accuracy": float(np.mean(ps[jin] == yi[jin])) if jin.any() else None,
+                                       "oos_recall": float(np.mean(ps[~jin] == model.oos_label)) if (~jin).any() else None}
+    return m
+
+
+def bench_relevance(ledger, judge, model: str, limit: int | None, judge_limit: int, seed: int) -> dict:
+    from bench.train_cli import evaluate_reranker  # the relevance engineer's evaluation, reused as is
+
+    rep = evaluate_reranker(model, depth=100, limit=limit)
+    mm = rep["metrics"]
+    m: dict[str, Any] = {k: {"ndcg@10": mm[src]["ndcg@10"]} for k, src in
+                         (("first_stage", "hybrid"), ("specialist", "specialist"), ("ce_only_bm25", "ce_only_bm25"), ("bm25", "bm25"))}
+    m["queries"] = rep["queries"]
+    m["depth"] = rep["depth"]
+    # Cost: score BM25 top-10 pairs of a few queries through the cross-encoder under the ledger.
+    from bench.datasets import data_root, load_beir
+    from bench.metrics import evaluate
+    from bench.registry import load_cross_encoder
+    from retrieval.retrievers import BM25Retriever
+
+    ds = load_beir(data_root() / "scifact", "test")
+    nq = max(1, judge_limit // 10) if judge_limit else 5
+    qids = list(ds.queries)[:nq]
+    bm25 = BM25Retriever().index(ds.corpus)
+    res = bm25.search([ds.queries[q] for q in qids], 10)
+    ce = load_cross_encoder(model)
+    pairs = [(q, int(j)) for qi, q in enumerate(qids) for j in res.indices[qi] if j >= 0]
+    sc = _track_batches(ledger, "relevance", model,
+                        lambda part: list(ce.score_pairs([(ds.queries[q], ds.corpus[j].full_text()) for q, j in part])), pairs)
+    ce_run: dict[str, dict[str, float]] = {}
+    for (q, j), s in zip(pairs, sc):
+        ce_run.setdefault(q, {})[ds.corpus[j].id] = float(s)
+    if judge is not None and judge_limit:
+        run: dict[str, dict[str, float]] = {}
+        unp = 0
+        for q, j in pairs:
+            v = judge.judge("relevance", query=ds.queries[q], passage=ds.corpus[j].full_text()[:1500])
+            unp += not v.parsed
+            rank = len(run.get(q, {}))
+            # yes first, BM25 order within; an unparseable reply counts as "no"
+            run.setdefault(q, {})[ds.corpus[j].id] = (1.0 if v.label == 1 else 0.0) - 0.001 * rank
+        qrels = {q: ds.qrels[q] for q in qids}
+        m["llm"] = {"ndcg@10": evaluate(qrels, run, ("ndcg@10",))["ndcg@10"], "queries": len(qids), "pairs": len(pairs),
+                    "unparseable": unp, "model": judge.backend.name, "prompt_version": judge.version,
+                    "candidates": "BM25 top 10"}
+        m["specialist_same_queries"] = {"ndcg@10": evaluate(qrels, ce_run, ("ndcg@10",))["ndcg@10"],
+                                        "note": "cross-encoder alone over the same BM25 top 10"}
+    return m
+
+
+def _model_folder(name: str) -> str:
+    from bench.registry import Registry
+
+    if Path(name).is_dir():
+        return name
+    return str(Registry().resolve(name, "cross-encoder").path)
+
+
+# ----------------------------------------------------------------------------- run
+
+def run_specialists_bench(out: Path | str, limit: int | None = None, judge_limit: int = 20, judge_model: str = "smollm2",
+                          price_as: str = "gpt-4o-mini", relevance_model: str = "reranker-l6",
+                          faithfulness_model: str = "faithfulness", intent_model: str = "models/intent-clinc150",
+                          tasks: tuple[str, ...] = ("relevance", "faithfulness", "intent"), seed: int = 0) -> dict:
+    from bench.registry import Registry
+    from bench.report import write_results
+    from distill.judge import LLMJudge
+    from distill.ledger import Ledger, Prices
+
+    out = Path(out)
+    prices = Prices.load()
+    prices.token_cost(price_as, 0, 0)  # fail now, not after an hour, if the API price is missing
+    ledger_path = out.with_suffix(".ledger.sqlite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(ledger_path) + suffix).unlink(missing_ok=True)
+    ledger = Ledger(ledger_path, prices)
+    judge = LLMJudge(_judge(judge_model), ledger=ledger, pricing="tokens", priced_as=price_as) if judge_limit else None
+    reg = Registry()
+    metrics: dict[str, Any] = {}
+    notes: list[str] = []
+    t0 = time.time()
+    for task in tasks:
+        print(f"[specialists] {task} ...", flush=True)
+        if task == "relevance":
+            if relevance_model not in reg.names("cross-encoder") and not Path(relevance_model).is_dir():
+                notes.append(f"relevance: {relevance_model!r} is not registered in configs/models.yaml yet; "
+                             "re-run this bench once it is")
+                metrics["relevance"] = None
+                continue
+            metrics["relevance"] = bench_relevance(ledger, judge, relevance_model, limit, judge_limit, seed)
+        elif task == "faithfulness":
+            if faithfulness_model not in reg.names("cross-encoder") and not Path(faithfulness_model).is_dir():
+                notes.append(f"faithfulness: {faithfulness_model!r} is not registered yet; run `ragfix train faithfulness`")
+                metrics["faithfulness"] = None
+                continue
+            metrics["faithfulness"] = bench_faithfulness(ledger, judge, faithfulness_model, limit, judge_limit, seed)
+        elif task == "intent":
+            metrics["intent"] = bench_intent(ledger, judge, intent_model, limit, judge_limit, seed)
+        else:
+            raise ValueError(f"task must be one of relevance, faithfulness, intent; got {task!r}")
+    cost = {task: _cost_per_1k(ledger, task, prices) for task in tasks if metrics.get(task)}
+    config = {"limit": limit, "judge_limit": judge_limit, "judge_model": judge_model, "price_as": price_as,
+              "price_as_read_on": prices.llms[price_as].get("read_on"), "cpu_core_hour_usd": prices.cpu_core_hour_usd,
+              "relevance_model": relevance_model, "faithfulness_model": faithfulness_model, "intent_model": intent_model,
+              "seed": seed, "judge_prompt_version": judge.version if judge else None, "ledger": str(ledger_path)}
+    ledger.close()
+    doc = write_results(out, config, metrics, markdown=None, cost_per_1k=cost, notes=notes, wall_s=round(time.time() - t0, 1))
+    out.with_suffix(".md").write_text(markdown(doc))
+    return doc
+
+
+def markdown(doc: dict) -> str:
+    from bench.report import markdown_table
+
+    m, c, cfg = doc["metrics"], doc["cost_per_1k"], doc["config"]
+    rows = []
+
+    def fmt(v, k):
+        return f"{v[k]:.3f}" if isinstance(v, dict) and isinstance(v.get(k), float) else "—"
+
+    if m.get("relevance"):
+        r = m["relevance"]
+        rows.append({"task": "relevance (nDCG@10, SciFact test)", "metric": "ndcg@10",
+                     "base (first stage)": fmt(r["first_stage"], "ndcg@10"), "specialist": fmt(r["specialist"], "ndcg@10"),
+                     "LLM judge": f"{fmt(r.get('llm'), 'ndcg@10')} (n={r.get('llm', {}).get('queries', 0)} q; CE same q {fmt(r.get('specialist_same_queries'), 'ndcg@10')})"})
+    if m.get("faithfulness"):
+        f = m["faithfulness"]
+        rows.append({"task": "faithfulness (HaluEval QA, length-matched)", "metric": "balanced acc",
+                     "base (first stage)": f"length {fmt(f['length_baseline'], 'balanced_accuracy')}",
+                     "specialist": fmt(f["specialist"], "balanced_accuracy"),
+                     "LLM judge": f"{fmt(f.get('llm'), 'balanced_accuracy')} (n={f.get('llm', {}).get('n', 0)}; specialist same n {fmt(f.get('specialist_same_sample'), 'balanced_accuracy')})"})
+    if m.get("intent"):
+        i = m["intent"]
+        rows.append({"task": "intent (CLINC150 test)", "metric": "accuracy / OOS recall", "base (first stage)": "—",
+                     "specialist": f"{fmt(i['specialist'], 'accuracy')} / {fmt(i['specialist'], 'oos_recall')}",
+                     "LLM judge": f"{fmt(i.get('llm'), 'accuracy')} / {fmt(i.get('llm'), 'oos_recall')} (n={i.get('llm', {}).get('n', 0)})"})
+    t1 = markdown_table(rows, ["task", "metric", "base (first stage)", "specialist", "LLM judge"])
+    crow = [{"task": t, "specialist USD/1k": f"{v.get('specialist', float('nan')):.6f}",
+             f"LLM USD/1k ({cfg['price_as']} tokens)": f"{v.get('llm', float('nan')):.4f}",
+             "LLM USD/1k (local CPU)": f"{v.get('llm_local_cpu', float('nan')):.4f}",
+             "LLM / specialist": f"{v.get('llm_over_specialist', float('nan')):.0f}x"} for t, v in c.items()]
+    t2 = markdown_table(crow, list(crow[0]) if crow else ["task"])
+    notes = "".join(f"- {n}\n" for n in doc.get("notes", []))
+    return (f"### Specialists vs LLM judge (V)\n\n{t1}\nJudge: `{cfg['judge_model']}` (prompts `{cfg['judge_prompt_version']}`), "
+            f"sample sizes as shown (n); unparseable replies scored as wrong.\n\n**Cost per 1,000 calls** (specialist: CPU seconds at "
+            f"${cfg['cpu_core_hour_usd']}/core-hour; LLM: its measured tokens at {cfg['price_as']} API prices read "
+            f"{cfg['price_as_read_on']}, and its CPU seconds here)\n\n{t2}\n{notes}")
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    doc = run_specialists_bench(args.out, args.limit, args.judge_limit, args.judge_model, args.price_as, args.relevance_model,
+                                args.faithfulness_model, args.intent_model, tuple(args.tasks.split(",")), args.seed)
+    print(Path(args.out).with_suffix(".md").read_text())
+    return 0 if doc else 1
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("specialists", help="relevance / faithfulness / intent: specialist vs LLM judge, quality and cost per 1k")
+    p.add_argument("--limit", type=int, default=None, help="cap on specialist eval items per task (relevance: queries)")
+    p.add_argument("--judge-limit", type=int, default=20, help="LLM-judge calls per task (relevance: //10 queries x top 10)")
+    p.add_argument("--judge-model", default="smollm2", help="registry name of the judge LLM")
+    p.add_argument("--price-as", default="gpt-4o-mini", help="API model in configs/prices.yaml whose token prices the judge is charged")
+    p.add_argument("--relevance-model", default="reranker-l6")
+    p.add_argument("--faithfulness-model", default="faithfulness")
+    p.add_argument("--intent-model", default="models/intent-clinc150")
+    p.add_argument("--tasks", default="relevance,faithfulness,intent")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="results JSON (Markdown and the ledger are written beside it)")
+    p.set_defaults(func=_cmd)

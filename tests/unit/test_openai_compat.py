@@ -1,0 +1,83 @@
+"""OpenAICompatBackend against a real HTTP server on 127.0.0.1 (stdlib), never another address."""
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from generate.openai_compat import OpenAICompatBackend, OpenAICompatError
+
+
+class _Handler(BaseHTTPRequestHandler):
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _Handler.seen.append((self.path, dict(self.headers), body))
+        if body["model"] == "broken":
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b"boom")
+            return
+        if body["model"] == "garbage":
+            out = b"<html>not json</html>"
+        else:
+            last = body["messages"][-1]["content"]
+            out = json.dumps({"choices": [{"message": {"role": "assistant", "content": f" echo: {last[:10]} "}}],
+                              "usage": {"prompt_tokens": 42, "completion_tokens": 3}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture()
+def server():
+    srv = HTTPServer(("127.0.0.1", 0), _Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_generate_round_trip(server, monkeypatch):
+    monkeypatch.setenv("TEST_KEY", "sk-test")
+    llm = OpenAICompatBackend(server, "tiny", api_key_env="TEST_KEY")
+    g = llm.generate([{"role": "user", "content": "Is it relevant?"}], max_new_tokens=4)
+    assert g.text == "echo: Is it rele" and g.prompt_tokens == 42 and g.completion_tokens == 3 and g.model == "tiny"
+    assert g.prefill_s > 0 and g.decode_s == 0.0
+    path, headers, body = _Handler.seen[-1]
+    assert path == "/v1/chat/completions" and headers["Authorization"] == "Bearer sk-test"
+    assert body["max_tokens"] == 4 and body["temperature"] == 0.0
+
+
+def test_errors_are_clear(server, monkeypatch):
+    monkeypatch.delenv("NOPE_KEY", raising=False)
+    with pytest.raises(ValueError, match="NOPE_KEY is not set"):
+        OpenAICompatBackend(server, "tiny", api_key_env="NOPE_KEY")
+    with pytest.raises(ValueError, match="http"):
+        OpenAICompatBackend("ftp://x", "tiny", api_key_env=None)
+    with pytest.raises(OpenAICompatError, match="HTTP 500"):
+        OpenAICompatBackend(server, "broken", api_key_env=None).generate("hi")
+    with pytest.raises(OpenAICompatError, match="not a chat completion"):
+        OpenAICompatBackend(server, "garbage", api_key_env=None).generate("hi")
+    with pytest.raises(ValueError, match="prompt is empty"):
+        OpenAICompatBackend(server, "tiny", api_key_env=None).generate("  ")
+
+
+def test_judge_over_http_records_in_ledger(server, tmp_path):
+    from distill.judge import LLMJudge
+    from distill.ledger import Ledger, Prices
+
+    raw = {"compute": {"cpu_core_hour_usd": 0.04}, "llms": {"tiny": {"input_per_mtok_usd": 1.0, "output_per_mtok_usd": 2.0}}}
+    with Ledger(tmp_path / "l.sqlite", Prices(raw)) as led:
+        judge = LLMJudge(OpenAICompatBackend(server, "tiny", api_key_env=None), ledger=led)
+        v = judge.judge("faithfulness", evidence="Paris is in France.", claim="Paris is in France.")
+        # the echo server replies "echo: ..." -- not yes/no: counted, not dropped
+        assert not v.parsed and v.label is None and judge.n_unparseable["faithfulness"] == 1
+        (row,) = led.rows()
+        assert row["task"] == "faithfulness" and row["cost_usd"] == pytest.approx((42 * 1.0 + 3 * 2.0) / 1e6)
