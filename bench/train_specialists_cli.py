@@ -55,7 +55,10 @@ def add_train_parsers(sub) -> None:
 
 
 def _command() -> str:
-    return "ragfix " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "ragfix"
+    args = sys.argv[1:]
+    if args and args[0] != "train":  # run as `python -m bench.train_specialists_cli ...`
+        args = ["train"] + args
+    return "ragfix " + " ".join(shlex.quote(a) for a in args)
 
 
 # ----------------------------------------------------------------------------- faithfulness

@@ -1,0 +1,57 @@
+"""Specialists on real models and real data: the committed intent model, the SmolLM2 judge, the bench wiring."""
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_committed_intent_model_beats_target_on_clinc_sample():
+    from bench.clinc import load_clinc150
+    from cascade.intent import IntentModel
+
+    m = IntentModel.load("models/intent-clinc150")
+    data = load_clinc150()
+    tx, ty = data.split("test")
+    ox, oy = data.split("oos_test")
+    rng = np.random.default_rng(0)
+    i = rng.choice(len(tx), 300, replace=False)
+    o = rng.choice(len(ox), 100, replace=False)
+    pred_in = m.predict([tx[k] for k in i])
+    pred_oos = m.predict([ox[k] for k in o])
+    assert np.mean(pred_in == np.array([ty[k] for k in i])) >= 0.87  # full test set: 0.913 (model card)
+    assert np.mean(pred_oos == "oos") >= 0.75  # full test set: 0.854
+
+
+def test_smollm2_judge_counts_every_reply(tmp_path):
+    from bench.registry import load_llm
+    from distill.judge import LLMJudge
+    from distill.ledger import Ledger
+
+    with Ledger(tmp_path / "l.sqlite") as led:
+        judge = LLMJudge(load_llm("smollm2"), ledger=led, pricing="tokens", priced_as="gpt-4o-mini")
+        v1 = judge.judge("faithfulness", evidence="The Eiffel Tower is in Paris.", claim="The Eiffel Tower is in Paris.")
+        v2 = judge.judge("relevance", query="capital of France", passage="Paris is the capital of France.")
+        assert judge.n_calls["faithfulness"] == judge.n_calls["relevance"] == 1
+        assert sum(judge.n_unparseable.values()) == sum(not v.parsed for v in (v1, v2))
+        rows = led.rows()
+        assert [r["task"] for r in rows] == ["faithfulness", "relevance"]
+        assert all(r["tokens_in"] > 20 and r["cost_usd"] > 0 and r["cpu_s"] > 0 for r in rows)
+
+
+def test_faithfulness_scorer_on_real_pairs_if_trained():
+    from pathlib import Path
+
+    import cascade.faithfulness as F
+
+    folder = Path("models/faithfulness-minilm")
+    if not (folder / "training.json").is_file():
+        pytest.skip("models/faithfulness-minilm not trained yet (ragfix train faithfulness)")
+    s = F.FaithfulnessScorer(folder)
+    rows = F.load_halueval("qa")
+    _, held = F.halueval_qa_split(len(rows), F.read_card_meta(folder)["recipe"]["heldout"])
+    items = F.length_matched_eval(rows, held)
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(items), 120, replace=False)
+    y = np.array([items[k].label for k in pick])
+    p = s.predict_proba([items[k].evidence for k in pick], [items[k].claim for k in pick])
+    assert F.balanced_accuracy(y, p >= 0.5) > 0.6  # beats the length baseline's 0.5 on length-matched data
