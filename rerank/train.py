@@ -39,7 +39,6 @@ Example::
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
 import time
@@ -304,9 +303,11 @@ def _new_model(layers: int, max_length: int, init: str | None = None):
 def train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: int = 6, epochs: int = 1,
                         batch_size: int = 16, lr: float = 5e-5, max_length: int = 128, seed: int = 13,
                         warmup: float = 0.05, checkpoint_every: int = 50, threads: int | None = None,
-                        progress: bool = True) -> Path:
+                        progress: bool = True, stop_at_step: int | None = None) -> Path:
     """Fine-tune a CrossEncoder on ``pairs`` and write it to ``out/final`` (fp32); resumes from ``out/checkpoint``.
 
+    ``stop_at_step`` ends the run early at that step with the learning-rate schedule of the full
+    run, which reproduces exactly the model an interrupted run had checkpointed at that step.
     Returns the folder of the final model. Per-step losses go to ``out/train_log.jsonl``.
     """
     import torch
@@ -349,7 +350,10 @@ def train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: int
     bar = tqdm(total=total, initial=step, disable=not progress, desc=f"reranker-l{layers}", mininterval=10)
     t0 = time.time()
     loss_fn = torch.nn.BCEWithLogitsLoss()
-    while step < total:
+    end = min(total, stop_at_step) if stop_at_step else total
+    if step > end:
+        raise ValueError(f"{ckpt} is at step {step}, past stop_at_step={stop_at_step}; delete it or raise the step")
+    while step < end:
         idx = flat[step]
         feats = tok([pairs[i].query for i in idx], [pairs[i].passage for i in idx], truncation="longest_first",
                     max_length=max_length, padding=True, return_tensors="pt")
@@ -366,9 +370,14 @@ def train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: int
         log.write(json.dumps({"step": step, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
                               "s": round(time.time() - t0, 1)}) + "\n")
         log.flush()
-        if step % checkpoint_every == 0 or step == total:
+        if step % checkpoint_every == 0 or step == end:
+            rng_state = torch.get_rng_state()
             _checkpoint(model, ckpt, {"opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
-                                      "total": total, "torch_rng": torch.get_rng_state()})
+                                      "total": total, "torch_rng": rng_state})
+            # subtle: saving draws from torch's RNG and may leave the model in eval mode; undo both so
+            # a resumed run and an uninterrupted one see the same dropout masks.
+            torch.set_rng_state(rng_state)
+            hf.train()
     bar.close()
     log.close()
     hf.eval()
