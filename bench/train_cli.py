@@ -48,6 +48,10 @@ def add_parser(subparsers) -> None:
     e.add_argument("--out", default=None, help="JSON report")
     e.set_defaults(func=_eval_cmd)
 
+    from bench.train_specialists_cli import add_train_parsers  # faithfulness, intent
+
+    add_train_parsers(sub)
+
 
 def train_reranker_cmd(args: argparse.Namespace) -> int:
     import rerank.train as T
