@@ -245,8 +245,10 @@ def run_specialists_bench(out: Path | str, limit: int | None = None, judge_limit
                 continue
             metrics["relevance"] = bench_relevance(ledger, judge, relevance_model, limit, judge_limit, seed)
         elif task == "faithfulness":
-            if faithfulness_model not in reg.names("cross-encoder") and not Path(faithfulness_model).is_dir():
-                notes.append(f"faithfulness: {faithfulness_model!r} is not registered yet; run `ragfix train faithfulness`")
+            try:
+                _model_folder(faithfulness_model)
+            except (FileNotFoundError, ValueError) as exc:  # registered but not trained yet, or unknown
+                notes.append(f"faithfulness: {exc}; run `ragfix train faithfulness`, then re-run this bench")
                 metrics["faithfulness"] = None
                 continue
             metrics["faithfulness"] = bench_faithfulness(ledger, judge, faithfulness_model, limit, judge_limit, seed)
