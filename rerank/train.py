@@ -296,16 +296,21 @@ def _new_model(layers: int, max_length: int, init: str | None = None):
 
     if layers not in LAYERS:
         raise ValueError(f"layers must be one of {LAYERS}, got {layers!r}")
-    kwargs = {"config_kwargs": {"num_hidden_layers": layers}} if init is None else {}
-    return CrossEncoder(init or minilm_path(), num_labels=1, max_length=max_length, device="cpu", **kwargs)
+    # Keeping the first `layers` encoder layers of whatever we start from: MiniLM-L6 for a fresh
+    # model, or a trained 6-layer cross-encoder (``init``), which gives the cascade's 2-layer stage
+    # an informative [CLS] from the start.
+    return CrossEncoder(init or minilm_path(), num_labels=1, max_length=max_length, device="cpu",
+                        config_kwargs={"num_hidden_layers": layers})
 
 
 def train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: int = 6, epochs: int = 1,
                         batch_size: int = 16, lr: float = 5e-5, max_length: int = 128, seed: int = 13,
                         warmup: float = 0.05, checkpoint_every: int = 50, threads: int | None = None,
-                        progress: bool = True, stop_at_step: int | None = None) -> Path:
+                        progress: bool = True, stop_at_step: int | None = None, init: str | Path | None = None) -> Path:
     """Fine-tune a CrossEncoder on ``pairs`` and write it to ``out/final`` (fp32); resumes from ``out/checkpoint``.
 
+    ``init``: a CrossEncoder folder to start from instead of the MiniLM weights (its first ``layers``
+    layers are kept), e.g. the trained 6-layer model when training the 2-layer cascade stage.
     ``stop_at_step`` ends the run early at that step with the learning-rate schedule of the full
     run, which reproduces exactly the model an interrupted run had checkpointed at that step.
     Returns the folder of the final model. Per-step losses go to ``out/train_log.jsonl``.
@@ -321,7 +326,7 @@ def train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: int
     torch.manual_seed(seed)
     ckpt = out / "checkpoint"
     resume = (ckpt / "state.pt").is_file()
-    model = _new_model(layers, max_length, init=str(ckpt) if resume else None)
+    model = _new_model(layers, max_length, init=str(ckpt) if resume else (str(init) if init else None))
     hf = model[0].model
     tok = model.tokenizer
     hf.train()
