@@ -2,9 +2,11 @@
 
 This is the plain, correct reranker that every faster variant in this package is checked
 against: ``score(query, doc)`` and ``rank(query, docs)``, the two-method contract shared by all
-rankers here. Scores are the model's raw outputs (logits for a 1-label head); a sigmoid belongs to
-calibration (``monitor``), not to ranking, because ranking is invariant to it and thresholds
-are not (failure mode III).
+rankers here. Scores are what sentence-transformers' ``CrossEncoder.predict`` returns: for a
+1-label head that is the model's own activation (a sigmoid in sentence-transformers 6.x, where 5.x
+returned it too but some releases returned raw logits). Ranking is invariant to that choice;
+thresholds are not, which is failure mode III: derive thresholds with ``cascade.thresholds`` and
+guard them with the scorer fingerprint rather than trusting a round cutoff.
 """
 from __future__ import annotations
 
