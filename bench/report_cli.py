@@ -6,7 +6,7 @@ import importlib
 
 __all__ = ["add_parser", "REPORT_MODULES"]
 
-REPORT_MODULES = ["bench.readme"]
+REPORT_MODULES = ["bench.readme", "bench.report_cost"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
