@@ -11,7 +11,7 @@ __all__ = ["main", "build_parser"]
 # Each module exposes add_parser(subparsers); adding a command is one line here.
 # BENCH_MODULES register under `ragfix bench ...`; COMMAND_MODULES register top-level commands
 # (e.g. `ragfix calibrate ...`, `ragfix diagnose ...`, `ragfix train ...`, `ragfix report ...`).
-BENCH_MODULES = ["bench.bench_retrieval", "bench.bench_thresholds", "bench.bench_cascade"]
+BENCH_MODULES = ["bench.bench_retrieval", "bench.bench_thresholds", "bench.bench_cascade", "bench.bench_rerank"]
 COMMAND_MODULES = ["bench.demo", "bench.calibrate_cli", "bench.diagnose_cli", "bench.train_cli", "bench.report_cli"]
 
 
