@@ -9,11 +9,11 @@ from rerank.backends import BACKENDS, cpu_has_native_bf16, make_backend
 from rerank.batching import padded_tokens, plan_batches
 from rerank.candidates import AdaptiveCandidateCount
 from rerank.cascade import CascadeReranker
-from rerank.cross_encoder import CrossEncoderReranker, RankedResults
+from rerank.cross_encoder import CrossEncoderReranker, PairRanker, RankedResults
 from rerank.engine import RerankEngine
 from rerank.microbatch import MicroBatcher
 from rerank.truncation import EncodedPairs, TruncationPolicy, encode_pairs
 
-__all__ = ["CrossEncoderReranker", "RankedResults", "RerankEngine", "CascadeReranker", "MicroBatcher",
+__all__ = ["CrossEncoderReranker", "PairRanker", "RankedResults", "RerankEngine", "CascadeReranker", "MicroBatcher",
            "AdaptiveCandidateCount", "TruncationPolicy", "EncodedPairs", "encode_pairs", "plan_batches",
            "padded_tokens", "BACKENDS", "make_backend", "cpu_has_native_bf16", "RankAgreement", "rank_agreement"]

@@ -17,7 +17,7 @@ import numpy as np
 
 from retrieval.types import Document
 
-__all__ = ["CrossEncoderReranker", "RankedResults"]
+__all__ = ["CrossEncoderReranker", "PairRanker", "RankedResults"]
 
 
 class RankedResults(NamedTuple):
@@ -28,7 +28,23 @@ class RankedResults(NamedTuple):
     order: np.ndarray
 
 
-class CrossEncoderReranker:
+class PairRanker:
+    """The ranker contract on top of ``score_pairs``: subclasses implement only ``score_pairs``."""
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def score(self, query: str, doc: Document | str) -> float:
+        text = doc.full_text() if isinstance(doc, Document) else doc
+        return float(self.score_pairs([(query, text)])[0])
+
+    def rank(self, query: str, docs: Sequence[Document], top_k: int | None = None) -> RankedResults:
+        scores = self.score_pairs([(query, d.full_text()) for d in docs])
+        order = np.argsort(-scores, kind="stable")[: top_k if top_k is not None else len(docs)]
+        return RankedResults([docs[i] for i in order], scores[order], order)
+
+
+class CrossEncoderReranker(PairRanker):
     """Rerank with a cross-encoder.
 
     Args:
@@ -68,12 +84,3 @@ class CrossEncoderReranker:
             raise FloatingPointError(f"{self.name}: non-finite scores for {int((~np.isfinite(scores)).sum())} pairs")
         self.pairs_scored_ += len(pairs)
         return scores
-
-    def score(self, query: str, doc: Document | str) -> float:
-        text = doc.full_text() if isinstance(doc, Document) else doc
-        return float(self.score_pairs([(query, text)])[0])
-
-    def rank(self, query: str, docs: Sequence[Document], top_k: int | None = None) -> RankedResults:
-        scores = self.score_pairs([(query, d.full_text()) for d in docs])
-        order = np.argsort(-scores, kind="stable")[: top_k if top_k is not None else len(docs)]
-        return RankedResults([docs[i] for i in order], scores[order], order)

@@ -26,14 +26,13 @@ import numpy as np
 
 from rerank.backends import BACKENDS, make_backend
 from rerank.batching import padded_tokens, plan_batches
-from rerank.cross_encoder import RankedResults
+from rerank.cross_encoder import PairRanker
 from rerank.truncation import EncodedPairs, TruncationPolicy, encode_pairs
-from retrieval.types import Document
 
 __all__ = ["RerankEngine"]
 
 
-class RerankEngine:
+class RerankEngine(PairRanker):
     """A cross-encoder scorer with length-aware batching, a truncation policy and a choice of backend.
 
     Args:
@@ -120,12 +119,3 @@ class RerankEngine:
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Logits (raw model outputs, no sigmoid) for each (query, document text) pair."""
         return self.score_encoded(self.encode(pairs))
-
-    def score(self, query: str, doc: Document | str) -> float:
-        text = doc.full_text() if isinstance(doc, Document) else doc
-        return float(self.score_pairs([(query, text)])[0])
-
-    def rank(self, query: str, docs: Sequence[Document], top_k: int | None = None) -> RankedResults:
-        scores = self.score_pairs([(query, d.full_text()) for d in docs])
-        order = np.argsort(-scores, kind="stable")[: top_k if top_k is not None else len(docs)]
-        return RankedResults([docs[i] for i in order], scores[order], order)
