@@ -316,13 +316,31 @@ def train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: int
     Returns the folder of the final model. Per-step losses go to ``out/train_log.jsonl``.
     """
     import torch
+
+    # subtle: torch's thread count is process-global; restore it so a caller (a test process, a
+    # notebook) is not left running everything else on `threads` cores.
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _train_cross_encoder(pairs, out, layers=layers, epochs=epochs, batch_size=batch_size, lr=lr,
+                                    max_length=max_length, seed=seed, warmup=warmup, checkpoint_every=checkpoint_every,
+                                    progress=progress, stop_at_step=stop_at_step, init=init)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: int = 6, epochs: int = 1,
+                        batch_size: int = 16, lr: float = 5e-5, max_length: int = 128, seed: int = 13,
+                        warmup: float = 0.05, checkpoint_every: int = 50,
+                        progress: bool = True, stop_at_step: int | None = None, init: str | Path | None = None) -> Path:
+
+    import torch
     from tqdm import tqdm
 
     check_pairs(pairs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if threads:
-        torch.set_num_threads(threads)
     torch.manual_seed(seed)
     ckpt = out / "checkpoint"
     resume = (ckpt / "state.pt").is_file()

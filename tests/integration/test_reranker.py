@@ -79,7 +79,9 @@ def test_training_resumes_exactly_from_a_checkpoint(tmp_path):
     pairs = [TrainPair(f"what is topic {i}", f"topic {i} is about item {i}" if i % 2 else "unrelated text here",
                        float(i % 2), "toy", f"toy:{i}") for i in range(16)]
     kw = dict(layers=2, epochs=1, batch_size=4, lr=1e-4, max_length=32, seed=3, checkpoint_every=2, threads=1, progress=False)
+    threads_before = torch.get_num_threads()
     straight = train_cross_encoder(pairs, tmp_path / "a", **kw)
+    assert torch.get_num_threads() == threads_before  # threads=1 must not leak into the caller's process
     half = load_file(train_cross_encoder(pairs, tmp_path / "b", stop_at_step=2, **kw) / "model.safetensors")
     resumed = train_cross_encoder(pairs, tmp_path / "b", **kw)
     wa, wb = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")
