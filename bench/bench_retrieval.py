@@ -23,17 +23,23 @@ __all__ = ["build_retriever", "run_retrieval_bench", "paired_randomization_p", "
 METRIC_NAMES = ("ndcg@10", "recall@100", "mrr@10")
 
 
-def build_retriever(system: str, cache_dir: Path | None = None) -> Retriever:
-    """``bm25``, any registry embedder name, or ``hybrid`` / ``hybrid:a+b`` (RRF of the named systems)."""
+def build_retriever(system: str, cache_dir: Path | None = None, embedders: dict | None = None) -> Retriever:
+    """``bm25``, any registry embedder name, or ``hybrid`` / ``hybrid:a+b`` (RRF of the named systems).
+
+    ``embedders`` (name -> loaded embedder) is filled and reused, so comparing ``minilm`` and
+    ``hybrid`` in one run loads MiniLM once.
+    """
     from retrieval.cache import EmbeddingCache
 
-    cache = EmbeddingCache(cache_dir) if cache_dir else None
+    embedders = {} if embedders is None else embedders
     if system == "bm25":
         return BM25Retriever()
     if system.startswith("hybrid"):
         parts = system.split(":", 1)[1].split("+") if ":" in system else ["bm25", "minilm"]
-        return HybridRetriever([build_retriever(p, cache_dir) for p in parts], name=system)
-    return DenseRetriever(load_embedder(system), cache=cache)
+        return HybridRetriever([build_retriever(p, cache_dir, embedders) for p in parts], name=system)
+    if system not in embedders:
+        embedders[system] = load_embedder(system)
+    return DenseRetriever(embedders[system], cache=EmbeddingCache(cache_dir) if cache_dir else None)
 
 
 def paired_randomization_p(a: np.ndarray, b: np.ndarray, n_perm: int = 10000, seed: int = 0) -> float:
@@ -52,9 +58,10 @@ def run_retrieval_bench(ds: RetrievalDataset, systems: list[str], k: int = 100, 
     texts = [ds.queries[q] for q in qids]
     metrics: dict[str, dict] = {}
     per_query: dict[str, dict] = {}
+    embedders: dict = {}
     for system in systems:
         t0 = time.perf_counter()
-        retriever = build_retriever(system, cache_dir).index(ds.corpus)
+        retriever = build_retriever(system, cache_dir, embedders).index(ds.corpus)
         t1 = time.perf_counter()
         res = retriever.search(texts, k)
         t2 = time.perf_counter()

@@ -105,7 +105,7 @@ def add_scores_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    import importlib
+    from bench.cli_groups import register_modules
 
     cal = sub.add_parser("calibrate", help="derive thresholds and calibration maps from labelled data")
     cal_sub = cal.add_subparsers(dest="calibrate", required=True)
@@ -120,5 +120,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", default="")
     p.add_argument("--out", required=True, type=Path, help="spec JSON to write")
     p.set_defaults(func=_cmd_threshold)
-    for mod in CALIBRATE_MODULES:
-        importlib.import_module(mod).add_parser(cal_sub)
+    register_modules(cal_sub, CALIBRATE_MODULES)

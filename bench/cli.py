@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
+
+from bench.cli_groups import add_group, register_modules
 
 __all__ = ["main", "build_parser"]
 
@@ -18,12 +19,8 @@ COMMAND_MODULES = ["bench.demo", "bench.calibrate_cli", "bench.diagnose_cli", "b
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ragfix", description="Fixes for production RAG failure modes, with benchmarks on real data.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for mod in COMMAND_MODULES:
-        importlib.import_module(mod).add_parser(sub)
-    bench = sub.add_parser("bench", help="benchmarks: baseline and fix side by side, JSON + Markdown")
-    bench_sub = bench.add_subparsers(dest="bench", required=True)
-    for mod in BENCH_MODULES:
-        importlib.import_module(mod).add_parser(bench_sub)
+    register_modules(sub, COMMAND_MODULES)
+    add_group(sub, "bench", "benchmarks: baseline and fix side by side, JSON + Markdown", BENCH_MODULES)
     return parser
 
 

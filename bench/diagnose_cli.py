@@ -6,7 +6,8 @@ Each diagnostic is a module in ``DIAGNOSE_MODULES`` exposing ``add_parser(subpar
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from bench.cli_groups import add_group
 
 __all__ = ["add_parser", "DIAGNOSE_MODULES"]
 
@@ -14,7 +15,4 @@ DIAGNOSE_MODULES = ["bench.diagnose_threshold"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("diagnose", help="diagnostics: find a failure mode on your own data")
-    dsub = p.add_subparsers(dest="diagnose", required=True)
-    for mod in DIAGNOSE_MODULES:
-        importlib.import_module(mod).add_parser(dsub)
+    add_group(sub, "diagnose", "diagnostics: find a failure mode on your own data", DIAGNOSE_MODULES)

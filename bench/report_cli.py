@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from bench.cli_groups import add_group
 
 __all__ = ["add_parser", "REPORT_MODULES"]
 
@@ -10,7 +11,4 @@ REPORT_MODULES = ["bench.readme", "bench.report_cost"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="reports: README tables, cost by task")
-    rsub = p.add_subparsers(dest="report", required=True)
-    for mod in REPORT_MODULES:
-        importlib.import_module(mod).add_parser(rsub)
+    add_group(sub, "report", "reports: README tables, cost by task", REPORT_MODULES)

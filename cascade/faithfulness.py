@@ -123,16 +123,19 @@ def halueval_qa_pairs(rows: Sequence[dict], idx: Sequence[int], augment: float =
     return out
 
 
+def _seeded_sample(rows: list[dict], n_rows: int, seed: int) -> list[tuple[int, dict]]:
+    """The first ``n_rows`` of a seeded shuffle, as (original row index, row)."""
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    return [(i, rows[i]) for i in order[:n_rows]]
+
+
 def halueval_dialogue_pairs(n_rows: int, seed: int = 13):
     """(knowledge, response) pairs from the first ``n_rows`` of a seeded shuffle of HaluEval dialogue."""
     from rerank.train import TrainPair
 
-    rows = load_halueval("dialogue")
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
     out = []
-    for i in order[:n_rows]:
-        r = rows[i]
+    for i, r in _seeded_sample(load_halueval("dialogue"), n_rows, seed):
         out.append(TrainPair(r["knowledge"], r["right_response"], 1.0, "halueval-dialogue", f"dlg:{i}"))
         out.append(TrainPair(r["knowledge"], r["hallucinated_response"], 0.0, "halueval-dialogue", f"dlg:{i}"))
     return out
@@ -239,12 +242,8 @@ def unmatched_eval(rows: Sequence[dict], idx: Sequence[int]) -> list[LabelledCla
 
 def halueval_summarization_eval(n_rows: int = 500, seed: int = 0) -> list[LabelledClaim]:
     """Out-of-domain items: (document, right summary) -> 1 and (document, hallucinated summary) -> 0."""
-    rows = load_halueval("summarization")
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
     out = []
-    for i in order[:n_rows]:
-        r = rows[i]
+    for i, r in _seeded_sample(load_halueval("summarization"), n_rows, seed):
         out.append(LabelledClaim(r["document"], r["right_summary"], 1, len(r["right_summary"].split())))
         out.append(LabelledClaim(r["document"], r["hallucinated_summary"], 0, len(r["hallucinated_summary"].split())))
     return out
