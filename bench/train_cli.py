@@ -27,7 +27,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--ict-queries", type=int, default=2000, help="inverse-cloze pseudo-queries from the corpus")
     p.add_argument("--hotpot-queries", type=int, default=800, help="HaluEval/HotpotQA questions (0 to skip)")
     p.add_argument("--nq-queries", type=int, default=800, help="NQ-open oracle questions (0 to skip)")
-    p.add_argument("--negatives", type=int, default=1, help="BM25 hard negatives per positive")
+    p.add_argument("--negatives", type=int, default=3, help="BM25 hard negatives per positive")
+    p.add_argument("--loss", choices=("listwise", "bce"), default="listwise",
+                   help="listwise: softmax over each query's group (default); bce: pointwise")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--max-length", type=int, default=128)
@@ -74,19 +76,16 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
     t0 = time.time()
     final = T.train_cross_encoder(pairs, work, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
                                   lr=args.lr, max_length=args.max_length, seed=args.seed, threads=args.threads,
-                                  stop_at_step=args.stop_at_step, init=args.init)
+                                  stop_at_step=args.stop_at_step, init=args.init, loss=args.loss)
     T.save_fp16(final, out)
     meta = {"format_version": T.FORMAT_VERSION, "layers": args.layers, "pairs": len(pairs), "counts": counts,
-            "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "max_length": args.max_length,
+            "epochs": args.epochs, "batch_size": args.batch_size, "loss": args.loss, "negatives": args.negatives, "lr": args.lr, "max_length": args.max_length,
             "seed": args.seed, "init": args.init or "all-MiniLM-L6-v2", "train_seconds_this_session": round(time.time() - t0, 1),
             "hardware": f"{platform.processor() or platform.machine()}, CPU", "date": time.strftime("%Y-%m-%d")}
-    import math
     import sys
 
-    steps = math.ceil(len(pairs) / args.batch_size) * args.epochs
-    meta.update(steps_planned=steps, steps_done=min(steps, args.stop_at_step or steps),
-                pairs_seen=min(steps, args.stop_at_step or steps) * args.batch_size,
-                train_wall=f"{meta['train_seconds_this_session']} s in the last session (see {work}/train_log.jsonl for all)")
+    meta.update(json.loads((work / "progress.json").read_text()))
+    meta.update(train_wall=f"{meta['train_seconds_this_session']} s in the last session (see {work}/train_log.jsonl for all)")
     (work / "train_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     write_model_card(out, meta, "HF_HUB_OFFLINE=1 ragfix " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ragfix")
                      else "HF_HUB_OFFLINE=1 ragfix train reranker ...")
@@ -232,7 +231,8 @@ loaded as fp32 (sentence-transformers `CrossEncoder` folder; registry names `rer
 
 ## Recipe
 
-`rerank/train.py`: pointwise BCE on logits, 1 positive : 1 hard negative, AdamW (weight decay 0.01),
+`rerank/train.py`: {'listwise softmax cross-entropy over each query group' if meta.get('loss', 'bce') == 'listwise' else 'pointwise BCE on logits'},
+1 positive : {meta.get('negatives', 1)} BM25 hard negatives, AdamW (weight decay 0.01, head at 20x the learning rate),
 lr {meta['lr']}, linear warm-up 5% then linear decay, batch {meta['batch_size']}, max_length {meta['max_length']},
 {meta['epochs']} epoch(s) planned, fp32, seed {meta['seed']}, gradient clipping 1.0, length-bucketed batches.
 Steps trained: {meta.get('steps_done', '?')} of {meta.get('steps_planned', '?')} ({meta.get('pairs_seen', '?')} pair presentations).

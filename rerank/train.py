@@ -17,8 +17,11 @@ Data (all real, built by the functions below, every pair a :class:`TrainPair`):
 - **NQ-open oracle** question -> gold Wikipedia passage; negatives are other questions' gold
   passages nearest by BM25.
 
-Recipe: pointwise binary cross-entropy on logits (sentence-transformers' ``BinaryCrossEntropyLoss``
-objective), 1 positive : ``n_neg`` hard negatives per query, AdamW with linear warm-up and decay,
+Recipe: listwise softmax cross-entropy over each query's group (1 positive : ``n_neg`` BM25 hard
+negatives; the "localised contrastive estimation" loss of Gao et al., ECIR 2021, which trains
+rerankers faster than pointwise loss: on this CPU, pointwise BCE at 1:1 was still at chance loss
+after 3.7k pairs), or pointwise binary cross-entropy (``loss="bce"``, sentence-transformers'
+``BinaryCrossEntropyLoss`` objective); the fresh head learns at 20x the encoder's rate; AdamW with linear warm-up and decay,
 gradient clipping 1.0, fp32 (bf16 autocast is emulated, hence slow, on CPUs without AVX-512 BF16,
 such as this project's AVX2-only runners). Batches are length-bucketed (shuffle, then sort within
 windows of 50 batches) so padding does not waste the CPU. Seeds fix the data sample, the negatives,
@@ -291,6 +294,34 @@ def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, win
     return [out[i] for i in rng.permutation(len(out))]
 
 
+def _group_batches(pairs: Sequence[TrainPair], groups_per_batch: int, rng: np.random.Generator) -> list[np.ndarray]:
+    # Listwise batches: whole query groups (all pairs sharing a qid), length-bucketed like _batches.
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(pairs):
+        groups.setdefault(p.qid, []).append(i)
+    members = [np.array(g) for g in groups.values() if any(pairs[i].label >= 0.5 for i in g) and len(g) > 1]
+    lengths = np.array([sum(len(pairs[i].query) + len(pairs[i].passage) for i in g) for g in members])
+    return [np.concatenate([members[j] for j in b]) for b in _batches(lengths, groups_per_batch, rng)]
+
+
+def _listwise_loss(logits, idx: np.ndarray, pairs: Sequence[TrainPair]):
+    """Mean over query groups of -log(softmax mass on the group's positives)."""
+    import torch
+
+    qids = [pairs[i].qid for i in idx]
+    losses = []
+    start = 0
+    while start < len(idx):
+        end = start
+        while end < len(idx) and qids[end] == qids[start]:
+            end += 1
+        g = logits[start:end]
+        pos = torch.tensor([pairs[i].label >= 0.5 for i in idx[start:end]])
+        losses.append(torch.logsumexp(g, 0) - torch.logsumexp(g[pos], 0))
+        start = end
+    return torch.stack(losses).mean()
+
+
 def _new_model(layers: int, max_length: int, init: str | None = None):
     from sentence_transformers import CrossEncoder
 
@@ -306,11 +337,13 @@ def _new_model(layers: int, max_length: int, init: str | None = None):
 def train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: int = 6, epochs: int = 1,
                         batch_size: int = 16, lr: float = 5e-5, max_length: int = 128, seed: int = 13,
                         warmup: float = 0.05, checkpoint_every: int = 50, threads: int | None = None,
-                        progress: bool = True, stop_at_step: int | None = None, init: str | Path | None = None) -> Path:
+                        progress: bool = True, stop_at_step: int | None = None, init: str | Path | None = None,
+                        loss: str = "listwise") -> Path:
     """Fine-tune a CrossEncoder on ``pairs`` and write it to ``out/final`` (fp32); resumes from ``out/checkpoint``.
 
     ``init``: a CrossEncoder folder to start from instead of the MiniLM weights (its first ``layers``
     layers are kept), e.g. the trained 6-layer model when training the 2-layer cascade stage.
+    ``loss``: ``"listwise"`` (batches of whole query groups, ``batch_size`` pairs on average) or ``"bce"``.
     ``stop_at_step`` ends the run early at that step with the learning-rate schedule of the full
     run, which reproduces exactly the model an interrupted run had checkpointed at that step.
     Returns the folder of the final model. Per-step losses go to ``out/train_log.jsonl``.
@@ -325,7 +358,7 @@ def train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: int
     try:
         return _train_cross_encoder(pairs, out, layers=layers, epochs=epochs, batch_size=batch_size, lr=lr,
                                     max_length=max_length, seed=seed, warmup=warmup, checkpoint_every=checkpoint_every,
-                                    progress=progress, stop_at_step=stop_at_step, init=init)
+                                    progress=progress, stop_at_step=stop_at_step, init=init, loss=loss)
     finally:
         torch.set_num_threads(before)
 
@@ -333,7 +366,8 @@ def train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: int
 def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: int = 6, epochs: int = 1,
                         batch_size: int = 16, lr: float = 5e-5, max_length: int = 128, seed: int = 13,
                         warmup: float = 0.05, checkpoint_every: int = 50,
-                        progress: bool = True, stop_at_step: int | None = None, init: str | Path | None = None) -> Path:
+                        progress: bool = True, stop_at_step: int | None = None, init: str | Path | None = None,
+                        loss: str = "listwise") -> Path:
 
     import torch
     from tqdm import tqdm
@@ -351,9 +385,21 @@ def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: in
 
     lengths = np.array([len(p.query) + len(p.passage) for p in pairs])
     rng = np.random.default_rng(seed)
-    plan = [_batches(lengths, batch_size, rng) for _ in range(epochs)]
+    if loss == "listwise":
+        n_q = len({p.qid for p in pairs})
+        per_batch = max(1, round(batch_size * n_q / len(pairs)))
+        plan = [_group_batches(pairs, per_batch, rng) for _ in range(epochs)]
+        if not plan[0]:
+            raise ValueError("loss='listwise' needs query groups (pairs sharing a qid) holding a positive and a negative; "
+                             "none found: build pairs with negatives, or use loss='bce'")
+    elif loss == "bce":
+        plan = [_batches(lengths, batch_size, rng) for _ in range(epochs)]
+    else:
+        raise ValueError(f"loss must be 'listwise' or 'bce', got {loss!r}")
     total = sum(len(e) for e in plan)
-    opt = torch.optim.AdamW(hf.parameters(), lr=lr, weight_decay=0.01)
+    head = [p for n, p in hf.named_parameters() if n.startswith("classifier")]
+    body = [p for n, p in hf.named_parameters() if not n.startswith("classifier")]
+    opt = torch.optim.AdamW([{"params": body, "lr": lr}, {"params": head, "lr": 20 * lr}], weight_decay=0.01)
     n_warm = max(1, int(warmup * total))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / n_warm, max(0.0, (total - s) / max(1, total - n_warm))))
@@ -381,16 +427,16 @@ def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: in
         feats = tok([pairs[i].query for i in idx], [pairs[i].passage for i in idx], truncation="longest_first",
                     max_length=max_length, padding=True, return_tensors="pt")
         logits = hf(**feats).logits.view(-1)
-        loss = loss_fn(logits, labels[idx])
-        loss.backward()
+        value = _listwise_loss(logits, idx, pairs) if loss == "listwise" else loss_fn(logits, labels[idx])
+        value.backward()
         torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-        log.write(json.dumps({"step": step, "loss": round(loss.item(), 5), "lr": sched.get_last_lr()[0],
+        bar.set_postfix(loss=f"{value.item():.3f}")
+        log.write(json.dumps({"step": step, "loss": round(value.item(), 5), "lr": sched.get_last_lr()[0],
                               "s": round(time.time() - t0, 1)}) + "\n")
         log.flush()
         if step % checkpoint_every == 0 or step == end:
@@ -403,6 +449,8 @@ def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: in
             hf.train()
     bar.close()
     log.close()
+    (out / "progress.json").write_text(json.dumps({"steps_planned": total, "steps_done": step, "loss": loss,
+                                                   "pairs_seen": int(sum(len(b) for b in flat[:step]))}) + "\n")
     hf.eval()
     final = out / "final"
     model.save(str(final))
