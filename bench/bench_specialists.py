@@ -85,10 +85,11 @@ def _track_batches(ledger, task: str, model: str, fn, items: list, batch: int = 
 def bench_faithfulness(ledger, judge, model: str, limit: int | None, judge_limit: int, seed: int) -> dict:
     import cascade.faithfulness as F
 
-    folder = _model_folder(model)
-    scorer = F.FaithfulnessScorer(folder, max_length=256)
+    from bench.registry import load_faithfulness
+
+    scorer = load_faithfulness(model)
     rows = F.load_halueval("qa")
-    heldout = F.read_card_meta(folder)["recipe"]["heldout"]
+    heldout = scorer.meta["recipe"]["heldout"] if getattr(scorer, "meta", None) else 3000
     train_idx, held = F.halueval_qa_split(len(rows), heldout)
     items = F.length_matched_eval(rows, held, seed=seed)
     if limit and len(items) > limit:
@@ -98,7 +99,8 @@ def bench_faithfulness(ledger, judge, model: str, limit: int | None, judge_limit
         items = rng.sample(pos, limit // 2) + rng.sample(neg, limit // 2)
     y = np.array([c.label for c in items])
     p = np.array(_track_batches(ledger, "faithfulness", model,
-                                lambda part: scorer.predict_proba([c.evidence for c in part], [c.claim for c in part]), items))
+                                lambda part: scorer.predict_proba([c.evidence for c in part], [c.claim for c in part],
+                                                                  [c.question for c in part]), items))
     fit = F.unmatched_eval(rows, train_idx)
     base = F.LengthBaseline().fit([c.n_words for c in fit], [c.label for c in fit])
     b = base.predict_proba([c.n_words for c in items])
@@ -111,7 +113,7 @@ def bench_faithfulness(ledger, judge, model: str, limit: int | None, judge_limit
         rng = random.Random(seed + 1)
         idx = rng.sample([i for i in range(len(items)) if y[i] == 1], judge_limit // 2) + \
             rng.sample([i for i in range(len(items)) if y[i] == 0], judge_limit // 2)
-        verdicts = [judge.judge("faithfulness", evidence=items[i].evidence, claim=items[i].claim) for i in idx]
+        verdicts = [judge.judge("faithfulness", evidence=items[i].evidence, claim=items[i].full_claim()) for i in idx]
         pred = np.array([v.label if v.parsed else 1 - y[i] for v, i in zip(verdicts, idx)])  # unparseable = wrong
         m["llm"] = {"balanced_accuracy": F.balanced_accuracy(y[idx], pred), "n": len(idx),
                     "unparseable": sum(not v.parsed for v in verdicts), "model": judge.backend.name,
@@ -246,7 +248,7 @@ def run_specialists_bench(out: Path | str, limit: int | None = None, judge_limit
             metrics["relevance"] = bench_relevance(ledger, judge, relevance_model, limit, judge_limit, seed)
         elif task == "faithfulness":
             try:
-                _model_folder(faithfulness_model)
+                reg.resolve(faithfulness_model, "faithfulness")
             except (FileNotFoundError, ValueError) as exc:  # registered but not trained yet, or unknown
                 notes.append(f"faithfulness: {exc}; run `ragfix train faithfulness`, then re-run this bench")
                 metrics["faithfulness"] = None

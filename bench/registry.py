@@ -19,9 +19,12 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ModelSpec", "Registry", "UnknownModelError", "load_embedder", "load_cross_encoder", "load_llm", "repo_root"]
+__all__ = ["ModelSpec", "Registry", "UnknownModelError", "load_embedder", "load_cross_encoder", "load_llm", "load_faithfulness",
+           "repo_root"]
 
-KINDS = ("embedder", "cross-encoder", "llm")
+KINDS = ("embedder", "cross-encoder", "llm", "faithfulness")
+_DEFAULT_LOADER = {"embedder": "sentence-transformers", "cross-encoder": "sentence-transformers", "llm": "transformers",
+                   "faithfulness": "cross-encoder"}
 SOURCES = ("pypi", "project", "local", "hub")
 
 
@@ -91,14 +94,15 @@ class Registry:
             return ModelSpec(name, kind, source, loader, path, hub_id, e)
         p = Path(name).expanduser()
         if p.exists():
-            loader = {"embedder": "sentence-transformers", "cross-encoder": "sentence-transformers", "llm": "transformers"}[kind]
+            loader = _DEFAULT_LOADER[kind]
             if kind == "llm" and p.is_file() and p.suffix == ".gguf":
                 loader = "transformers-gguf"
+            if kind == "faithfulness" and (p / "model.json").is_file():
+                loader = "lexical"
             return ModelSpec(p.name, kind, "local", loader, p)
         if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
             _check_hub_allowed(name, name)
-            loader = {"embedder": "sentence-transformers", "cross-encoder": "sentence-transformers", "llm": "transformers"}[kind]
-            return ModelSpec(name, kind, "hub", loader, None, name)
+            return ModelSpec(name, kind, "hub", _DEFAULT_LOADER[kind], None, name)
         raise UnknownModelError(
             f"unknown {kind} {name!r}; known {kind} names: {', '.join(self.names(kind)) or 'none'} "
             f"(or pass a local folder, or a hub id such as org/model when online); registry: {self.config}"
@@ -159,6 +163,30 @@ def load_cross_encoder(name: str, registry: Registry | None = None, **overrides)
 
     spec = _registry(registry).resolve(name, "cross-encoder")
     return CrossEncoderReranker(spec.path or spec.hub_id, name=spec.name, **{**spec.options, **overrides})
+
+
+def load_faithfulness(name: str = "faithfulness", registry: Registry | None = None, **overrides):
+    """``load_faithfulness("faithfulness")`` -> a scorer with ``predict_proba(evidences, claims, questions=None)``.
+
+    Loader ``lexical``: :class:`cascade.support_features.LexicalFaithfulnessScorer` (a ``model.json``);
+    loader ``cross-encoder``: :class:`cascade.faithfulness.FaithfulnessScorer` (a CrossEncoder folder).
+    """
+    spec = _registry(registry).resolve(name, "faithfulness")
+    opts = {**spec.options, **overrides}
+    if spec.loader == "lexical":
+        from cascade.support_features import LexicalFaithfulnessScorer
+
+        scorer = LexicalFaithfulnessScorer.load(spec.path)
+        for key, value in opts.items():
+            if key not in ("threshold", "max_words"):
+                raise ValueError(f"faithfulness model {name!r}: unknown option {key!r}; allowed: threshold, max_words")
+            setattr(scorer, key, value)
+        return scorer
+    if spec.loader == "cross-encoder":
+        from cascade.faithfulness import FaithfulnessScorer
+
+        return FaithfulnessScorer(str(spec.path or spec.hub_id), **opts)
+    raise ValueError(f"faithfulness model {name!r}: unknown loader {spec.loader!r}; allowed: lexical, cross-encoder")
 
 
 def load_llm(name: str, registry: Registry | None = None, **overrides):

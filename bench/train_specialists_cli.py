@@ -19,14 +19,18 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["add_train_parsers", "train_faithfulness_cmd", "train_intent_cmd"]
+__all__ = ["add_train_parsers", "train_faithfulness_cmd", "train_lexical_faithfulness", "train_intent_cmd"]
 
 
 def add_train_parsers(sub) -> None:
     """Add ``faithfulness`` and ``intent`` to an existing ``ragfix train`` subparsers group."""
-    f = sub.add_parser("faithfulness", help="faithfulness cross-encoder (evidence, claim) from the MiniLM weights")
-    f.add_argument("--qa-rows", type=int, default=1150, help="HaluEval QA train rows (2 pairs each, + counter-examples)")
-    f.add_argument("--dialogue-rows", type=int, default=250, help="HaluEval dialogue rows (2 pairs each)")
+    f = sub.add_parser("faithfulness", help="faithfulness specialist (evidence, claim[, question]) -> P(supported)")
+    f.add_argument("--arch", choices=("lexical", "cross-encoder"), default="lexical",
+                   help="lexical: support features + logistic regression (default, seconds on CPU); "
+                        "cross-encoder: MiniLM fine-tune (hours on CPU)")
+    f.add_argument("--qa-rows", type=int, default=None,
+                   help="HaluEval QA train rows, 2 items each (default: 7000 lexical, 1150 cross-encoder)")
+    f.add_argument("--dialogue-rows", type=int, default=None, help="HaluEval dialogue rows (default: 0 lexical, 250 cross-encoder)")
     f.add_argument("--scifact-pairs", type=int, default=250, help="SciFact train SUPPORT/CONTRADICT pairs (0 to skip)")
     f.add_argument("--augment", type=float, default=0.35, help="share of QA rows giving length counter-examples")
     f.add_argument("--heldout", type=int, default=3000, help="HaluEval QA rows held out for evaluation")
@@ -36,8 +40,8 @@ def add_train_parsers(sub) -> None:
     f.add_argument("--max-length", type=int, default=128)
     f.add_argument("--seed", type=int, default=13)
     f.add_argument("--threads", type=int, default=None)
-    f.add_argument("--work", default="runs/faithfulness-minilm", help="checkpoints, pairs and logs")
-    f.add_argument("--out", default="models/faithfulness-minilm", help="fp16 model folder")
+    f.add_argument("--work", default="runs/faithfulness-minilm", help="cross-encoder: checkpoints, pairs and logs")
+    f.add_argument("--out", default=None, help="model folder (default: models/faithfulness-lexical or models/faithfulness-minilm)")
     f.add_argument("--eval-only", action="store_true", help="skip training; evaluate --out and rewrite its card")
     f.set_defaults(func=train_faithfulness_cmd)
 
@@ -63,11 +67,119 @@ def _command() -> str:
 
 # ----------------------------------------------------------------------------- faithfulness
 
+def train_lexical_faithfulness(out: Path | str, qa_rows: int = 7000, dialogue_rows: int = 0, heldout: int = 3000,
+                               seed: int = 13, command: str = "") -> dict:
+    """Fit :class:`cascade.support_features.LexicalFaithfulnessScorer`, evaluate it, write ``model.json`` + card."""
+    import cascade.faithfulness as F
+    from cascade.support_features import LexicalFaithfulnessScorer
+
+    t0 = time.perf_counter()
+    items = F.lexical_training_items(qa_rows, dialogue_rows, heldout, seed)
+    scorer = LexicalFaithfulnessScorer.fit([c.evidence for c in items], [c.claim for c in items],
+                                           [c.label for c in items], [c.question for c in items])
+    fit_s = time.perf_counter() - t0
+    metrics = F.evaluate_faithfulness(scorer, n_heldout=heldout)
+    # The ablation the card reports: the same model scoring question+answer as one claim, no question apart.
+    rows = F.load_halueval("qa")
+    _, held = F.halueval_qa_split(len(rows), heldout)
+    lm = F.length_matched_eval(rows, held)
+    import numpy as np
+
+    y = np.array([c.label for c in lm])
+    p = scorer.predict_proba([c.evidence for c in lm], [c.full_claim() for c in lm])
+    metrics["qa_length_matched_no_question"] = {"n": len(lm), "specialist": {"balanced_accuracy": F.balanced_accuracy(y, p >= 0.5)}}
+    counts: dict = {}
+    for c in items:
+        src = "halueval-qa" if c.question and not c.question.startswith("[Human]") else "halueval-dialogue"
+        counts.setdefault(src, {"pos": 0, "neg": 0})["pos" if c.label else "neg"] += 1
+    scorer.meta = {"format_version": F.FORMAT_VERSION, "pairs": counts, "n_items": len(items),
+                   "recipe": {"arch": "lexical", "qa_rows": qa_rows, "dialogue_rows": dialogue_rows, "heldout": heldout,
+                              "seed": seed, "classifier": "sklearn LogisticRegression(C=1.0) on standardised features"},
+                   "fit_wall_s": round(fit_s, 1), "metrics": metrics, "command": command, "date": _dt.date.today().isoformat()}
+    out = Path(out)
+    scorer.save(out)
+    (out / "training.json").write_text(json.dumps(scorer.meta, indent=2) + "\n")
+    write_lexical_card(out, scorer)
+    return metrics
+
+
+def write_lexical_card(out: Path, scorer) -> None:
+    from cascade.support_features import FEATURES
+
+    meta = scorer.meta
+    m = meta["metrics"]
+    rows = "\n".join(
+        f"| {name} | {v['n']} | {v['specialist']['balanced_accuracy']:.3f} | "
+        + (f"{v['specialist']['auc']:.3f} | {v['length_baseline']['balanced_accuracy']:.3f} |" if "auc" in v["specialist"] else "- | - |")
+        for name, v in m.items())
+    weights = "\n".join(f"| {f} | {c:+.3f} |" for f, c in zip(FEATURES, scorer.coef))
+    counts = "\n".join(f"| {s} | {c['pos']} | {c['neg']} |" for s, c in meta["pairs"].items())
+    text = f"""# faithfulness-lexical
+
+(evidence, answer[, question]) -> P(the evidence supports the answer). Eleven lexical-support features
+(`cascade/support_features.py`: share of the answer's content words found in the evidence, words in
+neither evidence nor question, names and numbers found, longest copied span, bigram overlap, length)
+and a scikit-learn logistic regression over them; stored as `model.json` (coefficients, no pickle).
+Registry name `faithfulness` (kind `faithfulness`, loader `lexical`).
+
+Why not the cross-encoder recipe (`--arch cross-encoder`): on this project's 2-core AVX2 CPUs a
+MiniLM fine-tune runs at ~0.2-0.6 s per pair and step; 59 steps (30 minutes) left the loss at
+chance (0.694). This model fits in {meta['fit_wall_s']} s and scores a pair in well under a millisecond.
+
+## Data ({meta['n_items']} items)
+
+| source | supported (1) | hallucinated (0) |
+|---|---|---|
+{counts}
+
+HaluEval QA rows from the train side of a seeded split (seed 7); {meta['recipe']['heldout']} rows are held
+out and never trained on (checked in `cascade.faithfulness.lexical_training_items`).
+
+## Command
+
+```
+{meta['command']}
+```
+
+## Metrics (threshold 0.5)
+
+| eval set | n | balanced acc | AUC | length baseline balanced acc |
+|---|---|---|---|---|
+{rows}
+
+`qa_length_matched`: held-out QA rows, right and hallucinated answers sampled in equal numbers per
+answer word count (a length-only scorer is at 0.5 by construction). `qa_heldout`: the same rows
+unmatched. `summarization`: HaluEval summarization, out of domain (no question; summaries paraphrase,
+which lexical support cannot see). `qa_length_matched_no_question`: the ablation, question and answer
+scored as one claim -- question words then count as answer content, and accuracy falls.
+
+What separates HaluEval's hallucinated QA answers is mostly lexical: their content words are absent
+from the knowledge passage. A higher number here says that about the data as much as the model.
+
+## Coefficients (standardised features)
+
+| feature | weight |
+|---|---|
+{weights}
+
+Date: {meta['date']}.
+"""
+    (Path(out) / "MODEL_CARD.md").write_text(text)
+
+
 def train_faithfulness_cmd(args: argparse.Namespace) -> int:
     import cascade.faithfulness as F
     import rerank.train as T
 
-    out, work = Path(args.out), Path(args.work)
+    if args.arch == "lexical":
+        out = Path(args.out or "models/faithfulness-lexical")
+        metrics = train_lexical_faithfulness(out, args.qa_rows or 7000, args.dialogue_rows or 0, args.heldout,
+                                             args.seed, _command())
+        print(json.dumps(metrics, indent=2))
+        return 0
+    args.qa_rows = args.qa_rows or 1150
+    args.dialogue_rows = 250 if args.dialogue_rows is None else args.dialogue_rows
+    out, work = Path(args.out or "models/faithfulness-minilm"), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     pairs_file = work / "pairs.jsonl"
     if not args.eval_only:

@@ -48,7 +48,7 @@ __all__ = [
     "FaithfulnessScorer", "LengthBaseline", "LabelledClaim", "balanced_accuracy", "halueval_qa_split",
     "halueval_qa_pairs", "halueval_dialogue_pairs", "scifact_claim_pairs", "build_faithfulness_pairs",
     "length_matched_eval", "unmatched_eval", "halueval_summarization_eval", "load_halueval", "qa_claim",
-    "evaluate_faithfulness", "read_card_meta", "FORMAT_VERSION",
+    "evaluate_faithfulness", "read_card_meta", "FORMAT_VERSION", "lexical_training_items",
 ]
 
 FORMAT_VERSION = 1
@@ -62,6 +62,11 @@ class LabelledClaim(NamedTuple):
     claim: str
     label: int
     n_words: int  # words in the answer/response/summary alone (the quantity length-matched on)
+    question: str = ""  # the question the claim answers ("" when there is none, e.g. summaries)
+
+    def full_claim(self) -> str:
+        """The claim with its question in front, as a cross-encoder or an LLM judge reads it."""
+        return qa_claim(self.question, self.claim) if self.question else self.claim
 
 
 # ----------------------------------------------------------------------------- data
@@ -207,6 +212,33 @@ def build_faithfulness_pairs(qa_rows: int = 4000, dialogue_rows: int = 2000, sci
     return pairs
 
 
+def lexical_training_items(qa_rows: int = 7000, dialogue_rows: int = 0, n_heldout: int = 3000, seed: int = 13,
+                           split_seed: int = 7) -> list[LabelledClaim]:
+    """Labelled (evidence, answer, question) items for :class:`cascade.support_features.LexicalFaithfulnessScorer`.
+
+    HaluEval QA train rows (right -> 1, hallucinated -> 0, question kept apart) and, if asked,
+    HaluEval dialogue rows (the dialogue history stands in for the question). Held-out QA rows of
+    :func:`halueval_qa_split` never appear (checked).
+    """
+    rows = load_halueval("qa")
+    train_idx, held = halueval_qa_split(len(rows), n_heldout, split_seed)
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(train_idx, min(qa_rows, len(train_idx))))
+    if set(chosen) & set(held):  # cannot happen by construction; refuse rather than trust it
+        raise ValueError("lexical_training_items: a held-out HaluEval QA row reached the training items")
+    out = []
+    for i in chosen:
+        r = rows[i]
+        for ans, lab in ((r["right_answer"], 1), (r["hallucinated_answer"], 0)):
+            if ans.strip():
+                out.append(LabelledClaim(r["knowledge"], ans, lab, len(ans.split()), r["question"]))
+    for _, r in _seeded_sample(load_halueval("dialogue"), dialogue_rows, seed) if dialogue_rows else []:
+        for ans, lab in ((r["right_response"], 1), (r["hallucinated_response"], 0)):
+            if ans.strip():
+                out.append(LabelledClaim(r["knowledge"], ans, lab, len(ans.split()), r["dialogue_history"]))
+    return out
+
+
 def length_matched_eval(rows: Sequence[dict], idx: Sequence[int], seed: int = 0, max_words: int = 40) -> list[LabelledClaim]:
     """Length-matched items from QA rows ``idx``: per answer word count, as many right as hallucinated.
 
@@ -220,7 +252,7 @@ def length_matched_eval(rows: Sequence[dict], idx: Sequence[int], seed: int = 0,
             n = len(ans.split())
             if 0 < n <= max_words:
                 by_len.setdefault(n, {0: [], 1: []})[lab].append(
-                    LabelledClaim(r["knowledge"], qa_claim(r["question"], ans), lab, n))
+                    LabelledClaim(r["knowledge"], ans, lab, n, r["question"]))
     rng = random.Random(seed)
     out: list[LabelledClaim] = []
     for n in sorted(by_len):
@@ -236,7 +268,7 @@ def unmatched_eval(rows: Sequence[dict], idx: Sequence[int]) -> list[LabelledCla
     for i in idx:
         r = rows[i]
         for ans, lab in ((r["right_answer"], 1), (r["hallucinated_answer"], 0)):
-            out.append(LabelledClaim(r["knowledge"], qa_claim(r["question"], ans), lab, len(ans.split())))
+            out.append(LabelledClaim(r["knowledge"], ans, lab, len(ans.split()), r["question"]))
     return out
 
 
@@ -315,9 +347,12 @@ class FaithfulnessScorer:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         if max_length < 16:
             raise ValueError(f"max_length must be >= 16 tokens, got {max_length}")
+        self.meta: dict = {}
         if isinstance(model, (str, Path)):
             from sentence_transformers import CrossEncoder
 
+            if (Path(model) / "training.json").is_file():
+                self.meta = read_card_meta(model)
             if not Path(model).is_dir():
                 raise FileNotFoundError(f"FaithfulnessScorer: model folder {model} does not exist; "
                                         "train it with `ragfix train faithfulness`")
@@ -340,9 +375,14 @@ class FaithfulnessScorer:
         lens = tok(evidences, claims, truncation=False, add_special_tokens=True)["input_ids"]
         return int(sum(len(x) > self.max_length for x in lens))
 
-    def predict_proba(self, evidences: Sequence[str], claims: Sequence[str]) -> np.ndarray:
-        """P(supported) for each (evidence, claim) pair, shape ``(n,)``."""
+    def predict_proba(self, evidences: Sequence[str], claims: Sequence[str],
+                      questions: Sequence[str] | None = None) -> np.ndarray:
+        """P(supported) for each (evidence, claim) pair, shape ``(n,)``; a question, when given, is put before its claim."""
         ev, cl = _check_text("evidence", evidences), _check_text("claim", claims)
+        if questions is not None:
+            if len(questions) != len(cl):
+                raise ValueError(f"FaithfulnessScorer: got {len(cl)} claims and {len(questions)} questions")
+            cl = [qa_claim(q, c) if q else c for q, c in zip(questions, cl)]
         if len(ev) != len(cl):
             raise ValueError(f"FaithfulnessScorer: got {len(ev)} evidences and {len(cl)} claims; pass one of each per pair")
         if not ev:
@@ -357,11 +397,11 @@ class FaithfulnessScorer:
                                         show_progress_bar=False, convert_to_numpy=True)
         return (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64).reshape(-1)))).astype(np.float32)
 
-    def predict(self, evidences: Sequence[str], claims: Sequence[str]) -> np.ndarray:
-        return (self.predict_proba(evidences, claims) >= self.threshold).astype(int)
+    def predict(self, evidences: Sequence[str], claims: Sequence[str], questions: Sequence[str] | None = None) -> np.ndarray:
+        return (self.predict_proba(evidences, claims, questions) >= self.threshold).astype(int)
 
-    def score(self, evidence: str, claim: str) -> float:
-        return float(self.predict_proba([evidence], [claim])[0])
+    def score(self, evidence: str, claim: str, question: str = "") -> float:
+        return float(self.predict_proba([evidence], [claim], [question])[0])
 
 
 def read_card_meta(folder: Path | str) -> dict:
@@ -400,7 +440,7 @@ def evaluate_faithfulness(scorer: "FaithfulnessScorer", n_heldout: int = 3000, s
     for name, items in sets.items():
         y = np.array([c.label for c in items])
         before = scorer.n_truncated_
-        p = scorer.predict_proba([c.evidence for c in items], [c.claim for c in items])
+        p = scorer.predict_proba([c.evidence for c in items], [c.claim for c in items], [c.question for c in items])
         b = base.predict_proba([c.n_words for c in items])
         out[name] = {
             "n": len(items), "n_supported": int(y.sum()),
