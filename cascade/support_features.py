@@ -39,7 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["FEATURES", "support_features", "LexicalFaithfulnessScorer", "FORMAT"]
+__all__ = ["FEATURES", "support_features", "content_words", "LexicalFaithfulnessScorer", "FORMAT"]
 
 FORMAT = "ragfix-lexical-faithfulness/1"
 FEATURES = ("in_evidence", "in_question", "novel", "novel_share", "names_in_evidence", "n_names", "exact",
@@ -54,6 +54,11 @@ _MAX_SPAN_TOKENS = 60  # the longest-span search is quadratic in answer length; 
 
 def _toks(text: str) -> list[str]:
     return _WORD.findall(text.lower())
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased word tokens of ``text`` without stop words."""
+    return {t for t in _toks(text) if t not in _STOP}
 
 
 def support_features(evidence: str, answer: str, question: str = "") -> list[float]:

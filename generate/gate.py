@@ -1,0 +1,173 @@
+"""Faithfulness gate: check every claim of an answer against its passages before it ships (failure mode II).
+
+Right Doc, Wrong Answer: retrieval put the right passage in the context and the answer still
+states something the passage does not. The gate splits the answer into claims (sentences, with
+citation markers removed), scores each against every passage with the faithfulness specialist
+(``bench.registry.load_faithfulness``; any object with ``predict_proba(evidences, claims,
+questions)`` works) and gives each claim a verdict:
+
+- ``supported``: some passage supports it (P >= ``threshold``); that passage is kept as its evidence;
+- ``contradicted``: no passage supports it, yet one passage covers at least ``contradict_overlap`` of
+  its content words -- the claim talks about what the passage says and departs from it (a changed
+  name, number or date: the signature of a hallucination over the right document);
+- ``unsupported``: no passage supports it or covers it.
+
+An answer passes when every claim is supported. An "I don't know" answer is an abstention, not a
+claim. On failure, a policy (``regenerate``, ``extractive``, ``abstain``, or ``none``) decides what
+is returned; :func:`apply_policy` runs it. Measured by ``ragfix bench faithfulness`` (balanced
+accuracy on length-matched HaluEval QA, and verdicts against correctness on the pipeline's own
+NQ answers, with the accuracy of each policy).
+
+Leaves out: claim decomposition beyond sentences, coreference across claims, numeric reasoning.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+__all__ = ["ClaimVerdict", "GateResult", "FaithfulnessGate", "split_claims", "is_abstention", "POLICIES",
+           "ABSTAIN_TEXT", "apply_policy", "extractive_answer"]
+
+POLICIES = ("none", "regenerate", "extractive", "abstain")
+ABSTAIN_TEXT = "I don't know: the passages do not support an answer."
+_CITE = re.compile(r"\s*\[\d{1,3}\]")
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+_ABSTAIN = re.compile(r"\b(i don'?t know|i do not know|cannot be determined|not (?:mentioned|stated|given) in the passages|"
+                      r"the passages do not (?:say|mention|contain|state))\b", re.I)
+_WORD = re.compile(r"\w+")
+
+
+def is_abstention(answer: str) -> bool:
+    """True when the answer declines to answer ("I don't know", "the passages do not say", ...)."""
+    return bool(_ABSTAIN.search(answer))
+
+
+def split_claims(answer: str, min_words: int = 1) -> list[str]:
+    """Sentences of ``answer`` with citation markers removed; empty and marker-only pieces dropped."""
+    if not isinstance(answer, str):
+        raise TypeError(f"answer must be str, got {type(answer).__name__}")
+    text = _CITE.sub("", answer).strip()
+    return [s.strip() for s in _SENT.split(text) if len(_WORD.findall(s)) >= min_words]
+
+
+@dataclass(frozen=True)
+class ClaimVerdict:
+    claim: str
+    verdict: str  # supported | unsupported | contradicted
+    p_supported: float  # best over passages
+    best_passage: int  # index into the passages of the best support (or overlap when none supports)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    answer: str
+    claims: list[ClaimVerdict] = field(default_factory=list)
+    abstained: bool = False
+
+    @property
+    def passed(self) -> bool:
+        """Every claim supported (an abstention passes: it asserts nothing)."""
+        return self.abstained or (bool(self.claims) and all(c.verdict == "supported" for c in self.claims))
+
+    @property
+    def verdict(self) -> str:
+        """``abstained``, ``supported``, or the worst claim verdict (``contradicted`` before ``unsupported``)."""
+        if self.abstained:
+            return "abstained"
+        kinds = {c.verdict for c in self.claims}
+        return "contradicted" if "contradicted" in kinds else "unsupported" if "unsupported" in kinds else "supported"
+
+    def best_support(self) -> int | None:
+        """Passage index that supports (or comes nearest to supporting) the most claims."""
+        if not self.claims:
+            return None
+        best = max(self.claims, key=lambda c: c.p_supported)
+        return best.best_passage
+
+
+def _content(text: str) -> set[str]:
+    from cascade.support_features import content_words
+
+    return content_words(text)
+
+
+class FaithfulnessGate:
+    """``check(question, answer, passages) -> GateResult``.
+
+    Args:
+        scorer: faithfulness specialist, ``predict_proba(evidences, claims, questions)`` in [0, 1].
+        threshold: P(supported) at or above which a claim is supported (the scorer's own calibrated
+            threshold when None).
+        contradict_overlap: share of a claim's content words one passage must cover for an unsupported
+            claim to count as contradicted.
+    """
+
+    def __init__(self, scorer, threshold: float | None = None, contradict_overlap: float = 0.5) -> None:
+        self.scorer = scorer
+        self.threshold = float(threshold if threshold is not None else getattr(scorer, "threshold", 0.5))
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        self.contradict_overlap = contradict_overlap
+
+    def check(self, question: str, answer: str, passages: Sequence[str]) -> GateResult:
+        passages = [p for p in passages]
+        if not passages:
+            raise ValueError("FaithfulnessGate.check: no passages; an answer cannot be checked against nothing")
+        if is_abstention(answer):
+            return GateResult(answer, [], abstained=True)
+        claims = split_claims(answer)
+        if not claims:
+            return GateResult(answer, [])
+        n = len(passages)
+        ev = [p for _ in claims for p in passages]
+        cl = [c for c in claims for _ in range(n)]
+        p = self.scorer.predict_proba(ev, cl, [question] * len(ev)).reshape(len(claims), n)
+        out = []
+        for i, claim in enumerate(claims):
+            j = int(p[i].argmax())
+            if p[i, j] >= self.threshold:
+                out.append(ClaimVerdict(claim, "supported", float(p[i, j]), j))
+                continue
+            words = _content(claim)
+            cover = [len(words & _content(x)) / max(1, len(words)) for x in passages]
+            k = int(max(range(n), key=lambda m: cover[m]))
+            kind = "contradicted" if words and cover[k] >= self.contradict_overlap else "unsupported"
+            out.append(ClaimVerdict(claim, kind, float(p[i, j]), k))
+        return GateResult(answer, out)
+
+
+def extractive_answer(question: str, passage: str) -> str:
+    """The passage sentence sharing the most content words with the question (ties: the earlier one)."""
+    sents = [s for s in _SENT.split(passage.strip()) if s.strip()] or [passage.strip()]
+    q = _content(question)
+    return max(sents, key=lambda s: (len(q & _content(s)), -sents.index(s))).strip()
+
+
+def apply_policy(policy: str, gate: FaithfulnessGate, question: str, passages: Sequence[str], result: GateResult,
+                 regenerate: Callable[[Sequence[str]], str] | None = None) -> tuple[str, GateResult]:
+    """What to return for a checked answer: (final answer, the gate result for it).
+
+    ``none`` returns the answer as is; ``abstain`` returns :data:`ABSTAIN_TEXT`; ``extractive`` returns
+    the sentence of the best-supporting passage nearest the question; ``regenerate`` calls
+    ``regenerate(passages)`` with the best-supporting passage moved first and checks the new answer
+    (falling back to abstaining if it fails again).
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    if result.passed or policy == "none":
+        return result.answer, result
+    best = result.best_support() or 0
+    if policy == "abstain":
+        return ABSTAIN_TEXT, GateResult(ABSTAIN_TEXT, [], abstained=True)
+    if policy == "extractive":
+        text = extractive_answer(question, passages[best])
+        return text, gate.check(question, text, passages)
+    if regenerate is None:
+        raise ValueError("policy 'regenerate' needs a regenerate(passages) -> answer callable")
+    order = [passages[best]] + [p for i, p in enumerate(passages) if i != best]
+    text = regenerate(order)
+    again = gate.check(question, text, order)
+    if again.passed:
+        return text, again
+    return ABSTAIN_TEXT, GateResult(ABSTAIN_TEXT, [], abstained=True)
