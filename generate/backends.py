@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple, Protocol, Sequence, runtime_checkable
 
-__all__ = ["Generation", "LLMBackend", "TransformersBackend", "Messages"]
+__all__ = ["Generation", "LLMBackend", "TransformersBackend", "Messages", "Prefix"]
 
 Messages = Sequence[dict]
 
@@ -29,6 +29,14 @@ class Generation(NamedTuple):
     @property
     def total_s(self) -> float:
         return self.prefill_s + self.decode_s
+
+
+class Prefix(NamedTuple):
+    """A prefilled prompt prefix: its token ids and the KV cache over them (backend-specific object)."""
+
+    ids: list
+    cache: object
+    prefill_s: float
 
 
 @runtime_checkable
@@ -92,7 +100,59 @@ class TransformersBackend:
             enc = enc["input_ids"]
         return list(enc)
 
-    def generate(self, messages: Messages | str, max_new_tokens: int = 64) -> Generation:
+    def prompt_prefix(self, messages: Messages) -> list[int]:
+        """Token ids of the chat-templated prompt cut after the last message's text that precedes a
+        ``"\n\nPassages:"`` marker -- the [system + question] part of a question-first prompt
+        (:func:`generate.prompt.build_messages` with ``question_first=True``), known before reranking ends."""
+        msgs = [dict(m) for m in messages]
+        head, sep, _ = msgs[-1]["content"].partition("\n\nPassages:")
+        if not sep:
+            raise ValueError("prompt_prefix: the last message has no '\\n\\nPassages:' marker; build it with question_first=True")
+        text = self.tokenizer.apply_chat_template(msgs[:-1] + [{"role": msgs[-1]["role"], "content": head}], tokenize=False)
+        cut = text.rfind(head) + len(head)
+        return self.tokenizer(text[:cut], add_special_tokens=False)["input_ids"]
+
+    def prefill(self, prompt: Messages | str | Sequence[int]) -> Prefix:
+        """Run the prompt (or a prefix of a later prompt) through the model and keep its KV cache.
+
+        Pass the result to :meth:`generate` as ``prefix=``: only the tokens after the longest common
+        prefix are then computed. This is what overlaps LLM prefill with reranking (VIII).
+        """
+        import torch
+
+        if isinstance(prompt, (list, tuple)) and (not prompt or isinstance(prompt[0], int)):
+            ids = list(prompt)
+            if not ids:
+                raise ValueError("prefill: empty token list")
+        else:
+            ids = self.encode_prompt(prompt)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1)
+        return Prefix(ids, out.cache, time.perf_counter() - t0)
+
+    def _reuse(self, ids: list[int], prefix: Prefix | None):
+        """(KV cache valid for ids[:n], n): a private copy of the prefix's cache cut to the common prefix."""
+        if prefix is None:
+            return None, 0
+        import copy
+
+        n = 0
+        for a, b in zip(prefix.ids, ids):
+            if a != b:
+                break
+            n += 1
+        n = min(n, len(ids) - 1)  # at least one new token, to get the next-token logits
+        if n <= 0:
+            return None, 0
+        cache = copy.deepcopy(prefix.cache)  # the prefix may serve many requests; never mutate it
+        if cache.get_seq_length() > n:
+            cache.crop(n)
+        return cache, n
+
+    def generate(self, messages: Messages | str, max_new_tokens: int = 64, prefix: Prefix | None = None) -> Generation:
+        """Greedy answer; with ``prefix`` (from :meth:`prefill`) the shared leading tokens are not recomputed
+        and ``prefill_s`` counts only the remainder."""
         import torch
 
         if max_new_tokens < 1:
@@ -100,12 +160,14 @@ class TransformersBackend:
         ids = self.encode_prompt(messages)
         if len(ids) > self.max_context:
             raise ValueError(f"prompt has {len(ids)} tokens, over max_context={self.max_context}; pack fewer or shorter passages")
-        input_ids = torch.tensor([ids], device=self.device)
         out_ids: list[int] = []
         with torch.inference_mode():
             t0 = time.perf_counter()
+            past, n = self._reuse(ids, prefix)
+            input_ids = torch.tensor([ids[n:]], device=self.device)
             # logits_to_keep=1: only the last position's logits are needed (vocab 49k x prompt length saved).
-            out = self.model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
+            out = self.model(input_ids=input_ids, use_cache=True, logits_to_keep=1,
+                             **({"cache": past} if past is not None else {}))
             past = out.cache
             nxt = int(out.logits[0, -1].argmax())
             t1 = time.perf_counter()
@@ -119,3 +181,38 @@ class TransformersBackend:
             t2 = time.perf_counter()
         text = self.tokenizer.decode(out_ids, skip_special_tokens=True).strip()
         return Generation(text, len(ids), len(out_ids), t1 - t0, t2 - t1, self.name)
+
+    def generate_and_score(self, messages: Messages | str, continuation: str, max_new_tokens: int = 16) -> tuple[Generation, float]:
+        """Greedy answer and the teacher-forced log-likelihood (natural log, summed over tokens) of
+        ``continuation`` after the prompt, sharing one prefill (the context-rot measurement, VII)."""
+        import copy
+
+        import torch
+
+        cont = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        if not cont:
+            raise ValueError("continuation is empty")
+        ids = self.encode_prompt(messages)
+        if len(ids) + len(cont) > self.max_context:
+            raise ValueError(f"prompt + continuation have {len(ids) + len(cont)} tokens, over max_context={self.max_context}")
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1)
+            first = torch.log_softmax(out.logits[0, -1].float(), -1)
+            t1 = time.perf_counter()
+            ll = float(first[cont[0]])
+            if len(cont) > 1:
+                forced = self.model(input_ids=torch.tensor([cont[:-1]], device=self.device), cache=copy.deepcopy(out.cache),
+                                    use_cache=True)
+                lp = torch.log_softmax(forced.logits[0].float(), -1)
+                ll += float(lp[torch.arange(len(cont) - 1), torch.tensor(cont[1:])].sum())
+            past, nxt, out_ids = out.cache, int(out.logits[0, -1].argmax()), []
+            while nxt not in self._eos and len(out_ids) < max_new_tokens:
+                out_ids.append(nxt)
+                if len(out_ids) == max_new_tokens:
+                    break
+                o = self.model(input_ids=torch.tensor([[nxt]], device=self.device), cache=past, use_cache=True)
+                past, nxt = o.cache, int(o.logits[0, -1].argmax())
+            t2 = time.perf_counter()
+        text = self.tokenizer.decode(out_ids, skip_special_tokens=True).strip()
+        return Generation(text, len(ids), len(out_ids), t1 - t0, t2 - t1, self.name), ll

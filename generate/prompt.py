@@ -22,8 +22,12 @@ def truncate_words(text: str, max_words: int) -> str:
 
 
 def build_messages(question: str, passages: Sequence[Document], max_words_per_passage: int = 120,
-                   system: str = SYSTEM_PROMPT) -> list[dict]:
-    """Chat messages: the system instruction, then passages ``[1]..[n]`` and the question."""
+                   system: str = SYSTEM_PROMPT, question_first: bool = False) -> list[dict]:
+    """Chat messages: the system instruction, then passages ``[1]..[n]`` and the question.
+
+    ``question_first=True`` puts the question before the passages (and again after them), so the
+    [system + question] prefix is known before reranking ends and can be prefilled meanwhile (VIII).
+    """
     if not question.strip():
         raise ValueError("question is empty")
     blocks = []
@@ -31,6 +35,8 @@ def build_messages(question: str, passages: Sequence[Document], max_words_per_pa
         head = f"[{i}] {d.title}: " if d.title else f"[{i}] "
         blocks.append(head + truncate_words(d.text, max_words_per_passage))
     user = ("Passages:\n" + "\n".join(blocks) + "\n\n" if blocks else "") + f"Question: {question.strip()}"
+    if question_first:
+        user = f"Question: {question.strip()}\n\n" + user
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 

@@ -1,0 +1,48 @@
+"""Context ordering chooses correctly from a curve, packs within budget, refuses stale orders (VII)."""
+import pytest
+
+from generate.ordering import OrderStore, StaleOrderError, choose_order, order_positions, pack, reorder
+
+
+def test_orders_place_the_best_passage_where_they_say():
+    items = ["p0", "p1", "p2", "p3", "p4"]  # best first
+    assert reorder(items, "rank") == items
+    assert reorder(items, "reverse") == ["p4", "p3", "p2", "p1", "p0"]
+    assert reorder(items, "edges") == ["p0", "p2", "p4", "p3", "p1"]  # the 2 best at both ends, worst mid
+    assert reorder(items, "curve", curve=[0.1, 0.2, 0.3, 0.4, 0.9]) == ["p4", "p3", "p2", "p1", "p0"]
+    assert sorted(order_positions("edges", 7)) == list(range(7))
+    with pytest.raises(ValueError, match="order must be one of"):
+        reorder(items, "random")
+    with pytest.raises(ValueError, match="needs the model's measured"):
+        reorder(items, "curve")
+
+
+@pytest.mark.parametrize("curve,expected", [
+    ([0.8, 0.6, 0.5, 0.45, 0.45, 0.5, 0.55, 0.6, 0.65, 0.75], "edges"),   # U-shaped (lost in the middle)
+    ([0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9], "reverse"),  # recency
+    ([0.9, 0.8, 0.7, 0.6, 0.55, 0.5, 0.45, 0.4, 0.35, 0.3], "rank"),     # primacy
+    ([0.5] * 10, "rank"),                                                # flat: no reorder without evidence
+])
+def test_choose_order_follows_the_curve(curve, expected):
+    assert choose_order(curve)[0] == expected
+
+
+def test_pack_drops_near_duplicates_and_respects_budget():
+    texts = ["alpha beta gamma delta epsilon zeta", "alpha beta gamma delta epsilon zeta eta",
+             "one two three four five six seven eight nine ten", "short text here"]
+    kept, info = pack(texts, budget_tokens=10, count_tokens=lambda t: len(t.split()))
+    assert kept == [0, 3] and info == {"duplicates": 1, "over_budget": 1, "tokens": 9}
+    with pytest.raises(ValueError):
+        pack(texts, 0, len)
+
+
+def test_order_store_refuses_another_models_order(tmp_path):
+    store = OrderStore(tmp_path / "orders.json")
+    assert store.get("smollm2", "abc") == ("rank", None)
+    store.put("smollm2", "abc", "edges", [0.5, 0.4, 0.6], "test")
+    assert store.get("smollm2", "abc") == ("edges", [0.5, 0.4, 0.6])
+    with pytest.raises(StaleOrderError, match="re-run `ragfix diagnose context-rot"):
+        store.get("smollm2", "other")
+    (tmp_path / "orders.json").write_text("{broken")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        store.get("smollm2", "abc")
