@@ -12,7 +12,8 @@ __all__ = ["main", "build_parser"]
 # Each module exposes add_parser(subparsers); adding a command is one line here.
 # BENCH_MODULES register under `ragfix bench ...`; COMMAND_MODULES register top-level commands
 # (e.g. `ragfix calibrate ...`, `ragfix diagnose ...`, `ragfix train ...`, `ragfix report ...`).
-BENCH_MODULES = ["bench.bench_retrieval", "bench.bench_thresholds", "bench.bench_cascade", "bench.bench_rerank"]
+BENCH_MODULES = ["bench.bench_retrieval", "bench.bench_thresholds", "bench.bench_cascade", "bench.bench_rerank",
+                 "bench.bench_specialists", "bench.context_cli:add_bench_parser"]
 COMMAND_MODULES = ["bench.demo", "bench.calibrate_cli", "bench.diagnose_cli", "bench.train_cli", "bench.report_cli"]
 
 

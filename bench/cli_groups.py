@@ -10,8 +10,10 @@ __all__ = ["add_group", "register_modules"]
 
 
 def register_modules(subparsers: argparse._SubParsersAction, modules: Sequence[str]) -> None:
-    for mod in modules:
-        importlib.import_module(mod).add_parser(subparsers)
+    """Call each module's ``add_parser(subparsers)``; ``"module:function"`` names another adder."""
+    for entry in modules:
+        mod, _, fn = entry.partition(":")
+        getattr(importlib.import_module(mod), fn or "add_parser")(subparsers)
 
 
 def add_group(sub: argparse._SubParsersAction, name: str, help: str, modules: Sequence[str]) -> argparse._SubParsersAction:

@@ -1,0 +1,158 @@
+"""``ragfix diagnose context-rot`` and ``ragfix bench context``: the position curve and the order it picks (VII).
+
+``diagnose context-rot --model NAME [--positions 10] [--passages 10] [--limit N]``: the model's
+curve on the first half of a seeded sample of NQ-open oracle questions (JSON + PNG), the order it
+favours (:func:`generate.ordering.choose_order`) stored with the model's fingerprint in
+``--orders`` (default ``configs/context_orders.json``) for the pipeline to use.
+
+``bench context``: the same run, then every order on the *held-out* half, paired against rank
+order with bootstrap intervals; JSON (``metrics.<order>.{mean_loglik,accuracy}`` with intervals,
+``chosen_order``) and Markdown.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+__all__ = ["add_diagnose_parser", "add_bench_parser", "run_context"]
+
+
+def _fingerprint(llm) -> str:
+    import hashlib
+
+    h = hashlib.sha256(str(getattr(llm.model, "name_or_path", llm.name)).encode())
+    for p in list(llm.model.parameters())[:3]:
+        h.update(p.detach().float().flatten()[:4096].numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _plot(curve: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pos = curve["positions"]
+    per = [curve["per_position"][str(p)] for p in pos]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, key, label in ((axes[0], "mean_loglik", "gold-answer log-likelihood"), (axes[1], "accuracy", "accuracy")):
+        y = [v[key] for v in per]
+        lo = [v[key] - v[key + "_ci"][0] for v in per]
+        hi = [v[key + "_ci"][1] - v[key] for v in per]
+        ax.errorbar([p + 1 for p in pos], y, yerr=[lo, hi], marker="o", capsize=3)
+        ax.set_xlabel("position of the gold passage (1 = first)")
+        ax.set_ylabel(label)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_context(model: str, positions: int, passages: int, limit: int, max_words: int, seed: int,
+                heldout: bool, orders_path: str | None, out: Path) -> dict:
+    from bench.registry import load_embedder, load_llm
+    from generate.context_rot import build_items, evaluate_orders, load_nq_oracle, position_curve, slots_for
+    from generate.ordering import OrderStore, choose_order, reorder
+
+    if limit < 2:
+        raise ValueError(f"--limit must be >= 2 (half the questions measure the curve, half judge the orders), got {limit}")
+    t0 = time.time()
+    llm = load_llm(model)
+    items = build_items(load_nq_oracle(), load_embedder("minilm"), n_passages=passages, limit=limit, seed=seed)
+    half = len(items) // 2
+    fit_items, held_items = items[:half], items[half:]
+    slots = slots_for(positions, passages)
+
+    def bar(done: int, total: int) -> None:
+        if done % 10 == 0 or done == total:
+            print(f"  {done}/{total} prompts ({time.time() - t0:.0f} s)", flush=True)
+
+    print(f"[context] curve: {len(fit_items)} questions x {len(slots)} positions, {passages} passages", flush=True)
+    curve = position_curve(llm, fit_items, slots, max_words=max_words, progress=bar)
+    ll_curve = [curve["per_position"][str(p)]["mean_loglik"] for p in slots]
+    full = [float(x) for x in __import__("numpy").interp(range(passages), slots, ll_curve)]
+    chosen, scores = choose_order(full, passages)
+    fp = _fingerprint(llm)
+    result = {"model": model, "fingerprint": fp, "passages": passages, "positions": slots, "questions_curve": len(fit_items),
+              "max_words_per_passage": max_words, "seed": seed, "curve": {k: v for k, v in curve.items() if k not in ("loglik", "accuracy")},
+              "chosen_order": chosen, "order_scores_from_curve": scores,
+              "retrieval": {"gold_ranked_first": sum(it.retrieval_rank == 0 for it in items) / len(items)}}
+    if orders_path:
+        OrderStore(orders_path).put(model, fp, chosen, full, f"NQ-open oracle, {len(fit_items)} questions, seed {seed}")
+    if heldout:
+        print(f"[context] orders on {len(held_items)} held-out questions", flush=True)
+        orders = {o: (lambda ranked, o=o: reorder(ranked, o)) for o in ("rank", "reverse", "edges")}
+        orders["chosen"] = lambda ranked: reorder(ranked, chosen)
+        result["metrics"] = evaluate_orders(llm, held_items, orders, max_words=max_words, progress=bar)
+        result["questions_heldout"] = len(held_items)
+    result["wall_s"] = round(time.time() - t0, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    _plot(curve, out.with_suffix(".png"), f"{model}: gold passage position among {passages} (NQ-open, {len(fit_items)} questions)")
+    return result
+
+
+def markdown(r: dict, command: str) -> str:
+    lines = [f"Position curve of `{r['model']}` ({r['questions_curve']} NQ-open questions, {r['passages']} passages, "
+             f"{r['max_words_per_passage']} words each); 95% bootstrap intervals.", "",
+             "| gold position | answer log-likelihood | accuracy |", "|---|---|---|"]
+    for p in r["positions"]:
+        v = r["curve"]["per_position"][str(p)]
+        lines.append(f"| {p + 1} | {v['mean_loglik']:.2f} [{v['mean_loglik_ci'][0]:.2f}, {v['mean_loglik_ci'][1]:.2f}] | "
+                     f"{v['accuracy']:.3f} [{v['accuracy_ci'][0]:.3f}, {v['accuracy_ci'][1]:.3f}] |")
+    lines += ["", f"Order chosen from the curve: **{r['chosen_order']}**."]
+    if "metrics" in r:
+        lines += ["", f"Held-out half ({r['questions_heldout']} questions; passages ranked by MiniLM, gold first for "
+                      f"{r['retrieval']['gold_ranked_first']:.0%}):", "",
+                  "| order | log-likelihood | vs rank | accuracy | vs rank |", "|---|---|---|---|---|"]
+        for name, v in r["metrics"].items():
+            lines.append(f"| {name} | {v['mean_loglik']:.2f} | {v['delta_loglik_vs_rank']:+.3f} "
+                         f"[{v['delta_loglik_vs_rank_ci'][0]:+.3f}, {v['delta_loglik_vs_rank_ci'][1]:+.3f}] | "
+                         f"{v['accuracy']:.3f} | {v['delta_accuracy_vs_rank']:+.3f} |")
+    lines += ["", f"Command: `{command}` ({r['wall_s']:.0f} s)."]
+    return "\n".join(lines) + "\n"
+
+
+def _args(p) -> None:
+    p.add_argument("--model", default="smollm2", help="registry LLM")
+    p.add_argument("--positions", type=int, default=10, help="gold positions measured (spread over the context)")
+    p.add_argument("--passages", type=int, default=10, help="passages per prompt (gold + hard distractors)")
+    p.add_argument("--limit", type=int, default=40, help="questions (half for the curve, half held out)")
+    p.add_argument("--max-words", type=int, default=100, help="words kept per passage")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--orders", default="configs/context_orders.json", help="where the chosen order is stored per model")
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    r = run_context(args.model, args.positions, args.passages, args.limit, args.max_words, args.seed, False, args.orders, out)
+    print(markdown(r, "ragfix diagnose context-rot ..."))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    out = Path(args.out)
+    r = run_context(args.model, args.positions, args.passages, args.limit, args.max_words, args.seed, True, args.orders, out)
+    md = markdown(r, "ragfix " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    out.with_suffix(".md").write_text(md)
+    print(md)
+    return 0
+
+
+def add_diagnose_parser(sub) -> None:
+    p = sub.add_parser("context-rot", help="the LLM's position curve on NQ-open with hard distractors (JSON + PNG)")
+    _args(p)
+    p.add_argument("--out", default="results/context_rot.json")
+    p.set_defaults(func=_diagnose)
+
+
+def add_bench_parser(sub) -> None:
+    p = sub.add_parser("context", help="context orders on held-out NQ-open questions: rank vs reverse vs edges vs curve")
+    _args(p)
+    p.add_argument("--out", default="results/context.json")
+    p.set_defaults(func=_bench)
