@@ -146,8 +146,9 @@ class TransformersBackend:
         if n <= 0:
             return None, 0
         cache = copy.deepcopy(prefix.cache)  # the prefix may serve many requests; never mutate it
-        if cache.get_seq_length() > n:
-            cache.crop(n)
+        extra = cache.get_seq_length() - n
+        if extra > 0:
+            cache.crop(-extra)  # this transformers version takes the number of tokens to drop, negated
         return cache, n
 
     def generate(self, messages: Messages | str, max_new_tokens: int = 64, prefix: Prefix | None = None) -> Generation:

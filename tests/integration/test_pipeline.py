@@ -47,3 +47,48 @@ def test_pipeline_retrieves_times_and_answers(llm):
     assert hits >= 3  # BM25 puts the gold passage in the context for most HaluEval questions
     with pytest.raises(ValueError, match="query is empty"):
         pipe.run("  ")
+
+
+def test_prefix_reuse_gives_the_same_answer_and_the_same_loglik(llm):
+    import torch
+
+    passages = [Document(str(i), f"The {w} bridge over the river opened in {1850 + 7 * i}.") for i, w in enumerate(["old", "iron", "stone"])]
+    msgs = build_messages("When did the iron bridge open?", passages, question_first=True)
+    prefix = llm.prefill(llm.prompt_prefix(msgs))
+    assert llm.encode_prompt(msgs)[: len(prefix.ids)] == prefix.ids  # the prefix is a true prefix of the prompt
+    plain = llm.generate(msgs, max_new_tokens=12)
+    reused = llm.generate(msgs, max_new_tokens=12, prefix=prefix)
+    again = llm.generate(msgs, max_new_tokens=12, prefix=prefix)  # the stored prefix is not consumed
+    assert plain.text == reused.text == again.text
+    # a prefix that diverges part-way is cut to the common part, not trusted
+    other = llm.prefill(llm.prompt_prefix(build_messages("When did the stone bridge open?", passages, question_first=True)))
+    assert llm.generate(msgs, max_new_tokens=12, prefix=other).text == plain.text
+    # teacher-forced log-likelihood: shared-prefill computation == one forward over prompt + answer
+    gen, ll = llm.generate_and_score(msgs, " 1857", max_new_tokens=4)
+    ids = llm.encode_prompt(msgs)
+    cont = llm.tokenizer(" 1857", add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        logits = llm.model(input_ids=torch.tensor([ids + cont])).logits[0].float()
+    lp = torch.log_softmax(logits[len(ids) - 1: -1], -1)
+    assert ll == pytest.approx(float(lp[torch.arange(len(cont)), torch.tensor(cont)].sum()), abs=1e-3)
+    assert gen.text == llm.generate(msgs, max_new_tokens=4).text
+
+
+def test_pipeline_overlap_order_and_gate(llm):
+    from generate.gate import FaithfulnessGate
+    from bench.registry import load_faithfulness
+
+    ds = load_halueval_qa(limit=200)
+    q = ds.queries[list(ds.queries)[0]]
+    plain = Pipeline(BM25Retriever(), llm, retrieve_k=5, context_k=2, max_new_tokens=16).index(ds.corpus)
+    fixed = Pipeline(BM25Retriever(), llm, retrieve_k=5, context_k=2, max_new_tokens=16, overlap_prefill=True,
+                     order="reverse", gate=FaithfulnessGate(load_faithfulness()), gate_policy="extractive").index(ds.corpus)
+    a, b = plain.run(q), fixed.run(q)
+    assert [t.stage for t in b.timings] == ["retrieve", "prefix_wait", "generate", "gate"]
+    assert b.timing("prefix_wait").counts["prefix_tokens"] > 10
+    assert [p.id for p in b.passages] == [p.id for p in reversed(a.passages)]
+    assert b.gate is not None and b.gate.verdict in ("supported", "unsupported", "contradicted", "abstained")
+    assert 0 < b.ttft_s <= b.total_s + 1e-6
+    fixed.close()
+    with pytest.raises(ValueError, match="order must be one of"):
+        Pipeline(BM25Retriever(), llm, order="middle")
