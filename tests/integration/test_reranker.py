@@ -79,7 +79,7 @@ def test_training_resumes_exactly_from_a_checkpoint(tmp_path):
     from rerank.train import TrainPair, train_cross_encoder
 
     pairs = [TrainPair(f"what is topic {i}", f"topic {i} is about item {i}" if i % 2 else "unrelated text here",
-                       float(i % 2), "toy", f"toy:{i}") for i in range(16)]
+                       float(i % 2), "toy", f"toy:{i // 2}") for i in range(16)]  # 8 query groups: 1 pos, 1 neg
     kw = dict(layers=2, epochs=1, batch_size=4, lr=1e-4, max_length=32, seed=3, checkpoint_every=2, threads=1, progress=False)
     threads_before = torch.get_num_threads()
     straight = train_cross_encoder(pairs, tmp_path / "a", **kw)
