@@ -15,7 +15,6 @@ Right Doc, Wrong Answer. Two measurements, baseline and fix side by side:
 from __future__ import annotations
 
 import argparse
-import random
 import shlex
 import sys
 import time
@@ -92,7 +91,6 @@ def run_faithfulness_bench(args: argparse.Namespace) -> dict:
     metrics = _halueval(scorer, gate, args.seed)
     result = {"metrics": {"gate": metrics["gate"], "length_baseline": metrics["length_baseline"]}, "halueval_n": metrics["n"]}
     if args.nq_limit:
-        random.seed(args.seed)
         result["nq_pipeline"] = _nq(load_llm(args.llm), gate, args.nq_limit, args.seed, args.max_new_tokens)
     return result
 

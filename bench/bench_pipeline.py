@@ -41,12 +41,10 @@ class _NaiveReranker:
         self.model = model
 
     def rank(self, query, docs, top_k=None):
-        import torch
-
+        from bench.bench_rerank import naive_scores
         from rerank.cross_encoder import RankedResults
 
-        s = np.asarray(self.model.predict([(query, d.full_text()) for d in docs], batch_size=32, show_progress_bar=False,
-                                          activation_fn=torch.nn.Identity(), convert_to_numpy=True)).reshape(len(docs), -1)[:, 0]
+        s = naive_scores(self.model, query, [d.full_text() for d in docs])
         order = np.argsort(-s, kind="stable")
         return RankedResults([docs[i] for i in order], s[order], order)
 

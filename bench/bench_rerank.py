@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -64,8 +64,6 @@ def _fit_adaptive(data: Path, k: int, min_k: int, target: float, n_queries: int 
 
 def _build_variants(args: argparse.Namespace, model, pruner, adaptive) -> tuple[dict[str, Callable], dict[str, str]]:
     """variant -> f(query, texts, first_stage_scores) -> (order over texts, pairs scored)."""
-    import torch
-
     from rerank.backends import cpu_has_native_bf16
     from rerank.cascade import CascadeReranker
     from rerank.engine import RerankEngine
@@ -86,9 +84,7 @@ def _build_variants(args: argparse.Namespace, model, pruner, adaptive) -> tuple[
         return f
 
     def naive(q, texts, _fs):
-        s = model.predict([(q, t) for t in texts], batch_size=32, show_progress_bar=False,
-                          activation_fn=torch.nn.Identity(), convert_to_numpy=True)
-        return np.argsort(-np.asarray(s).reshape(len(texts), -1)[:, 0], kind="stable"), len(texts)
+        return np.argsort(-naive_scores(model, q, texts), kind="stable"), len(texts)
 
     def cascade_fn(casc):
         def f(q, texts, _fs):
@@ -143,6 +139,15 @@ def _build_variants(args: argparse.Namespace, model, pruner, adaptive) -> tuple[
         elif v == "onnx_peer":
             fns[v] = by_scores(RerankEngine(model, "onnx", length_sort=False, max_batch=32))
     return fns, skipped
+
+
+def naive_scores(model, query: str, texts: Sequence[str]) -> np.ndarray:
+    """The baseline every rerank fix is measured against: ``CrossEncoder.predict`` over all pairs, fp32, batch 32."""
+    import torch
+
+    s = model.predict([(query, t) for t in texts], batch_size=32, show_progress_bar=False,
+                      activation_fn=torch.nn.Identity(), convert_to_numpy=True)
+    return np.asarray(s).reshape(len(texts), -1)[:, 0]
 
 
 def _pct(xs: list[float], p: float) -> float:

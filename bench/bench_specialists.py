@@ -28,7 +28,6 @@ Leaves out: GPU serving of the judge, batching of judge calls, judges larger tha
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from pathlib import Path

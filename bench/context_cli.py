@@ -16,6 +16,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["add_diagnose_parser", "add_bench_parser", "run_context"]
 
 
@@ -72,7 +74,7 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
     print(f"[context] curve: {len(fit_items)} questions x {len(slots)} positions, {passages} passages", flush=True)
     curve = position_curve(llm, fit_items, slots, max_words=max_words, progress=bar)
     ll_curve = [curve["per_position"][str(p)]["mean_loglik"] for p in slots]
-    full = [float(x) for x in __import__("numpy").interp(range(passages), slots, ll_curve)]
+    full = [float(x) for x in np.interp(range(passages), slots, ll_curve)]
     chosen, scores = choose_order(full, passages)
     fp = _fingerprint(llm)
     result = {"model": model, "fingerprint": fp, "passages": passages, "positions": slots, "questions_curve": len(fit_items),

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["add_train_parsers", "train_faithfulness_cmd", "train_lexical_faithfulness", "train_intent_cmd"]
 
 
@@ -74,7 +76,10 @@ def train_lexical_faithfulness(out: Path | str, qa_rows: int = 7000, dialogue_ro
     from cascade.support_features import LexicalFaithfulnessScorer
 
     t0 = time.perf_counter()
-    items = F.lexical_training_items(qa_rows, dialogue_rows, heldout, seed)
+    # Built per source so the card's counts come from the builder, not from guessing at each item's text.
+    by_source = {"halueval-qa": F.lexical_training_items(qa_rows, 0, heldout, seed),
+                 "halueval-dialogue": F.lexical_training_items(0, dialogue_rows, heldout, seed) if dialogue_rows else []}
+    items = [c for part in by_source.values() for c in part]
     scorer = LexicalFaithfulnessScorer.fit([c.evidence for c in items], [c.claim for c in items],
                                            [c.label for c in items], [c.question for c in items])
     fit_s = time.perf_counter() - t0
@@ -83,15 +88,11 @@ def train_lexical_faithfulness(out: Path | str, qa_rows: int = 7000, dialogue_ro
     rows = F.load_halueval("qa")
     _, held = F.halueval_qa_split(len(rows), heldout)
     lm = F.length_matched_eval(rows, held)
-    import numpy as np
-
     y = np.array([c.label for c in lm])
     p = scorer.predict_proba([c.evidence for c in lm], [c.full_claim() for c in lm])
     metrics["qa_length_matched_no_question"] = {"n": len(lm), "specialist": {"balanced_accuracy": F.balanced_accuracy(y, p >= 0.5)}}
-    counts: dict = {}
-    for c in items:
-        src = "halueval-qa" if c.question and not c.question.startswith("[Human]") else "halueval-dialogue"
-        counts.setdefault(src, {"pos": 0, "neg": 0})["pos" if c.label else "neg"] += 1
+    counts = {src: {"pos": sum(c.label for c in part), "neg": sum(1 - c.label for c in part)}
+              for src, part in by_source.items() if part}
     scorer.meta = {"format_version": F.FORMAT_VERSION, "pairs": counts, "n_items": len(items),
                    "recipe": {"arch": "lexical", "qa_rows": qa_rows, "dialogue_rows": dialogue_rows, "heldout": heldout,
                               "seed": seed, "classifier": "sklearn LogisticRegression(C=1.0) on standardised features"},

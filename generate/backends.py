@@ -161,7 +161,6 @@ class TransformersBackend:
         ids = self.encode_prompt(messages)
         if len(ids) > self.max_context:
             raise ValueError(f"prompt has {len(ids)} tokens, over max_context={self.max_context}; pack fewer or shorter passages")
-        out_ids: list[int] = []
         with torch.inference_mode():
             t0 = time.perf_counter()
             past, n = self._reuse(ids, prefix)
@@ -169,19 +168,24 @@ class TransformersBackend:
             # logits_to_keep=1: only the last position's logits are needed (vocab 49k x prompt length saved).
             out = self.model(input_ids=input_ids, use_cache=True, logits_to_keep=1,
                              **({"cache": past} if past is not None else {}))
-            past = out.cache
-            nxt = int(out.logits[0, -1].argmax())
             t1 = time.perf_counter()
-            while nxt not in self._eos and len(out_ids) < max_new_tokens:
-                out_ids.append(nxt)
-                if len(out_ids) == max_new_tokens:
-                    break
-                out = self.model(input_ids=torch.tensor([[nxt]], device=self.device), cache=past, use_cache=True)
-                past = out.cache
-                nxt = int(out.logits[0, -1].argmax())
+            out_ids = self._greedy(out, max_new_tokens)
             t2 = time.perf_counter()
         text = self.tokenizer.decode(out_ids, skip_special_tokens=True).strip()
         return Generation(text, len(ids), len(out_ids), t1 - t0, t2 - t1, self.name)
+
+    def _greedy(self, out, max_new_tokens: int) -> list[int]:
+        """Greedy tokens after a prefill output ``out`` (its logits and cache), stopping at EOS."""
+        import torch
+
+        past, nxt, out_ids = out.cache, int(out.logits[0, -1].argmax()), []
+        while nxt not in self._eos and len(out_ids) < max_new_tokens:
+            out_ids.append(nxt)
+            if len(out_ids) == max_new_tokens:
+                break
+            step = self.model(input_ids=torch.tensor([[nxt]], device=self.device), cache=past, use_cache=True)
+            past, nxt = step.cache, int(step.logits[0, -1].argmax())
+        return out_ids
 
     def generate_and_score(self, messages: Messages | str, continuation: str, max_new_tokens: int = 16) -> tuple[Generation, float]:
         """Greedy answer and the teacher-forced log-likelihood (natural log, summed over tokens) of
@@ -207,13 +211,7 @@ class TransformersBackend:
                                     use_cache=True)
                 lp = torch.log_softmax(forced.logits[0].float(), -1)
                 ll += float(lp[torch.arange(len(cont) - 1), torch.tensor(cont[1:])].sum())
-            past, nxt, out_ids = out.cache, int(out.logits[0, -1].argmax()), []
-            while nxt not in self._eos and len(out_ids) < max_new_tokens:
-                out_ids.append(nxt)
-                if len(out_ids) == max_new_tokens:
-                    break
-                o = self.model(input_ids=torch.tensor([[nxt]], device=self.device), cache=past, use_cache=True)
-                past, nxt = o.cache, int(o.logits[0, -1].argmax())
+            out_ids = self._greedy(out, max_new_tokens)
             t2 = time.perf_counter()
         text = self.tokenizer.decode(out_ids, skip_special_tokens=True).strip()
         return Generation(text, len(ids), len(out_ids), t1 - t0, t2 - t1, self.name), ll

@@ -99,10 +99,9 @@ def slots_for(positions: int, n_passages: int) -> list[int]:
 
 
 def _messages(question: str, passages: Sequence[str], max_words: int) -> list[dict]:
-    blocks = []
-    for k, p in enumerate(passages, start=1):
-        w = p.split()
-        blocks.append(f"Document [{k}] " + (" ".join(w[:max_words]) if len(w) > max_words else p))
+    from generate.prompt import truncate_words
+
+    blocks = [f"Document [{k}] {truncate_words(p, max_words)}" for k, p in enumerate(passages, start=1)]
     user = "\n".join(blocks) + f"\n\nQuestion: {question}\nAnswer:"
     return [{"role": "system", "content": LITM_INSTRUCTION}, {"role": "user", "content": user}]
 

@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from cascade.support_features import content_words
+
 __all__ = ["ClaimVerdict", "GateResult", "FaithfulnessGate", "split_claims", "is_abstention", "POLICIES",
            "ABSTAIN_TEXT", "apply_policy", "extractive_answer"]
 
@@ -79,17 +81,11 @@ class GateResult:
         return "contradicted" if "contradicted" in kinds else "unsupported" if "unsupported" in kinds else "supported"
 
     def best_support(self) -> int | None:
-        """Passage index that supports (or comes nearest to supporting) the most claims."""
+        """Passage index behind the claim with the highest P(supported) (where a fallback should look first)."""
         if not self.claims:
             return None
         best = max(self.claims, key=lambda c: c.p_supported)
         return best.best_passage
-
-
-def _content(text: str) -> set[str]:
-    from cascade.support_features import content_words
-
-    return content_words(text)
 
 
 class FaithfulnessGate:
@@ -129,8 +125,8 @@ class FaithfulnessGate:
             if p[i, j] >= self.threshold:
                 out.append(ClaimVerdict(claim, "supported", float(p[i, j]), j))
                 continue
-            words = _content(claim)
-            cover = [len(words & _content(x)) / max(1, len(words)) for x in passages]
+            words = content_words(claim)
+            cover = [len(words & content_words(x)) / max(1, len(words)) for x in passages]
             k = int(max(range(n), key=lambda m: cover[m]))
             kind = "contradicted" if words and cover[k] >= self.contradict_overlap else "unsupported"
             out.append(ClaimVerdict(claim, kind, float(p[i, j]), k))
@@ -140,8 +136,8 @@ class FaithfulnessGate:
 def extractive_answer(question: str, passage: str) -> str:
     """The passage sentence sharing the most content words with the question (ties: the earlier one)."""
     sents = [s for s in _SENT.split(passage.strip()) if s.strip()] or [passage.strip()]
-    q = _content(question)
-    return max(sents, key=lambda s: (len(q & _content(s)), -sents.index(s))).strip()
+    q = content_words(question)
+    return max(sents, key=lambda s: (len(q & content_words(s)), -sents.index(s))).strip()
 
 
 def apply_policy(policy: str, gate: FaithfulnessGate, question: str, passages: Sequence[str], result: GateResult,
