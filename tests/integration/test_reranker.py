@@ -53,7 +53,7 @@ def test_registered_model_matches_sentence_transformers_predict(name, scifact_bm
 
 
 @pytest.mark.xfail(strict=False, reason="issue 3 open: reranker-l6 alone over BM25 top-100 measured nDCG@10 0.659 vs BM25 "
-                   "0.676 on all 300 SciFact test queries (runs/eval-l6-full.json); more training needed")
+                   "0.676 on all 300 SciFact test queries (results/reranker_l6_eval.json); more training needed")
 @pytest.mark.parametrize("name", ["reranker-l6", "reranker-l2"])
 def test_rerank_bm25_top_k_beats_bm25(name, scifact_bm25):
     _registered(name)
