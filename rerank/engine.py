@@ -72,6 +72,7 @@ class RerankEngine(PairRanker):
         self.config = getattr(model.model, "config", None)
         self._pad_id = int(self.tokenizer.pad_token_id or 0)
         self._lock = threading.Lock()
+        self._tok_lock = threading.Lock()
         self.pairs_scored_ = 0
         self.truncated_ = 0
         self.tokens_ = 0
@@ -80,8 +81,14 @@ class RerankEngine(PairRanker):
 
     # -- the two steps, public so the micro-batcher can encode per request and batch across requests
     def encode(self, pairs: Sequence[tuple[str, str]]) -> EncodedPairs:
-        """Tokenize ``pairs`` under this engine's truncation policy (no padding)."""
-        return encode_pairs(self.tokenizer, pairs, self.policy)
+        """Tokenize ``pairs`` under this engine's truncation policy (no padding).
+
+        Thread-safe: a Hugging Face fast tokenizer changes its truncation state per call and fails
+        (``Truncation error: Second sequence not provided``, ``Already borrowed``) when two threads
+        use it at once; the micro-batcher encodes in each caller's thread, so calls are serialised.
+        """
+        with self._tok_lock:
+            return encode_pairs(self.tokenizer, pairs, self.policy)
 
     def score_encoded(self, enc: EncodedPairs) -> np.ndarray:
         """Logits for encoded pairs, in input order: planned into token-budget batches, padded per batch."""

@@ -131,20 +131,51 @@ def test_microbatcher_routes_each_requests_scores_back(ce, pairs):
     requests = [pairs[i::4] for i in range(4)]  # 3 pairs each
     expected = [eng.score_pairs(r) for r in requests]
     results: list = [None] * 4
+    errors: list = []
     with MicroBatcher(eng, max_wait_ms=50) as mb:
         def worker(i):
-            results[i] = mb.submit(requests[i]).result(timeout=60)
+            try:
+                results[i] = mb.submit(requests[i]).result(timeout=60)
+            except BaseException as exc:  # surface a worker's error in the test, not as a None result
+                errors.append(exc)
 
         threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+    assert not errors, errors
     for got, exp in zip(results, expected):
         np.testing.assert_allclose(got, exp, atol=1e-4)
     assert max(mb.requests_per_pass_) > 1  # requests really shared a pass
     with pytest.raises(RuntimeError, match="closed"):
         mb.submit(pairs[:1])
+
+
+def test_engine_encode_is_thread_safe(ce, pairs):
+    # Regression: a shared fast tokenizer raced between micro-batcher callers ("Truncation error:
+    # Second sequence not provided" in CI). Four threads encode different slices at once.
+    eng = RerankEngine(ce, "fp32")
+    slices = [pairs[i::4] for i in range(4)]
+    expected = [eng.encode(s).input_ids for s in slices]
+    errors: list = []
+    mismatches: list = []
+
+    def worker(i):
+        try:
+            for _ in range(100):
+                if eng.encode(slices[i]).input_ids != expected[i]:
+                    mismatches.append(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:2]
+    assert not mismatches
 
 
 def test_microbatcher_close_drains_queued_requests_and_routes_errors(ce, pairs):
