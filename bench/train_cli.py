@@ -28,8 +28,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--hotpot-queries", type=int, default=800, help="HaluEval/HotpotQA questions (0 to skip)")
     p.add_argument("--nq-queries", type=int, default=800, help="NQ-open oracle questions (0 to skip)")
     p.add_argument("--negatives", type=int, default=3, help="BM25 hard negatives per positive")
-    p.add_argument("--loss", choices=("listwise", "bce"), default="listwise",
-                   help="listwise: softmax over each query's group (default); bce: pointwise")
+    p.add_argument("--loss", choices=("listwise", "bce", "distill"), default="listwise",
+                   help="listwise: softmax over each query's group (default); bce: pointwise; "
+                        "distill: fit --teacher's softmax over each group (the cascade pruner's recipe)")
+    p.add_argument("--teacher", default=None,
+                   help="--loss distill: the trained CrossEncoder folder whose scores are learned, e.g. models/reranker-minilm-l6")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--max-length", type=int, default=128)
@@ -76,10 +79,11 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
     t0 = time.time()
     final = T.train_cross_encoder(pairs, work, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
                                   lr=args.lr, max_length=args.max_length, seed=args.seed, threads=args.threads,
-                                  stop_at_step=args.stop_at_step, init=args.init, loss=args.loss)
+                                  stop_at_step=args.stop_at_step, init=args.init, loss=args.loss,
+                                  teacher=args.teacher)
     T.save_fp16(final, out)
     meta = {"format_version": T.FORMAT_VERSION, "layers": args.layers, "pairs": len(pairs), "counts": counts,
-            "epochs": args.epochs, "batch_size": args.batch_size, "loss": args.loss, "negatives": args.negatives, "lr": args.lr, "max_length": args.max_length,
+            "epochs": args.epochs, "batch_size": args.batch_size, "loss": args.loss, "teacher": args.teacher, "negatives": args.negatives, "lr": args.lr, "max_length": args.max_length,
             "seed": args.seed, "init": args.init or "all-MiniLM-L6-v2", "train_seconds_this_session": round(time.time() - t0, 1),
             "hardware": f"{platform.processor() or platform.machine()}, CPU", "date": time.strftime("%Y-%m-%d")}
     import sys
@@ -91,6 +95,14 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
                      else "HF_HUB_OFFLINE=1 ragfix train reranker ...")
     print(f"wrote {out} ({json.dumps(meta)})")
     return 0
+
+
+_LOSS_TEXT = {
+    "listwise": "listwise softmax cross-entropy over each query group",
+    "bce": "pointwise BCE on logits",
+    "distill": "listwise distillation: KL divergence from the teacher's softmax over each query group "
+               "(teacher `{teacher}`, its logits computed once and cached)",
+}
 
 
 def _model_key(path: Path) -> str:
@@ -231,7 +243,7 @@ loaded as fp32 (sentence-transformers `CrossEncoder` folder; registry names `rer
 
 ## Recipe
 
-`rerank/train.py`: {'listwise softmax cross-entropy over each query group' if meta.get('loss', 'bce') == 'listwise' else 'pointwise BCE on logits'},
+`rerank/train.py`: {_LOSS_TEXT.get(meta.get('loss', 'bce'), 'pointwise BCE on logits').format(teacher=meta.get('teacher'))},
 1 positive : {meta.get('negatives', 1)} BM25 hard negatives, AdamW (weight decay 0.01, head at 20x the learning rate),
 lr {meta['lr']}, linear warm-up 5% then linear decay, batch {meta['batch_size']}, max_length {meta['max_length']},
 {meta['epochs']} epoch(s) planned, fp32, seed {meta['seed']}, gradient clipping 1.0, length-bucketed batches.

@@ -30,9 +30,13 @@ the batch order and torch's initialisation of the head: the same command gives t
 Restartable: every ``checkpoint_every`` steps the model, optimiser, scheduler and the position in
 the epoch are written to ``<out>/checkpoint``; running the same command again resumes there.
 
-What it leaves out: MarginMSE distillation from a teacher (none stronger than BM25 + MiniLM is
-available offline), listwise losses, multi-GPU. The 2-layer variant keeps the first two encoder
-layers of the same weights (``num_hidden_layers=2``) and is trained with the same recipe.
+The 2-layer cascade stage keeps the first two encoder layers of the trained 6-layer model
+(``init``, ``num_hidden_layers=2``) and is *distilled* from it (``loss="distill"``: KL divergence
+from the 6-layer model's softmax over each query group, its logits computed once by
+:func:`teacher_scores`). Trained with the listwise label loss instead, the same 2-layer model
+stayed at chance loss for a whole epoch (639 steps) and reranked SciFact worse than random; a
+pruner's job is to keep what the big model would rank high, which is what distillation teaches.
+What it leaves out: MarginMSE from an ensemble teacher, multi-GPU.
 
 Example::
 
@@ -53,7 +57,7 @@ import numpy as np
 
 __all__ = [
     "TrainPair", "check_pairs", "check_no_test_leak", "scifact_qrel_pairs", "ict_pairs", "hotpotqa_pairs",
-    "nq_oracle_pairs", "build_training_pairs", "train_cross_encoder", "save_fp16", "minilm_path", "LAYERS",
+    "nq_oracle_pairs", "build_training_pairs", "train_cross_encoder", "teacher_scores", "save_fp16", "minilm_path", "LAYERS",
 ]
 
 LAYERS = (6, 2)
@@ -322,6 +326,63 @@ def _listwise_loss(logits, idx: np.ndarray, pairs: Sequence[TrainPair]):
     return torch.stack(losses).mean()
 
 
+def _distill_loss(logits, idx: np.ndarray, pairs: Sequence[TrainPair], teacher: np.ndarray):
+    """Mean over query groups of KL(softmax(teacher) || softmax(student)) over the group's pairs.
+
+    Listwise distillation: the student learns the teacher's whole ranking of each group, not only
+    which pair is the positive, which is what a cascade pruner is for (keep what the big model
+    would rank high).
+    """
+    import torch
+
+    qids = [pairs[i].qid for i in idx]
+    t_all = torch.as_tensor(teacher[idx], dtype=logits.dtype)
+    losses = []
+    start = 0
+    while start < len(idx):
+        end = start
+        while end < len(idx) and qids[end] == qids[start]:
+            end += 1
+        t = torch.log_softmax(t_all[start:end], 0)
+        s = torch.log_softmax(logits[start:end], 0)
+        losses.append((t.exp() * (t - s)).sum())
+        start = end
+    return torch.stack(losses).mean()
+
+
+def teacher_scores(pairs: Sequence[TrainPair], teacher: str | Path, out: Path | str, max_length: int = 128,
+                   batch_size: int = 64) -> np.ndarray:
+    """The teacher cross-encoder's logits for every pair, cached in ``out/teacher_scores.npy``.
+
+    The cache is keyed by the teacher folder, the pair count and a hash of the pairs, so a changed
+    teacher or data set recomputes instead of silently reusing stale scores.
+    """
+    import hashlib
+
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    for p in pairs:
+        h.update(f"{p.qid}\t{p.query}\t{p.passage}\n".encode())
+    key = {"teacher": str(Path(teacher).resolve()), "n": len(pairs), "pairs_sha256": h.hexdigest(), "max_length": max_length}
+    npy, meta = out / "teacher_scores.npy", out / "teacher_scores.json"
+    if npy.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
+        return np.load(npy)
+    model = CrossEncoder(str(teacher), num_labels=1, max_length=max_length, device="cpu")
+    scores = np.asarray(model.predict([(p.query, p.passage) for p in pairs], batch_size=batch_size,
+                                      activation_fn=torch.nn.Identity(), show_progress_bar=True), dtype=np.float32)
+    if not np.isfinite(scores).all():
+        raise FloatingPointError(f"teacher {teacher}: non-finite scores for {int((~np.isfinite(scores)).sum())} pairs")
+    tmp = out / "teacher_scores.tmp.npy"
+    np.save(tmp, scores)
+    tmp.replace(npy)
+    meta.write_text(json.dumps(key) + "\n")
+    return scores
+
+
 def _new_model(layers: int, max_length: int, init: str | None = None):
     from sentence_transformers import CrossEncoder
 
@@ -338,12 +399,14 @@ def train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: int
                         batch_size: int = 16, lr: float = 5e-5, max_length: int = 128, seed: int = 13,
                         warmup: float = 0.05, checkpoint_every: int = 50, threads: int | None = None,
                         progress: bool = True, stop_at_step: int | None = None, init: str | Path | None = None,
-                        loss: str = "listwise") -> Path:
+                        loss: str = "listwise", teacher: str | Path | None = None) -> Path:
     """Fine-tune a CrossEncoder on ``pairs`` and write it to ``out/final`` (fp32); resumes from ``out/checkpoint``.
 
     ``init``: a CrossEncoder folder to start from instead of the MiniLM weights (its first ``layers``
     layers are kept), e.g. the trained 6-layer model when training the 2-layer cascade stage.
-    ``loss``: ``"listwise"`` (batches of whole query groups, ``batch_size`` pairs on average) or ``"bce"``.
+    ``loss``: ``"listwise"`` (batches of whole query groups, ``batch_size`` pairs on average), ``"bce"``,
+    or ``"distill"`` (the listwise groups, each fitted to ``teacher``'s softmax over the group: how
+    the cascade's 2-layer pruner learns to keep what the 6-layer model ranks high).
     ``stop_at_step`` ends the run early at that step with the learning-rate schedule of the full
     run, which reproduces exactly the model an interrupted run had checkpointed at that step.
     Returns the folder of the final model. Per-step losses go to ``out/train_log.jsonl``.
@@ -358,7 +421,8 @@ def train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: int
     try:
         return _train_cross_encoder(pairs, out, layers=layers, epochs=epochs, batch_size=batch_size, lr=lr,
                                     max_length=max_length, seed=seed, warmup=warmup, checkpoint_every=checkpoint_every,
-                                    progress=progress, stop_at_step=stop_at_step, init=init, loss=loss)
+                                    progress=progress, stop_at_step=stop_at_step, init=init, loss=loss,
+                                    teacher=teacher)
     finally:
         torch.set_num_threads(before)
 
@@ -367,14 +431,17 @@ def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: in
                         batch_size: int = 16, lr: float = 5e-5, max_length: int = 128, seed: int = 13,
                         warmup: float = 0.05, checkpoint_every: int = 50,
                         progress: bool = True, stop_at_step: int | None = None, init: str | Path | None = None,
-                        loss: str = "listwise") -> Path:
+                        loss: str = "listwise", teacher: str | Path | None = None) -> Path:
 
     import torch
     from tqdm import tqdm
 
     check_pairs(pairs)
+    if loss == "distill" and teacher is None:
+        raise ValueError("loss='distill' needs a teacher: a trained CrossEncoder folder, e.g. models/reranker-minilm-l6")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    t_scores = teacher_scores(pairs, teacher, out, max_length=max_length) if loss == "distill" else None
     torch.manual_seed(seed)
     ckpt = out / "checkpoint"
     resume = (ckpt / "state.pt").is_file()
@@ -385,7 +452,7 @@ def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: in
 
     lengths = np.array([len(p.query) + len(p.passage) for p in pairs])
     rng = np.random.default_rng(seed)
-    if loss == "listwise":
+    if loss in ("listwise", "distill"):
         n_q = len({p.qid for p in pairs})
         per_batch = max(1, round(batch_size * n_q / len(pairs)))
         plan = [_group_batches(pairs, per_batch, rng) for _ in range(epochs)]
@@ -395,7 +462,7 @@ def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: in
     elif loss == "bce":
         plan = [_batches(lengths, batch_size, rng) for _ in range(epochs)]
     else:
-        raise ValueError(f"loss must be 'listwise' or 'bce', got {loss!r}")
+        raise ValueError(f"loss must be 'listwise', 'bce' or 'distill', got {loss!r}")
     total = sum(len(e) for e in plan)
     head = [p for n, p in hf.named_parameters() if n.startswith("classifier")]
     body = [p for n, p in hf.named_parameters() if not n.startswith("classifier")]
@@ -427,7 +494,12 @@ def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: in
         feats = tok([pairs[i].query for i in idx], [pairs[i].passage for i in idx], truncation="longest_first",
                     max_length=max_length, padding=True, return_tensors="pt")
         logits = hf(**feats).logits.view(-1)
-        value = _listwise_loss(logits, idx, pairs) if loss == "listwise" else loss_fn(logits, labels[idx])
+        if loss == "listwise":
+            value = _listwise_loss(logits, idx, pairs)
+        elif loss == "distill":
+            value = _distill_loss(logits, idx, pairs, t_scores)
+        else:
+            value = loss_fn(logits, labels[idx])
         value.backward()
         torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
         opt.step()

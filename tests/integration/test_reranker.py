@@ -54,7 +54,7 @@ def test_registered_model_matches_sentence_transformers_predict(name, scifact_bm
 
 @pytest.mark.xfail(strict=False, reason="issue 3 open: reranker-l6 alone over BM25 top-100 measured nDCG@10 0.659 vs BM25 "
                    "0.676 on all 300 SciFact test queries (results/reranker_l6_eval.json); more training needed")
-@pytest.mark.parametrize("name", ["reranker-l6", "reranker-l2"])
+@pytest.mark.parametrize("name", ["reranker-l6"])  # the 2-layer pruner is judged by the cascade test below
 def test_rerank_bm25_top_k_beats_bm25(name, scifact_bm25):
     _registered(name)
     ds, qids, res = scifact_bm25
@@ -93,3 +93,47 @@ def test_training_resumes_exactly_from_a_checkpoint(tmp_path):
     assert any(not torch.equal(half[k], wa[k]) for k in wa), "steps 3-4 changed nothing: the comparison is vacuous"
     steps = [json.loads(l)["step"] for l in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+def test_distill_loss_is_zero_for_the_teachers_own_logits_and_positive_otherwise():
+    import torch
+
+    from rerank.train import TrainPair, _distill_loss
+
+    pairs = [TrainPair(f"q{i // 3}", f"p{i}", float(i % 3 == 0), "toy", f"toy:{i // 3}") for i in range(9)]
+    teacher = np.array([3.0, 1.0, -2.0, 0.5, 0.4, 0.3, -1.0, 2.0, 0.0], dtype=np.float32)
+    idx = np.arange(9)
+    same = _distill_loss(torch.tensor(teacher + 5.0), idx, pairs, teacher)  # a shift per group changes no softmax
+    assert float(same) == pytest.approx(0.0, abs=1e-6)
+    flipped = _distill_loss(torch.tensor(-teacher), idx, pairs, teacher)
+    assert float(flipped) > 0.5
+
+
+def test_distillation_moves_the_student_towards_the_teacher(tmp_path):
+    """``loss='distill'``: teacher logits cached once (keyed by teacher and pairs); the student's KL falls."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from rerank.train import TrainPair, _distill_loss, teacher_scores, train_cross_encoder
+
+    pairs = [TrainPair(f"what is topic {i // 4}", f"topic {i // 4} is about item {i}" if i % 4 == 0 else f"other text {i}",
+                       float(i % 4 == 0), "toy", f"toy:{i // 4}") for i in range(32)]  # 8 groups of 4
+    kw = dict(layers=2, epochs=1, batch_size=8, lr=1e-3, max_length=32, seed=3, checkpoint_every=100, threads=1, progress=False)
+    teacher = train_cross_encoder(pairs, tmp_path / "teacher", loss="listwise", **kw)
+    t = teacher_scores(pairs, teacher, tmp_path / "student", max_length=32)
+    assert t.shape == (32,) and np.isfinite(t).all()
+    assert (tmp_path / "student" / "teacher_scores.npy").is_file()
+    with pytest.raises(ValueError, match="needs a teacher"):
+        train_cross_encoder(pairs, tmp_path / "x", loss="distill", **kw)
+
+    def kl(folder) -> float:
+        m = CrossEncoder(str(folder), num_labels=1, max_length=32, device="cpu")
+        s = m.predict([(p.query, p.passage) for p in pairs], activation_fn=torch.nn.Identity(), show_progress_bar=False)
+        return float(_distill_loss(torch.tensor(np.asarray(s)), np.arange(32), pairs, t))
+
+    from rerank.train import _new_model
+
+    start = tmp_path / "start"
+    _new_model(2, 32).save(str(start))
+    student = train_cross_encoder(pairs, tmp_path / "student", loss="distill", teacher=teacher, **{**kw, "epochs": 3})
+    assert kl(student) < kl(start)
