@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["add_diagnose_parser", "add_bench_parser", "run_context"]
+__all__ = ["add_diagnose_parser", "add_bench_parser", "run_context", "measured_order"]
 
 
 def _fingerprint(llm) -> str:
@@ -28,6 +28,17 @@ def _fingerprint(llm) -> str:
     for p in list(llm.model.parameters())[:3]:
         h.update(p.detach().float().flatten()[:4096].numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def measured_order(name: str, llm, orders_path: str | Path = "configs/context_orders.json") -> tuple[str, list[float] | None]:
+    """The context order measured for ``name`` (``ragfix diagnose context-rot``), for ``Pipeline(order=, curve=)``.
+
+    ``("rank", None)`` when nothing was measured for this model; :class:`generate.ordering.StaleOrderError`
+    when the stored order was measured on other weights (the fingerprint differs).
+    """
+    from generate.ordering import OrderStore
+
+    return OrderStore(orders_path).get(name, _fingerprint(llm))
 
 
 def _plot(curve: dict, path: Path, title: str) -> None:

@@ -27,7 +27,14 @@ def run_demo(n_questions: int = 3, corpus_size: int = 2000, llm: str = "smollm2"
     rr = None
     if reranker and reranker in Registry().names("cross-encoder"):
         rr = load_cross_encoder(reranker)
-    pipe = Pipeline(HybridRetriever([BM25Retriever(), DenseRetriever(load_embedder(embedder))]), load_llm(llm), reranker=rr)
+    from bench.context_cli import measured_order
+    from bench.registry import repo_root
+
+    model = load_llm(llm)
+    # The context order measured for this LLM by `ragfix diagnose context-rot` (rank order if none).
+    order, curve = measured_order(llm, model, repo_root() / "configs" / "context_orders.json")
+    pipe = Pipeline(HybridRetriever([BM25Retriever(), DenseRetriever(load_embedder(embedder))]), model, reranker=rr,
+                    order=order, curve=curve)
     pipe.index(ds.corpus)
     qids = list(ds.queries)[:n_questions]
     return [pipe.run(ds.queries[q]) for q in qids], ds, qids

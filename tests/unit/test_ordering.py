@@ -46,3 +46,21 @@ def test_order_store_refuses_another_models_order(tmp_path):
     (tmp_path / "orders.json").write_text("{broken")
     with pytest.raises(ValueError, match="not valid JSON"):
         store.get("smollm2", "abc")
+
+
+def test_measured_order_reads_the_store_by_fingerprint_and_refuses_other_weights(tmp_path):
+    import types
+
+    import torch
+
+    from bench.context_cli import _fingerprint, measured_order
+
+    llm = types.SimpleNamespace(name="tiny", model=torch.nn.Linear(4, 2))
+    path = tmp_path / "orders.json"
+    assert measured_order("tiny", llm, path) == ("rank", None)
+    OrderStore(path).put("tiny", _fingerprint(llm), "edges", [1.0, 0.5, 0.9], "test")
+    assert measured_order("tiny", llm, path) == ("edges", [1.0, 0.5, 0.9])
+    with torch.no_grad():
+        llm.model.weight.add_(1.0)  # other weights: the stored order no longer applies
+    with pytest.raises(StaleOrderError, match="diagnose context-rot"):
+        measured_order("tiny", llm, path)
