@@ -120,13 +120,16 @@ class FaithfulnessGate:
         cl = [c for c in claims for _ in range(n)]
         p = self.scorer.predict_proba(ev, cl, [question] * len(ev)).reshape(len(claims), n)
         out = []
+        passage_words: list[set[str]] | None = None  # computed once, and only if a claim fails
         for i, claim in enumerate(claims):
             j = int(p[i].argmax())
             if p[i, j] >= self.threshold:
                 out.append(ClaimVerdict(claim, "supported", float(p[i, j]), j))
                 continue
+            if passage_words is None:
+                passage_words = [content_words(x) for x in passages]
             words = content_words(claim)
-            cover = [len(words & content_words(x)) / max(1, len(words)) for x in passages]
+            cover = [len(words & pw) / max(1, len(words)) for pw in passage_words]
             k = int(max(range(n), key=lambda m: cover[m]))
             kind = "contradicted" if words and cover[k] >= self.contradict_overlap else "unsupported"
             out.append(ClaimVerdict(claim, kind, float(p[i, j]), k))

@@ -311,21 +311,26 @@ def _group_batches(pairs: Sequence[TrainPair], groups_per_batch: int, rng: np.ra
     return [np.concatenate([members[j] for j in b]) for b in _batches(lengths, groups_per_batch, rng)]
 
 
+def _group_spans(idx: np.ndarray, pairs: Sequence[TrainPair]) -> list[tuple[int, int]]:
+    """[start, end) runs of ``idx`` sharing a qid (batches hold whole groups, contiguous)."""
+    qids = [pairs[i].qid for i in idx]
+    spans, start = [], 0
+    for end in range(1, len(qids) + 1):
+        if end == len(qids) or qids[end] != qids[start]:
+            spans.append((start, end))
+            start = end
+    return spans
+
+
 def _listwise_loss(logits, idx: np.ndarray, pairs: Sequence[TrainPair]):
     """Mean over query groups of -log(softmax mass on the group's positives)."""
     import torch
 
-    qids = [pairs[i].qid for i in idx]
     losses = []
-    start = 0
-    while start < len(idx):
-        end = start
-        while end < len(idx) and qids[end] == qids[start]:
-            end += 1
-        g = logits[start:end]
-        pos = torch.tensor([pairs[i].label >= 0.5 for i in idx[start:end]])
+    for a, b in _group_spans(idx, pairs):
+        g = logits[a:b]
+        pos = torch.tensor([pairs[i].label >= 0.5 for i in idx[a:b]])
         losses.append(torch.logsumexp(g, 0) - torch.logsumexp(g[pos], 0))
-        start = end
     return torch.stack(losses).mean()
 
 
@@ -338,18 +343,12 @@ def _distill_loss(logits, idx: np.ndarray, pairs: Sequence[TrainPair], teacher: 
     """
     import torch
 
-    qids = [pairs[i].qid for i in idx]
     t_all = torch.as_tensor(teacher[idx], dtype=logits.dtype)
     losses = []
-    start = 0
-    while start < len(idx):
-        end = start
-        while end < len(idx) and qids[end] == qids[start]:
-            end += 1
-        t = torch.log_softmax(t_all[start:end], 0)
-        s = torch.log_softmax(logits[start:end], 0)
+    for a, b in _group_spans(idx, pairs):
+        t = torch.log_softmax(t_all[a:b], 0)
+        s = torch.log_softmax(logits[a:b], 0)
         losses.append((t.exp() * (t - s)).sum())
-        start = end
     return torch.stack(losses).mean()
 
 

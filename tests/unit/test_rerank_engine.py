@@ -126,24 +126,34 @@ def test_cascade_keeps_rankers_order_at_top_and_prunes(ce, pairs):
     assert set(bad.order[:4].tolist()).isdisjoint(full[:4].tolist())
 
 
+def _run_in_threads(n: int, fn) -> list:
+    """Run ``fn(i)`` for i in range(n) in n threads at once; return the exceptions they raised."""
+    errors: list = []
+
+    def worker(i):
+        try:
+            fn(i)
+        except BaseException as exc:  # surface a worker's error in the test, not as a missing result
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
 def test_microbatcher_routes_each_requests_scores_back(ce, pairs):
     eng = RerankEngine(ce, "fp32", max_tokens_per_batch=200)
     requests = [pairs[i::4] for i in range(4)]  # 3 pairs each
     expected = [eng.score_pairs(r) for r in requests]
     results: list = [None] * 4
-    errors: list = []
     with MicroBatcher(eng, max_wait_ms=50) as mb:
-        def worker(i):
-            try:
-                results[i] = mb.submit(requests[i]).result(timeout=60)
-            except BaseException as exc:  # surface a worker's error in the test, not as a None result
-                errors.append(exc)
+        def one(i):
+            results[i] = mb.submit(requests[i]).result(timeout=60)
 
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = _run_in_threads(4, one)
     assert not errors, errors
     for got, exp in zip(results, expected):
         np.testing.assert_allclose(got, exp, atol=1e-4)
@@ -158,22 +168,14 @@ def test_engine_encode_is_thread_safe(ce, pairs):
     eng = RerankEngine(ce, "fp32")
     slices = [pairs[i::4] for i in range(4)]
     expected = [eng.encode(s).input_ids for s in slices]
-    errors: list = []
     mismatches: list = []
 
-    def worker(i):
-        try:
-            for _ in range(100):
-                if eng.encode(slices[i]).input_ids != expected[i]:
-                    mismatches.append(i)
-        except BaseException as exc:
-            errors.append(exc)
+    def hammer(i):
+        for _ in range(100):
+            if eng.encode(slices[i]).input_ids != expected[i]:
+                mismatches.append(i)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = _run_in_threads(4, hammer)
     assert not errors, errors[:2]
     assert not mismatches
 
