@@ -1,11 +1,11 @@
 """``ragfix diagnose context-rot`` and ``ragfix bench context``: the position curve and the order it picks (VII).
 
 ``diagnose context-rot --model NAME [--positions 10] [--passages 10] [--limit N]``: the model's
-curve on the first half of a seeded sample of NQ-open oracle questions (JSON + PNG), the order it
+curve on a seeded sample of ``N`` NQ-open oracle questions (JSON + PNG), the order it
 favours (:func:`generate.ordering.choose_order`) stored with the model's fingerprint in
 ``--orders`` (default ``configs/context_orders.json``) for the pipeline to use.
 
-``bench context``: the same run, then every order on the *held-out* half, paired against rank
+``bench context [--heldout M]``: the same run, then every order on ``M`` *other* questions, paired against rank
 order with bootstrap intervals; JSON (``metrics.<order>.{mean_loglik,accuracy}`` with intervals,
 ``chosen_order``) and Markdown.
 """
@@ -63,19 +63,40 @@ def _plot(curve: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def run_context(model: str, positions: int, passages: int, limit: int, max_words: int, seed: int,
-                heldout: bool, orders_path: str | None, out: Path) -> dict:
-    from bench.registry import load_embedder, load_llm
-    from generate.context_rot import build_items, evaluate_orders, load_nq_oracle, position_curve, slots_for
-    from generate.ordering import OrderStore, choose_order, reorder
+def _dtype(name: str, llm) -> str:
+    """``auto`` -> bf16 where it is native (CUDA, or a CPU with AVX512_BF16/AMX), else fp32."""
+    import torch
 
-    if limit < 2:
-        raise ValueError(f"--limit must be >= 2 (half the questions measure the curve, half judge the orders), got {limit}")
+    from rerank.backends import cpu_has_native_bf16
+
+    if name == "auto":
+        name = "bf16" if (str(getattr(llm, "device", "cpu")).startswith("cuda") or cpu_has_native_bf16()) else "fp32"
+    if name not in ("fp32", "bf16"):
+        raise ValueError(f"--dtype must be auto, fp32 or bf16, got {name!r}")
+    llm.model.to(torch.bfloat16 if name == "bf16" else torch.float32)
+    return name
+
+
+def run_context(model: str, positions: int, passages: int, limit: int, max_words: int, seed: int,
+                heldout: int, orders_path: str | None, out: Path, dtype: str = "auto",
+                cache_path: str | Path | None = "default", max_new_tokens: int = 16) -> dict:
+    """The curve on ``limit`` questions, then (``heldout`` > 0) every order on ``heldout`` other questions."""
+    from bench.registry import load_embedder, load_llm
+    from generate.context_rot import PromptCache, build_items, evaluate_orders, load_nq_oracle, position_curve, slots_for
+    from generate.ordering import OrderStore, choose_order, reorder
+    from retrieval.cache import default_cache_dir
+
+    if limit < 1 or heldout < 0:
+        raise ValueError(f"--limit must be >= 1 and --heldout >= 0, got {limit} and {heldout}")
     t0 = time.time()
     llm = load_llm(model)
-    items = build_items(load_nq_oracle(), load_embedder("minilm"), n_passages=passages, limit=limit, seed=seed)
-    half = len(items) // 2
-    fit_items, held_items = items[:half], items[half:]
+    fp = _fingerprint(llm)  # of the weights as stored, before any dtype cast: the pipeline loads them so
+    dtype = _dtype(dtype, llm)
+    if cache_path == "default":
+        cache_path = default_cache_dir() / "context_rot.sqlite"
+    cache = PromptCache(cache_path, f"{fp}/{dtype}/{max_new_tokens}")
+    items = build_items(load_nq_oracle(), load_embedder("minilm"), n_passages=passages, limit=limit + heldout, seed=seed)
+    fit_items, held_items = items[:limit], items[limit:]
     slots = slots_for(positions, passages)
 
     def bar(done: int, total: int) -> None:
@@ -83,22 +104,23 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
             print(f"  {done}/{total} prompts ({time.time() - t0:.0f} s)", flush=True)
 
     print(f"[context] curve: {len(fit_items)} questions x {len(slots)} positions, {passages} passages", flush=True)
-    curve = position_curve(llm, fit_items, slots, max_words=max_words, progress=bar)
+    curve = position_curve(llm, fit_items, slots, max_words=max_words, max_new_tokens=max_new_tokens, progress=bar,
+                           cache=cache)
     ll_curve = [curve["per_position"][str(p)]["mean_loglik"] for p in slots]
     full = [float(x) for x in np.interp(range(passages), slots, ll_curve)]
     chosen, scores = choose_order(full, passages)
-    fp = _fingerprint(llm)
-    result = {"model": model, "fingerprint": fp, "passages": passages, "positions": slots, "questions_curve": len(fit_items),
+    result = {"model": model, "fingerprint": fp, "dtype": dtype, "max_new_tokens": max_new_tokens, "passages": passages, "positions": slots, "questions_curve": len(fit_items),
               "max_words_per_passage": max_words, "seed": seed, "curve": {k: v for k, v in curve.items() if k not in ("loglik", "accuracy")},
               "chosen_order": chosen, "order_scores_from_curve": scores,
               "retrieval": {"gold_ranked_first": sum(it.retrieval_rank == 0 for it in items) / len(items)}}
     if orders_path:
         OrderStore(orders_path).put(model, fp, chosen, full, f"NQ-open oracle, {len(fit_items)} questions, seed {seed}")
-    if heldout:
+    if held_items:
         print(f"[context] orders on {len(held_items)} held-out questions", flush=True)
         orders = {o: (lambda ranked, o=o: reorder(ranked, o)) for o in ("rank", "reverse", "edges")}
         orders["chosen"] = lambda ranked: reorder(ranked, chosen)
-        result["metrics"] = evaluate_orders(llm, held_items, orders, max_words=max_words, progress=bar)
+        result["metrics"] = evaluate_orders(llm, held_items, orders, max_words=max_words, max_new_tokens=max_new_tokens,
+                                            progress=bar, cache=cache)
         result["questions_heldout"] = len(held_items)
     result["wall_s"] = round(time.time() - t0, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +139,7 @@ def markdown(r: dict, command: str) -> str:
                      f"{v['accuracy']:.3f} [{v['accuracy_ci'][0]:.3f}, {v['accuracy_ci'][1]:.3f}] |")
     lines += ["", f"Order chosen from the curve: **{r['chosen_order']}**."]
     if "metrics" in r:
-        lines += ["", f"Held-out half ({r['questions_heldout']} questions; passages ranked by MiniLM, gold first for "
+        lines += ["", f"Held-out questions ({r['questions_heldout']}, none in the curve; passages ranked by MiniLM, gold first for "
                       f"{r['retrieval']['gold_ranked_first']:.0%}):", "",
                   "| order | log-likelihood | vs rank | accuracy | vs rank |", "|---|---|---|---|---|"]
         for name, v in r["metrics"].items():
@@ -132,7 +154,11 @@ def _args(p) -> None:
     p.add_argument("--model", default="smollm2", help="registry LLM")
     p.add_argument("--positions", type=int, default=10, help="gold positions measured (spread over the context)")
     p.add_argument("--passages", type=int, default=10, help="passages per prompt (gold + hard distractors)")
-    p.add_argument("--limit", type=int, default=40, help="questions (half for the curve, half held out)")
+    p.add_argument("--limit", type=int, default=20, help="questions the curve is measured on")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 where native), fp32 or bf16")
+    p.add_argument("--max-new-tokens", type=int, default=16, help="greedy answer length for the accuracy test")
+    p.add_argument("--cache", default="default",
+                   help="SQLite file keeping finished prompts so a killed run resumes ($RAGFIX_CACHE/context_rot.sqlite); '' for none")
     p.add_argument("--max-words", type=int, default=100, help="words kept per passage")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--orders", default="configs/context_orders.json", help="where the chosen order is stored per model")
@@ -140,7 +166,8 @@ def _args(p) -> None:
 
 def _diagnose(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    r = run_context(args.model, args.positions, args.passages, args.limit, args.max_words, args.seed, False, args.orders, out)
+    r = run_context(args.model, args.positions, args.passages, args.limit, args.max_words, args.seed, 0, args.orders, out,
+                    args.dtype, args.cache or None, args.max_new_tokens)
     print(markdown(r, "ragfix diagnose context-rot ..."))
     return 0
 
@@ -150,7 +177,8 @@ def _bench(args: argparse.Namespace) -> int:
     import sys
 
     out = Path(args.out)
-    r = run_context(args.model, args.positions, args.passages, args.limit, args.max_words, args.seed, True, args.orders, out)
+    r = run_context(args.model, args.positions, args.passages, args.limit, args.max_words, args.seed, args.heldout, args.orders,
+                    out, args.dtype, args.cache or None, args.max_new_tokens)
     md = markdown(r, "ragfix " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     out.with_suffix(".md").write_text(md)
     print(md)
@@ -167,5 +195,6 @@ def add_diagnose_parser(sub) -> None:
 def add_bench_parser(sub) -> None:
     p = sub.add_parser("context", help="context orders on held-out NQ-open questions: rank vs reverse vs edges vs curve")
     _args(p)
+    p.add_argument("--heldout", type=int, default=20, help="other questions every order is judged on")
     p.add_argument("--out", default="results/context.json")
     p.set_defaults(func=_bench)

@@ -190,28 +190,73 @@ class TransformersBackend:
     def generate_and_score(self, messages: Messages | str, continuation: str, max_new_tokens: int = 16) -> tuple[Generation, float]:
         """Greedy answer and the teacher-forced log-likelihood (natural log, summed over tokens) of
         ``continuation`` after the prompt, sharing one prefill (the context-rot measurement, VII)."""
-        import copy
+        return self.generate_and_score_many([messages], continuation, max_new_tokens)[0]
 
+    def generate_and_score_many(self, prompts: Sequence[Messages | str], continuation: str,
+                                max_new_tokens: int = 16) -> list[tuple[Generation, float]]:
+        """:meth:`generate_and_score` for several prompts (e.g. one question, passages in several orders) in one batch.
+
+        Prompts are left-padded to one length (position ids follow the attention mask), prefilled
+        together, scored on ``continuation`` from the same cache (then cropped back), and decoded
+        greedily together. On CPU the prefill costs what the prompts cost one by one; the decode
+        loop's per-step overhead is paid once per batch instead of once per prompt. Each
+        :class:`Generation` carries the batch's prefill and decode seconds divided by the batch size.
+        """
         import torch
 
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if not prompts:
+            raise ValueError("prompts is empty")
         cont = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
         if not cont:
             raise ValueError("continuation is empty")
-        ids = self.encode_prompt(messages)
-        if len(ids) + len(cont) > self.max_context:
-            raise ValueError(f"prompt + continuation have {len(ids) + len(cont)} tokens, over max_context={self.max_context}")
+        ids = [self.encode_prompt(m) for m in prompts]
+        longest = max(len(x) for x in ids)
+        if longest + len(cont) > self.max_context:
+            raise ValueError(f"prompt + continuation have {longest + len(cont)} tokens, over max_context={self.max_context}")
+        b, dev = len(ids), self.device
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else next(iter(self._eos))
+        padded = any(len(x) < longest for x in ids)
+        inp = torch.tensor([[pad] * (longest - len(x)) + x for x in ids], device=dev)
+        mask = torch.tensor([[0] * (longest - len(x)) + [1] * len(x) for x in ids], device=dev)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        # Without padding, no mask is passed at all (the plain causal path, as in generate()).
+        def kw(m, p):
+            return {"attention_mask": m, "position_ids": p} if padded else {}
+
         with torch.inference_mode():
             t0 = time.perf_counter()
-            out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1)
-            first = torch.log_softmax(out.logits[0, -1].float(), -1)
+            out = self.model(input_ids=inp, use_cache=True, logits_to_keep=1, **kw(mask, pos))
+            cache, first = out.cache, out.logits[:, -1].float()
             t1 = time.perf_counter()
-            ll = float(first[cont[0]])
+            ll = torch.log_softmax(first, -1)[:, cont[0]].clone()
             if len(cont) > 1:
-                forced = self.model(input_ids=torch.tensor([cont[:-1]], device=self.device), cache=copy.deepcopy(out.cache),
-                                    use_cache=True)
-                lp = torch.log_softmax(forced.logits[0].float(), -1)
-                ll += float(lp[torch.arange(len(cont) - 1), torch.tensor(cont[1:])].sum())
-            out_ids = self._greedy(out, max_new_tokens)
+                n = len(cont) - 1
+                step_mask = torch.cat([mask, torch.ones(b, n, dtype=mask.dtype, device=dev)], 1)
+                step_pos = pos[:, -1:] + 1 + torch.arange(n, device=dev)
+                forced = self.model(input_ids=torch.tensor([cont[:-1]] * b, device=dev), cache=cache, use_cache=True,
+                                    **kw(step_mask, step_pos))
+                lp = torch.log_softmax(forced.logits.float(), -1)
+                ll += lp[:, torch.arange(n), torch.tensor(cont[1:])].sum(1)
+                cache.crop(-n)  # back to the prompt alone for the greedy answer (this version takes -tokens to drop)
+            nxt = first.argmax(-1)
+            outs: list[list[int]] = [[] for _ in range(b)]
+            done = [False] * b
+            for step in range(max_new_tokens):
+                for k, tok in enumerate(nxt.tolist()):
+                    if not done[k]:
+                        if tok in self._eos:
+                            done[k] = True
+                        else:
+                            outs[k].append(tok)
+                if all(done) or step == max_new_tokens - 1:
+                    break
+                mask = torch.cat([mask, torch.ones(b, 1, dtype=mask.dtype, device=dev)], 1)
+                pos = pos[:, -1:] + 1
+                st = self.model(input_ids=nxt[:, None], cache=cache, use_cache=True, **kw(mask, pos))
+                nxt = st.logits[:, -1].argmax(-1)
             t2 = time.perf_counter()
-        text = self.tokenizer.decode(out_ids, skip_special_tokens=True).strip()
-        return Generation(text, len(ids), len(out_ids), t1 - t0, t2 - t1, self.name), ll
+        return [(Generation(self.tokenizer.decode(o, skip_special_tokens=True).strip(), len(x), len(o),
+                            (t1 - t0) / b, (t2 - t1) / b, self.name), float(v))
+                for o, x, v in zip(outs, ids, ll.tolist())]

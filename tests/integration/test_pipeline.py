@@ -74,6 +74,32 @@ def test_prefix_reuse_gives_the_same_answer_and_the_same_loglik(llm):
     assert gen.text == llm.generate(msgs, max_new_tokens=4).text
 
 
+def test_batched_score_equals_one_by_one_with_padding(llm, tmp_path):
+    """generate_and_score_many (the context-rot batch) == generate_and_score per prompt, also for padded rows;
+    PromptCache answers a rerun without touching the model."""
+    from generate.context_rot import PromptCache, _run_many
+
+    passages = [f"The {w} bridge over the river opened in {1850 + 7 * i}." for i, w in enumerate(["old", "iron", "stone"])]
+    placements = [passages, passages[::-1], passages[:1]]  # the last is shorter: it is left-padded in the batch
+    msgs = [build_messages("When did the iron bridge open?", [Document(str(i), t) for i, t in enumerate(p)]) for p in placements]
+    many = llm.generate_and_score_many(msgs, " 1857", max_new_tokens=6)
+    for m, (gen, ll) in zip(msgs, many):
+        one, ll1 = llm.generate_and_score(m, " 1857", max_new_tokens=6)
+        assert gen.text == one.text and gen.prompt_tokens == one.prompt_tokens
+        assert ll == pytest.approx(ll1, abs=1e-3)
+    cache = PromptCache(tmp_path / "runs.sqlite", "tag")
+    first = _run_many(llm, "When did the iron bridge open?", placements, "1857", 50, 6, cache)
+
+    class Dead:  # a rerun must come from the cache alone
+        def generate_and_score_many(self, *a, **k):
+            raise AssertionError("the model was called although every prompt was cached")
+
+    assert _run_many(Dead(), "When did the iron bridge open?", placements, "1857", 50, 6,
+                     PromptCache(tmp_path / "runs.sqlite", "tag")) == first
+    with pytest.raises(ValueError, match="prompts is empty"):
+        llm.generate_and_score_many([], " x")
+
+
 def test_pipeline_overlap_order_and_gate(llm):
     from generate.gate import FaithfulnessGate
     from bench.registry import load_faithfulness
