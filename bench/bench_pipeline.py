@@ -17,9 +17,12 @@ At each ``--concurrency`` c, c client threads send the requests; the table gives
 latency p50/p95 and throughput. Cross-request batching is measured on the rerank stage alone, with every core given to
 both sides: c threads each scoring their K pairs through one shared engine (per-request batches,
 run concurrently) vs through :class:`rerank.microbatch.MicroBatcher` (merged batches); requests/s
-and the ratio. What overlap cannot save: the prefix is only the system prompt and the question
-(~60 tokens here), so TTFT falls by at most the prefill time of those tokens; a long system prompt
-or few-shot block raises the saving, a longer context lowers its share.
+and the ratio. What overlap cannot save: with a bare question the prefix is only the system prompt and
+the question (~60 tokens here), so TTFT falls by at most the prefill time of those tokens. The
+``--history-words`` sweep (concurrency 1) puts real chat turns (HaluEval dialogue) before each
+question -- a conversation that differs per request, so no cross-request prefix cache holds it --
+and measures the saving as that known-early prefix grows; it is bounded by the rerank time, since
+the prefill can hide only behind work that runs concurrently.
 """
 from __future__ import annotations
 
@@ -55,21 +58,39 @@ def _pcts(xs: list[float]) -> dict:
     return {"p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)), "n": int(a.size)}
 
 
-def _drive(pipe, queries: list[str], concurrency: int) -> dict:
+def _drive(pipe, queries: list[str], concurrency: int, histories: list[list[dict]] | None = None) -> dict:
     ttft, total = [], []
     lock = threading.Lock()
 
-    def one(q: str) -> None:
-        r = pipe.run(q)
+    def one(i: int) -> None:
+        r = pipe.run(queries[i], histories[i] if histories else None)
         with lock:
             ttft.append(r.ttft_s)
             total.append(r.total_s)
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as ex:
-        list(ex.map(one, queries))
+        list(ex.map(one, range(len(queries))))
     wall = time.perf_counter() - t0
     return {"ttft": _pcts(ttft), "total": _pcts(total), "throughput_rps": len(queries) / wall, "wall_s": wall}
+
+
+def _histories(n: int, words: int) -> list[list[dict]]:
+    """Per request, real chat turns (HaluEval dialogue, consecutive dialogues) of at least ``words`` words, ending
+    with the assistant's turn: a conversation that is different for every request, so no cross-request prefix
+    cache could hold it."""
+    from bench.datasets import load_halueval_dialogue_histories
+
+    pool = iter(load_halueval_dialogue_histories())
+    out = []
+    for _ in range(n):
+        turns: list[dict] = []
+        while sum(len(m["content"].split()) for m in turns) < words:
+            turns += next(pool)
+            while turns and turns[-1]["role"] == "user":
+                turns.pop()
+        out.append(turns)
+    return out
 
 
 def _rerank_throughput(scorer, batches: list[list[tuple[str, str]]], concurrency: int) -> float:
@@ -89,6 +110,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> dict:
     from rerank.engine import RerankEngine
     from rerank.microbatch import MicroBatcher
     from retrieval.retrievers import BM25Retriever
+    from retrieval.types import Document
 
     torch.set_num_threads(1)  # one core for the reranker, one for the LLM (see the module docstring)
     ds = load_beir(args.data, "test").limit(args.limit)
@@ -116,6 +138,18 @@ def run_pipeline_bench(args: argparse.Namespace) -> dict:
         for name, p in pipes.items():
             print(f"[pipeline] {name} at concurrency {c} ...", flush=True)
             metrics.setdefault(name, {})[f"c{c}"] = _drive(p, queries, c)
+    # When overlap can save time: a request-specific prefix (conversation so far) known before reranking ends.
+    sweep: dict = {}
+    for words in [int(w) for w in args.history_words.split(",") if w.strip()]:
+        hist = _histories(len(queries), words)
+        tokens = [len(llm.prompt_prefix(pipes["fixed"]._messages(q, [Document("-", "-")], h))) for q, h in zip(queries, hist)]
+        row = {"history_words": words, "prefix_tokens_median": float(np.median(tokens))}
+        for name in ("fixed_no_overlap", "fixed"):
+            print(f"[pipeline] {name} with {words} words of history ...", flush=True)
+            row[name] = _drive(pipes[name], queries, 1, hist)
+        row["overlap_saving_ms"] = row["fixed_no_overlap"]["ttft"]["p50_ms"] - row["fixed"]["ttft"]["p50_ms"]
+        row["ttft_ratio"] = row["fixed_no_overlap"]["ttft"]["p50_ms"] / row["fixed"]["ttft"]["p50_ms"]
+        sweep[str(words)] = row
     pipes["fixed"].close()
     # Cross-request batching on the rerank stage alone.
     res = bm25.search(queries, args.k)
@@ -138,9 +172,9 @@ def run_pipeline_bench(args: argparse.Namespace) -> dict:
     summary = {f"c{c}": {"ttft_p50_naive_ms": base[f"c{c}"]["ttft"]["p50_ms"], "ttft_p50_fixed_ms": fix[f"c{c}"]["ttft"]["p50_ms"],
                          "ttft_ratio": base[f"c{c}"]["ttft"]["p50_ms"] / fix[f"c{c}"]["ttft"]["p50_ms"],
                          "overlap_saving_ms": fno[f"c{c}"]["ttft"]["p50_ms"] - fix[f"c{c}"]["ttft"]["p50_ms"]} for c in levels}
-    return {"metrics": metrics, "cross_request_batching": xb, "summary": summary,
+    return {"metrics": metrics, "cross_request_batching": xb, "summary": summary, "overlap_by_history": sweep,
             "config": {k: getattr(args, k) for k in ("model", "pruner", "keep", "backend", "llm", "k", "context_k", "limit",
-                                                      "max_new_tokens", "concurrency", "token_budget")},
+                                                      "max_new_tokens", "concurrency", "token_budget", "history_words")},
             "torch_threads": 1, "cross_request_threads": os.cpu_count(), "queries": len(queries)}
 
 
@@ -150,6 +184,12 @@ def markdown(r: dict, command: str) -> str:
         for c, m in per.items():
             lines.append(f"| {name} | {c[1:]} | {m['ttft']['p50_ms']:.0f} | {m['ttft']['p95_ms']:.0f} | "
                          f"{m['total']['p50_ms']:.0f} | {m['total']['p95_ms']:.0f} | {m['throughput_rps']:.3f} |")
+    if r.get("overlap_by_history"):
+        lines += ["", "| conversation before the question | prefix tokens (median) | TTFT p50 no overlap ms | "
+                      "TTFT p50 overlap ms | overlap saves |", "|---|---|---|---|---|"]
+        for w, m in r["overlap_by_history"].items():
+            lines.append(f"| {w} words | {m['prefix_tokens_median']:.0f} | {m['fixed_no_overlap']['ttft']['p50_ms']:.0f} | "
+                         f"{m['fixed']['ttft']['p50_ms']:.0f} | {m['overlap_saving_ms']:.0f} ms ({m['ttft_ratio']:.2f}x) |")
     lines += ["", "| rerank stage | concurrency | per-request req/s | cross-request req/s | ratio |", "|---|---|---|---|---|"]
     for c, m in r["cross_request_batching"].items():
         lines.append(f"| micro-batching | {c[1:]} | {m['per_request_rps']:.2f} | {m['cross_request_rps']:.2f} | {m['ratio']:.2f}x |")
@@ -191,5 +231,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=24)
     p.add_argument("--limit", type=int, default=8, help="requests (SciFact test claims)")
     p.add_argument("--concurrency", default="1,4,8")
+    p.add_argument("--history-words", default="0,250,500",
+                   help="overlap sweep at concurrency 1: words of real chat history (HaluEval dialogue) before each question")
     p.add_argument("--out", default="results/pipeline.json")
     p.set_defaults(func=_cmd)

@@ -23,6 +23,7 @@ __all__ = [
     "load_beir",
     "load_documents_jsonl",
     "load_halueval_qa",
+    "load_halueval_dialogue_histories",
     "halueval_dir",
     "data_root",
     "read_jsonl",
@@ -240,3 +241,26 @@ def load_halueval_qa(limit: int | None = None) -> RetrievalDataset:
         qrels[qid] = {doc_id: 1}
         answers[qid] = [_field(obj, "right_answer", path, lineno)]
     return RetrievalDataset("halueval-qa", corpus, queries, qrels, answers)
+
+
+def load_halueval_dialogue_histories(limit: int | None = None) -> list[list[dict]]:
+    """Real chat turns: HaluEval dialogue's ``dialogue_history`` ("[Human]: ... [Assistant]: ...") as message lists.
+
+    Used by ``ragfix bench pipeline --history-words`` as the request-specific conversation that precedes
+    a question (the part of a prompt known before reranking ends, besides the question).
+    """
+    import re
+
+    path = halueval_dir() / "dataset_halueval_dialogue.jsonl"
+    turn = re.compile(r"\[(Human|Assistant)\]:\s*")
+    out: list[list[dict]] = []
+    for lineno, obj in read_jsonl(path):
+        if limit is not None and len(out) >= limit:
+            break
+        text = _field(obj, "dialogue_history", path, lineno)
+        parts = turn.split(text)[1:]
+        msgs = [{"role": "user" if who == "Human" else "assistant", "content": said.strip()}
+                for who, said in zip(parts[::2], parts[1::2]) if said.strip()]
+        if msgs:
+            out.append(msgs)
+    return out

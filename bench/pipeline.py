@@ -104,10 +104,12 @@ class Pipeline:
         self.retriever.index(self.corpus)
         return self
 
-    def _messages(self, query: str, passages: Sequence[Document]) -> list[dict]:
-        return build_messages(query, passages, self.max_words_per_passage, question_first=self.overlap_prefill)
+    def _messages(self, query: str, passages: Sequence[Document], history: Sequence[dict] | None = None) -> list[dict]:
+        return build_messages(query, passages, self.max_words_per_passage, question_first=self.overlap_prefill,
+                              history=history)
 
-    def run(self, query: str) -> PipelineResult:
+    def run(self, query: str, history: Sequence[dict] | None = None) -> PipelineResult:
+        """One request; ``history`` holds the conversation's earlier turns (part of the prefill-overlap prefix)."""
         from generate.ordering import reorder
 
         if not self.corpus:
@@ -122,8 +124,8 @@ class Pipeline:
             c["candidates"] = len(cands)
         prefix_fut = None
         if self._prefill_pool is not None:
-            # The [system + question] prefix does not depend on the passages: start it now.
-            probe = self._messages(query, [Document("-", "-")])
+            # The [system + history + question] prefix does not depend on the passages: start it now.
+            probe = self._messages(query, [Document("-", "-")], history)
             prefix_fut = self._prefill_pool.submit(lambda: self.llm.prefill(self.llm.prompt_prefix(probe)))
         if self.reranker is not None and cands:
             with _timed(timings, "rerank", {"pairs": len(cands)}):
@@ -135,7 +137,7 @@ class Pipeline:
                 c.update(prefix_tokens=len(prefix.ids), prefix_prefill_s=round(prefix.prefill_s, 4))
         passages = reorder(cands[: self.context_k], self.order, self.curve)
         with _timed(timings, "generate", {}) as c:
-            messages = self._messages(query, passages)
+            messages = self._messages(query, passages, history)
             gen = self.llm.generate(messages, max_new_tokens=self.max_new_tokens,
                                     **({"prefix": prefix} if prefix is not None else {}))
             ttft = time.perf_counter() - t_start - gen.decode_s
@@ -148,7 +150,7 @@ class Pipeline:
             with _timed(timings, "gate", {}) as c:
                 texts = [d.full_text() for d in passages]
                 verdict = self.gate.check(query, answer, texts)
-                regen = (lambda ps: self.llm.generate(self._messages(query, [Document(str(i), t) for i, t in enumerate(ps)]),
+                regen = (lambda ps: self.llm.generate(self._messages(query, [Document(str(i), t) for i, t in enumerate(ps)], history),
                                                       max_new_tokens=self.max_new_tokens).text)
                 answer, verdict = apply_policy(self.gate_policy, self.gate, query, texts, verdict, regenerate=regen)
                 c.update(verdict=verdict.verdict, claims=len(verdict.claims))

@@ -131,7 +131,7 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
     from bench.datasets import data_root, load_beir
     from bench.metrics import evaluate
     from bench.registry import Registry, load_cross_encoder, load_embedder
-    from rerank.fusion import rrf_scores
+    from rerank.fusion import rrf_scores, zsum_scores
     from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
     if threads:
@@ -157,7 +157,8 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
             q, d, v = json.loads(line)
             cache[(q, d)] = v
 
-    runs = {k: {} for k in ("bm25", "hybrid", "ce_only_bm25", "ce_only_hybrid", "specialist", "fusion_no_ce", "fusion_ce_bm25")}
+    runs = {k: {} for k in ("bm25", "hybrid", "ce_only_bm25", "ce_only_hybrid", "specialist", "fusion_no_ce", "fusion_ce_bm25",
+                            "specialist_zsum", "fusion_no_ce_zsum")}
     t_ce, n_scored = 0.0, 0
     with open(cache_file, "a") as fh:
         for qi, qid in enumerate(qids):
@@ -183,8 +184,10 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
             sig = {"ce": np.array([cache[(qid, cid(j))] for j in cand_h]),
                    "bm25": np.array([bm.get(j, -np.inf) for j in cand_h]),
                    "dense": np.array([dn.get(j, -np.inf) for j in cand_h])}
-            for name, w in (("specialist", None), ("fusion_no_ce", {"ce": 0.0}), ("fusion_ce_bm25", {"dense": 0.0})):
-                f = rrf_scores(sig, w)
+            for name, fuse, w in (("specialist", rrf_scores, None), ("fusion_no_ce", rrf_scores, {"ce": 0.0}),
+                                  ("fusion_ce_bm25", rrf_scores, {"dense": 0.0}), ("specialist_zsum", zsum_scores, None),
+                                  ("fusion_no_ce_zsum", zsum_scores, {"ce": 0.0})):
+                f = fuse(sig, w)
                 runs[name][qid] = {cid(j): float(v) for j, v in zip(cand_h, f)}
             if (qi + 1) % 25 == 0:
                 print(f"eval {qi + 1}/{len(qids)} queries, {n_scored} pairs scored", flush=True)
@@ -192,7 +195,7 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
     return {"model": model, "data": str(ds.name), "split": "test", "queries": len(qids), "depth": depth,
             "max_length": ce.max_length, "pairs_scored_now": n_scored,
             "ce_ms_per_pair": round(1000 * t_ce / n_scored, 2) if n_scored else None,
-            "metrics": metrics, "fusion": "RRF k=60, weights 1 (ce, bm25, dense) over the hybrid candidates",
+            "metrics": metrics, "fusion": "RRF k=60, weights 1 (ce, bm25, dense) over the hybrid candidates; *_zsum: sum of per-query z-scores, weights 1",
             "environment": {"torch_threads": torch.get_num_threads(), "machine": platform.machine()}}
 
 

@@ -22,14 +22,19 @@ def truncate_words(text: str, max_words: int) -> str:
 
 
 def build_messages(question: str, passages: Sequence[Document], max_words_per_passage: int = 120,
-                   system: str = SYSTEM_PROMPT, question_first: bool = False) -> list[dict]:
-    """Chat messages: the system instruction, then passages ``[1]..[n]`` and the question.
+                   system: str = SYSTEM_PROMPT, question_first: bool = False,
+                   history: Sequence[dict] | None = None) -> list[dict]:
+    """Chat messages: the system instruction, the earlier turns (``history``), then passages ``[1]..[n]`` and the question.
 
     ``question_first=True`` puts the question before the passages (and again after them), so the
-    [system + question] prefix is known before reranking ends and can be prefilled meanwhile (VIII).
+    [system + history + question] prefix is known before reranking ends and can be prefilled meanwhile (VIII).
+    ``history`` is a list of ``{"role": "user" | "assistant", "content": str}`` turns.
     """
     if not question.strip():
         raise ValueError("question is empty")
+    for i, m in enumerate(history or []):
+        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant") or not isinstance(m.get("content"), str):
+            raise ValueError(f"history[{i}] must be {{'role': 'user' | 'assistant', 'content': str}}, got {m!r}")
     blocks = []
     for i, d in enumerate(passages, start=1):
         head = f"[{i}] {d.title}: " if d.title else f"[{i}] "
@@ -37,7 +42,7 @@ def build_messages(question: str, passages: Sequence[Document], max_words_per_pa
     user = ("Passages:\n" + "\n".join(blocks) + "\n\n" if blocks else "") + f"Question: {question.strip()}"
     if question_first:
         user = f"Question: {question.strip()}\n\n" + user
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return [{"role": "system", "content": system}, *[dict(m) for m in history or []], {"role": "user", "content": user}]
 
 
 def parse_citations(answer: str, passages: Sequence[Document]) -> list[str]:

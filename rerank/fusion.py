@@ -11,6 +11,11 @@ The weights are fixed up front (all 1, ``k = 60``, the values of the original pa
 ``weights={"ce": 0, ...}`` (first stage only) and ``{"bm25": 0, "dense": 0}`` (cross-encoder only),
 which ``ragfix train eval-reranker`` reports next to the fused figure.
 
+:func:`zsum_scores` is the score-level alternative (CombSUM over per-query z-scores, Fox & Shaw
+1994; Lee, SIGIR 1997): it keeps *how far* apart candidates are, which ranks throw away, again with
+fixed equal weights. A candidate one signal did not retrieve gets that signal's lowest z-score
+minus one.
+
 What it leaves out: learned score mixing (needs held-out queries the cross-encoder did not train on).
 
 Example::
@@ -26,7 +31,7 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["rank_positions", "rrf_scores", "fuse_ranks"]
+__all__ = ["rank_positions", "rrf_scores", "fuse_ranks", "zsum_scores"]
 
 
 def rank_positions(scores: np.ndarray) -> np.ndarray:
@@ -54,14 +59,43 @@ def rrf_scores(signals: Mapping[str, np.ndarray], weights: Mapping[str, float] |
         raise ValueError(f"all signals must score the same candidates; got lengths {sorted(n)}")
     if k <= 0:
         raise ValueError(f"k must be > 0, got {k}")
-    weights = dict(weights or {})
-    unknown = set(weights) - set(signals)
-    if unknown:
-        raise ValueError(f"weights name unknown signals {sorted(unknown)}; signals: {sorted(signals)}")
+    weights = _weights(signals, weights)
     fused = np.zeros(n.pop(), dtype=np.float64)
     for name, s in signals.items():
         s = np.nan_to_num(np.asarray(s, dtype=np.float64), nan=-np.inf)
         fused += weights.get(name, 1.0) / (k + rank_positions(s))
+    return fused
+
+
+def _weights(signals: Mapping[str, np.ndarray], weights: Mapping[str, float] | None) -> dict:
+    weights = dict(weights or {})
+    unknown = set(weights) - set(signals)
+    if unknown:
+        raise ValueError(f"weights name unknown signals {sorted(unknown)}; signals: {sorted(signals)}")
+    return weights
+
+
+def zsum_scores(signals: Mapping[str, np.ndarray], weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """Fused score per candidate: the weighted sum of each signal's z-scores over the candidates (higher is better).
+
+    Same contract as :func:`rrf_scores` (``-inf`` / NaN = not retrieved by that signal: lowest
+    z-score minus one); a signal constant over the candidates contributes nothing.
+    """
+    if not signals:
+        raise ValueError("zsum_scores needs at least one signal")
+    n = {len(v) for v in signals.values()}
+    if len(n) != 1:
+        raise ValueError(f"all signals must score the same candidates; got lengths {sorted(n)}")
+    weights = _weights(signals, weights)
+    fused = np.zeros(n.pop(), dtype=np.float64)
+    for name, s in signals.items():
+        s = np.asarray(s, dtype=np.float64)
+        ok = np.isfinite(s)
+        z = np.zeros_like(s)
+        if ok.sum() > 1 and s[ok].std() > 0:
+            z[ok] = (s[ok] - s[ok].mean()) / s[ok].std()
+        z[~ok] = (z[ok].min() - 1.0) if ok.any() else 0.0
+        fused += weights.get(name, 1.0) * z
     return fused
 
 

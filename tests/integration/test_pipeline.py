@@ -118,3 +118,21 @@ def test_pipeline_overlap_order_and_gate(llm):
     fixed.close()
     with pytest.raises(ValueError, match="order must be one of"):
         Pipeline(BM25Retriever(), llm, order="middle")
+
+
+def test_history_is_part_of_the_overlapped_prefix(llm):
+    """The conversation so far is known before reranking ends: it is prefilled with the question, and the
+    answer with the reused prefix equals the answer computed from scratch."""
+    from bench.datasets import load_halueval_dialogue_histories
+
+    history = load_halueval_dialogue_histories(limit=1)[0]
+    passages = [Document("a", "Robert Downey Jr. starred in Zodiac, a 2007 crime film directed by David Fincher.")]
+    msgs = build_messages("Who directed Zodiac?", passages, question_first=True, history=history)
+    assert [m["role"] for m in msgs] == ["system"] + [m["role"] for m in history] + ["user"]
+    bare = llm.prompt_prefix(build_messages("Who directed Zodiac?", passages, question_first=True))
+    prefix = llm.prefill(llm.prompt_prefix(msgs))
+    assert len(prefix.ids) > len(bare) + 20  # the turns are in the prefix
+    assert llm.encode_prompt(msgs)[: len(prefix.ids)] == prefix.ids
+    assert llm.generate(msgs, max_new_tokens=10, prefix=prefix).text == llm.generate(msgs, max_new_tokens=10).text
+    with pytest.raises(ValueError, match=r"history\[0\]"):
+        build_messages("q?", passages, history=[{"role": "system", "content": "x"}])

@@ -48,3 +48,20 @@ def test_bad_input_is_refused():
         rrf_scores({})
     with pytest.raises(ValueError, match="1-D"):
         rank_positions(np.zeros((2, 2)))
+
+
+def test_zsum_keeps_score_gaps_that_ranks_lose():
+    from rerank.fusion import zsum_scores
+
+    # bm25 and dense barely prefer 0 over 1; ce strongly prefers 1: RRF picks 0, z-score fusion follows the large gap
+    sig = {"bm25": np.array([10.0, 9.9, 0.0]), "dense": np.array([0.5, 0.49, 0.0]), "ce": np.array([0.2, 5.0, 0.1])}
+    assert int(np.argmax(zsum_scores(sig))) == 1
+    assert int(np.argmax(rrf_scores(sig))) == 0
+    # not retrieved (-inf / NaN) sits below every retrieved candidate of that signal; a constant signal adds nothing
+    z = zsum_scores({"dense": np.array([-np.inf, 0.5, 0.4]), "flat": np.array([1.0, 1.0, 1.0])})
+    assert z[0] < z[2] < z[1]
+    np.testing.assert_allclose(zsum_scores(sig, {"ce": 0.0, "dense": 0.0}), zsum_scores({"bm25": sig["bm25"]}))
+    with pytest.raises(ValueError, match="unknown signals"):
+        zsum_scores(sig, {"splade": 1.0})
+    with pytest.raises(ValueError, match="same candidates"):
+        zsum_scores({"a": np.zeros(3), "b": np.zeros(2)})
