@@ -83,7 +83,8 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
     """The curve on ``limit`` questions, then (``heldout`` > 0) every order on ``heldout`` other questions."""
     from bench.registry import load_embedder, load_llm
     from generate.context_rot import PromptCache, build_items, evaluate_orders, load_nq_oracle, position_curve, slots_for
-    from generate.ordering import OrderStore, choose_order, reorder
+    from generate.context_rot import bootstrap_ci
+    from generate.ordering import OrderStore, choose_order, rank_distribution, reorder
     from retrieval.cache import default_cache_dir
 
     if limit < 1 or heldout < 0:
@@ -108,10 +109,22 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
                            cache=cache)
     ll_curve = [curve["per_position"][str(p)]["mean_loglik"] for p in slots]
     full = [float(x) for x in np.interp(range(passages), slots, ll_curve)]
-    chosen, scores = choose_order(full, passages)
+    # Where the retriever puts the gold passage (measured on the curve's questions, never the held-out ones)
+    # weighs the slots: an order is worth what it does for the passages that are actually relevant.
+    weights = rank_distribution([it.retrieval_rank for it in fit_items], passages)
+    chosen, scores = choose_order(full, passages, rank_weights=weights)
+    ll, acc = np.asarray(curve["loglik"]), np.asarray(curve["accuracy"])
+    middle = [b for b, p in enumerate(slots) if 0 < p < passages - 1]
+    contrasts = {}
+    for name, b in (("first_minus_middle", 0), ("last_minus_middle", len(slots) - 1)):
+        if middle and slots[b] in (0, passages - 1):  # paired per question: the same question at an end vs mid-context
+            d_ll, d_acc = ll[:, b] - ll[:, middle].mean(1), acc[:, b] - acc[:, middle].mean(1)
+            contrasts[name] = {"loglik": float(d_ll.mean()), "loglik_ci": bootstrap_ci(d_ll),
+                               "accuracy": float(d_acc.mean()), "accuracy_ci": bootstrap_ci(d_acc)}
     result = {"model": model, "fingerprint": fp, "dtype": dtype, "max_new_tokens": max_new_tokens, "passages": passages, "positions": slots, "questions_curve": len(fit_items),
               "max_words_per_passage": max_words, "seed": seed, "curve": {k: v for k, v in curve.items() if k not in ("loglik", "accuracy")},
-              "chosen_order": chosen, "order_scores_from_curve": scores,
+              "contrasts": contrasts, "chosen_order": chosen, "order_scores_from_curve": scores,
+              "rank_weights": [round(w, 4) for w in weights],
               "retrieval": {"gold_ranked_first": sum(it.retrieval_rank == 0 for it in items) / len(items)}}
     if orders_path:
         OrderStore(orders_path).put(model, fp, chosen, full, f"NQ-open oracle, {len(fit_items)} questions, seed {seed}")
@@ -123,6 +136,7 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
                                             progress=bar, cache=cache)
         result["questions_heldout"] = len(held_items)
     result["wall_s"] = round(time.time() - t0, 1)
+    result["prompts"] = {"computed": cache.misses, "from_cache": cache.hits} if cache.db is not None else None
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     _plot(curve, out.with_suffix(".png"), f"{model}: gold passage position among {passages} (NQ-open, {len(fit_items)} questions)")
@@ -137,7 +151,14 @@ def markdown(r: dict, command: str) -> str:
         v = r["curve"]["per_position"][str(p)]
         lines.append(f"| {p + 1} | {v['mean_loglik']:.2f} [{v['mean_loglik_ci'][0]:.2f}, {v['mean_loglik_ci'][1]:.2f}] | "
                      f"{v['accuracy']:.3f} [{v['accuracy_ci'][0]:.3f}, {v['accuracy_ci'][1]:.3f}] |")
-    lines += ["", f"Order chosen from the curve: **{r['chosen_order']}**."]
+    for name, v in r.get("contrasts", {}).items():
+        lines.append(f"\nPaired, {name.replace('_', ' ')} (per question, the gold at that end minus its mean over the middle "
+                     f"positions): log-likelihood {v['loglik']:+.3f} [{v['loglik_ci'][0]:+.3f}, {v['loglik_ci'][1]:+.3f}], "
+                     f"accuracy {v['accuracy']:+.3f} [{v['accuracy_ci'][0]:+.3f}, {v['accuracy_ci'][1]:+.3f}].")
+    w = r.get("rank_weights")
+    lines += ["", f"Order chosen from the curve: **{r['chosen_order']}**"
+                  + (f" (slots weighted by where MiniLM ranks the gold passage on the curve's questions: first for "
+                     f"{w[0]:.0%})." if w else ".")]
     if "metrics" in r:
         lines += ["", f"Held-out questions ({r['questions_heldout']}, none in the curve; passages ranked by MiniLM, gold first for "
                       f"{r['retrieval']['gold_ranked_first']:.0%}):", "",
@@ -146,7 +167,9 @@ def markdown(r: dict, command: str) -> str:
             lines.append(f"| {name} | {v['mean_loglik']:.2f} | {v['delta_loglik_vs_rank']:+.3f} "
                          f"[{v['delta_loglik_vs_rank_ci'][0]:+.3f}, {v['delta_loglik_vs_rank_ci'][1]:+.3f}] | "
                          f"{v['accuracy']:.3f} | {v['delta_accuracy_vs_rank']:+.3f} |")
-    lines += ["", f"Command: `{command}` ({r['wall_s']:.0f} s)."]
+    p = r.get("prompts") or {}
+    cached = f"; {p['computed']} prompts computed, {p['from_cache']} from the prompt cache of an earlier run" if p.get("from_cache") else ""
+    lines += ["", f"Command: `{command}` ({r['wall_s']:.0f} s{cached})."]
     return "\n".join(lines) + "\n"
 
 

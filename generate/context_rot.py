@@ -119,6 +119,7 @@ class PromptCache:
     def __init__(self, path: str | Path | None, tag: str) -> None:
         self.tag = tag
         self.db = None
+        self.hits = self.misses = 0
         if path is not None:
             import sqlite3
 
@@ -136,6 +137,8 @@ class PromptCache:
         if self.db is None:
             return None
         row = self.db.execute("SELECT loglik, text FROM runs WHERE key = ?", (key,)).fetchone()
+        self.hits += row is not None
+        self.misses += row is None
         return (float(row[0]), str(row[1])) if row else None
 
     def put_many(self, rows: Sequence[tuple[str, float, str]]) -> None:

@@ -24,7 +24,7 @@ from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
-__all__ = ["ORDERS", "order_positions", "reorder", "choose_order", "curve_order", "pack", "near_duplicates",
+__all__ = ["ORDERS", "order_positions", "reorder", "choose_order", "rank_distribution", "curve_order", "pack", "near_duplicates",
            "OrderStore", "StaleOrderError"]
 
 T = TypeVar("T")
@@ -84,19 +84,38 @@ def reorder(items: Sequence[T], order: str, curve: Sequence[float] | None = None
 
 
 def choose_order(curve: Sequence[float], n: int | None = None, decay: float = 0.5,
-                 candidates: Sequence[str] = ("rank", "reverse", "edges")) -> tuple[str, dict[str, float]]:
+                 candidates: Sequence[str] = ("rank", "reverse", "edges"),
+                 rank_weights: Sequence[float] | None = None) -> tuple[str, dict[str, float]]:
     """The fixed order that the curve favours, and every candidate's expected score.
 
-    Passage i (0 = best) is relevant with weight ``decay ** i``; an order's score is the sum of
-    weight x curve value at the passage's slot. A flat curve scores every order alike and the
-    first candidate (``rank``) is kept: no reorder without evidence for one.
+    Passage i (0 = best) is relevant with weight ``decay ** i``, or ``rank_weights[i]`` when given
+    (e.g. how often the user's retriever puts the relevant passage at rank i, see
+    :func:`rank_distribution`); an order's score is the sum of weight x curve value at the passage's
+    slot. A flat curve scores every order alike and the first candidate (``rank``) is kept: no
+    reorder without evidence for one.
     """
     n = n or len(curve)
     c = _resample(curve, n)
-    w = decay ** np.arange(n)
+    if rank_weights is not None:
+        w = np.asarray(rank_weights, dtype=float)
+        if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"rank_weights must be {n} finite non-negative numbers with a positive sum, got {list(w)}")
+    else:
+        w = decay ** np.arange(n)
     scores = {o: float(sum(w[i] * c[s] for i, s in enumerate(order_positions(o, n)))) for o in candidates}
     best = max(candidates, key=lambda o: (round(scores[o], 12), -list(candidates).index(o)))
     return best, scores
+
+
+def rank_distribution(ranks: Sequence[int], n: int, smoothing: float = 1.0) -> list[float]:
+    """Share of questions whose relevant passage the retriever put at rank i (0..n-1), add-``smoothing``
+    smoothed: the ``rank_weights`` of :func:`choose_order` measured on the user's own retrieval."""
+    counts = np.full(n, float(smoothing))
+    for r in ranks:
+        if not 0 <= int(r) < n:
+            raise ValueError(f"rank {r} outside 0..{n - 1}")
+        counts[int(r)] += 1
+    return (counts / counts.sum()).tolist()
 
 
 def _shingles(text: str, k: int = 3) -> set[tuple[str, ...]]:

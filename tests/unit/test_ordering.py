@@ -64,3 +64,21 @@ def test_measured_order_reads_the_store_by_fingerprint_and_refuses_other_weights
         llm.model.weight.add_(1.0)  # other weights: the stored order no longer applies
     with pytest.raises(StaleOrderError, match="diagnose context-rot"):
         measured_order("tiny", llm, path)
+
+
+def test_rank_weights_from_the_retriever_change_the_choice():
+    from generate.ordering import rank_distribution
+
+    # U-shaped curve, last slot best: with the relevant passage nearly always ranked first, reverse puts it
+    # at the best slot; the default decay prior spreads weight and prefers edges
+    import numpy as np
+
+    curve = np.interp(range(10), [0, 2, 4, 7, 9], [-18.37, -18.90, -19.11, -19.00, -18.03]).tolist()  # results/context.json
+    assert choose_order(curve, 10)[0] == "edges"
+    w = rank_distribution([0] * 94 + [1, 2, 3, 4, 5, 6], 10)
+    assert sum(w) == pytest.approx(1.0) and w[0] > 0.8
+    assert choose_order(curve, 10, rank_weights=w)[0] == "reverse"
+    with pytest.raises(ValueError, match="rank_weights"):
+        choose_order(curve, 10, rank_weights=[1.0] * 3)
+    with pytest.raises(ValueError, match="outside"):
+        rank_distribution([12], 10)
