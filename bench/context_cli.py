@@ -77,10 +77,46 @@ def _dtype(name: str, llm) -> str:
     return name
 
 
+_CURVE_KEYS = ("curve", "contrasts", "chosen_order", "order_scores_from_curve", "rank_weights")
+
+
+def load_curve(path: str | Path, model: str, fingerprint: str, passages: int, positions: list[int], limit: int,
+               max_words: int, seed: int) -> dict:
+    """A curve measured by an earlier run (its result JSON), checked to be the one this run would measure.
+
+    The curve is the expensive half of ``bench context`` (``limit`` x ``positions`` prompts); judging the
+    chosen order on more held-out questions should not pay for it again. Every setting that decides which
+    questions the curve saw and what it measured must match, or the held-out questions could overlap the
+    curve's and the comparison would not be held out.
+    """
+    path = Path(path)
+    try:
+        r = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--curve-from {path}: no such file; give the JSON an earlier `ragfix bench context` wrote") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--curve-from {path}: not JSON ({e}); give the JSON an earlier `ragfix bench context` wrote") from None
+    missing = [k for k in _CURVE_KEYS + ("fingerprint", "questions_curve") if k not in r]
+    if missing:
+        raise ValueError(f"--curve-from {path}: not a context result (missing {', '.join(missing)})")
+    want = {"model": model, "fingerprint": fingerprint, "passages": passages, "positions": positions,
+            "questions_curve": limit, "max_words_per_passage": max_words, "seed": seed}
+    wrong = {k: (r.get(k), v) for k, v in want.items() if r.get(k) != v}
+    if wrong:
+        detail = "; ".join(f"{k}: file {a!r}, this run {b!r}" for k, (a, b) in wrong.items())
+        raise ValueError(f"--curve-from {path}: measured with other settings ({detail}); rerun the curve or match them")
+    return r
+
+
 def run_context(model: str, positions: int, passages: int, limit: int, max_words: int, seed: int,
                 heldout: int, orders_path: str | None, out: Path, dtype: str = "auto",
-                cache_path: str | Path | None = "default", max_new_tokens: int = 16) -> dict:
-    """The curve on ``limit`` questions, then (``heldout`` > 0) every order on ``heldout`` other questions."""
+                cache_path: str | Path | None = "default", max_new_tokens: int = 16,
+                curve_from: str | Path | None = None) -> dict:
+    """The curve on ``limit`` questions, then (``heldout`` > 0) every order on ``heldout`` other questions.
+
+    With ``curve_from``, the curve (and the order chosen from it) is taken from an earlier result for the
+    same model, questions and settings (:func:`load_curve`) and only the held-out questions are run.
+    """
     from bench.registry import load_embedder, load_llm
     from generate.context_rot import PromptCache, build_items, evaluate_orders, load_nq_oracle, position_curve, slots_for
     from generate.context_rot import bootstrap_ci
@@ -104,30 +140,39 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
         if done % 10 == 0 or done == total:
             print(f"  {done}/{total} prompts ({time.time() - t0:.0f} s)", flush=True)
 
-    print(f"[context] curve: {len(fit_items)} questions x {len(slots)} positions, {passages} passages", flush=True)
-    curve = position_curve(llm, fit_items, slots, max_words=max_words, max_new_tokens=max_new_tokens, progress=bar,
-                           cache=cache)
-    ll_curve = [curve["per_position"][str(p)]["mean_loglik"] for p in slots]
-    full = [float(x) for x in np.interp(range(passages), slots, ll_curve)]
-    # Where the retriever puts the gold passage (measured on the curve's questions, never the held-out ones)
-    # weighs the slots: an order is worth what it does for the passages that are actually relevant.
-    weights = rank_distribution([it.retrieval_rank for it in fit_items], passages)
-    chosen, scores = choose_order(full, passages, rank_weights=weights)
-    ll, acc = np.asarray(curve["loglik"]), np.asarray(curve["accuracy"])
-    middle = [b for b, p in enumerate(slots) if 0 < p < passages - 1]
-    contrasts = {}
-    for name, b in (("first_minus_middle", 0), ("last_minus_middle", len(slots) - 1)):
-        if middle and slots[b] in (0, passages - 1):  # paired per question: the same question at an end vs mid-context
-            d_ll, d_acc = ll[:, b] - ll[:, middle].mean(1), acc[:, b] - acc[:, middle].mean(1)
-            contrasts[name] = {"loglik": float(d_ll.mean()), "loglik_ci": bootstrap_ci(d_ll),
-                               "accuracy": float(d_acc.mean()), "accuracy_ci": bootstrap_ci(d_acc)}
-    result = {"model": model, "fingerprint": fp, "dtype": dtype, "max_new_tokens": max_new_tokens, "passages": passages, "positions": slots, "questions_curve": len(fit_items),
-              "max_words_per_passage": max_words, "seed": seed, "curve": {k: v for k, v in curve.items() if k not in ("loglik", "accuracy")},
-              "contrasts": contrasts, "chosen_order": chosen, "order_scores_from_curve": scores,
-              "rank_weights": [round(w, 4) for w in weights],
-              "retrieval": {"gold_ranked_first": sum(it.retrieval_rank == 0 for it in items) / len(items)}}
-    if orders_path:
-        OrderStore(orders_path).put(model, fp, chosen, full, f"NQ-open oracle, {len(fit_items)} questions, seed {seed}")
+    result = {"model": model, "fingerprint": fp, "dtype": dtype, "max_new_tokens": max_new_tokens, "passages": passages,
+              "positions": slots, "questions_curve": len(fit_items), "max_words_per_passage": max_words, "seed": seed}
+    if curve_from:
+        prior = load_curve(curve_from, model, fp, passages, slots, limit, max_words, seed)
+        print(f"[context] curve from {curve_from} ({prior['questions_curve']} questions, {prior.get('dtype')})", flush=True)
+        result.update({k: prior[k] for k in _CURVE_KEYS})
+        result["curve_from"] = {"path": str(curve_from), "dtype": prior.get("dtype"), "wall_s": prior.get("wall_s")}
+        chosen = prior["chosen_order"]
+        chosen = chosen if isinstance(chosen, str) else list(chosen)
+    else:
+        print(f"[context] curve: {len(fit_items)} questions x {len(slots)} positions, {passages} passages", flush=True)
+        curve = position_curve(llm, fit_items, slots, max_words=max_words, max_new_tokens=max_new_tokens, progress=bar,
+                               cache=cache)
+        ll_curve = [curve["per_position"][str(p)]["mean_loglik"] for p in slots]
+        full = [float(x) for x in np.interp(range(passages), slots, ll_curve)]
+        # Where the retriever puts the gold passage (measured on the curve's questions, never the held-out ones)
+        # weighs the slots: an order is worth what it does for the passages that are actually relevant.
+        weights = rank_distribution([it.retrieval_rank for it in fit_items], passages)
+        chosen, scores = choose_order(full, passages, rank_weights=weights)
+        ll, acc = np.asarray(curve["loglik"]), np.asarray(curve["accuracy"])
+        middle = [b for b, p in enumerate(slots) if 0 < p < passages - 1]
+        contrasts = {}
+        for name, b in (("first_minus_middle", 0), ("last_minus_middle", len(slots) - 1)):
+            if middle and slots[b] in (0, passages - 1):  # paired per question: the same question at an end vs mid-context
+                d_ll, d_acc = ll[:, b] - ll[:, middle].mean(1), acc[:, b] - acc[:, middle].mean(1)
+                contrasts[name] = {"loglik": float(d_ll.mean()), "loglik_ci": bootstrap_ci(d_ll),
+                                   "accuracy": float(d_acc.mean()), "accuracy_ci": bootstrap_ci(d_acc)}
+        result.update({"curve": {k: v for k, v in curve.items() if k not in ("loglik", "accuracy")},
+                       "contrasts": contrasts, "chosen_order": chosen, "order_scores_from_curve": scores,
+                       "rank_weights": [round(w, 4) for w in weights]})
+        if orders_path:
+            OrderStore(orders_path).put(model, fp, chosen, full, f"NQ-open oracle, {len(fit_items)} questions, seed {seed}")
+    result["retrieval"] = {"gold_ranked_first": sum(it.retrieval_rank == 0 for it in items) / len(items)}
     if held_items:
         print(f"[context] orders on {len(held_items)} held-out questions", flush=True)
         orders = {o: (lambda ranked, o=o: reorder(ranked, o)) for o in ("rank", "reverse", "edges")}
@@ -139,7 +184,8 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
     result["prompts"] = {"computed": cache.misses, "from_cache": cache.hits} if cache.db is not None else None
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    _plot(curve, out.with_suffix(".png"), f"{model}: gold passage position among {passages} (NQ-open, {len(fit_items)} questions)")
+    if not curve_from:  # a reused curve keeps the plot its own run drew
+        _plot(curve, out.with_suffix(".png"), f"{model}: gold passage position among {passages} (NQ-open, {len(fit_items)} questions)")
     return result
 
 
@@ -159,6 +205,10 @@ def markdown(r: dict, command: str) -> str:
     lines += ["", f"Order chosen from the curve: **{r['chosen_order']}**"
                   + (f" (slots weighted by where MiniLM ranks the gold passage on the curve's questions: first for "
                      f"{w[0]:.0%})." if w else ".")]
+    cf = r.get("curve_from")
+    if cf:
+        lines += ["", f"The curve and the chosen order are those of an earlier run ({cf['path']}, {cf['dtype']}, "
+                      f"{cf['wall_s']:.0f} s); this run ({r['dtype']}) measured the held-out questions only."]
     if "metrics" in r:
         lines += ["", f"Held-out questions ({r['questions_heldout']}, none in the curve; passages ranked by MiniLM, gold first for "
                       f"{r['retrieval']['gold_ranked_first']:.0%}):", "",
@@ -201,7 +251,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     r = run_context(args.model, args.positions, args.passages, args.limit, args.max_words, args.seed, args.heldout, args.orders,
-                    out, args.dtype, args.cache or None, args.max_new_tokens)
+                    out, args.dtype, args.cache or None, args.max_new_tokens, curve_from=args.curve_from)
     md = markdown(r, "ragfix " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     out.with_suffix(".md").write_text(md)
     print(md)
@@ -219,5 +269,7 @@ def add_bench_parser(sub) -> None:
     p = sub.add_parser("context", help="context orders on held-out NQ-open questions: rank vs reverse vs edges vs curve")
     _args(p)
     p.add_argument("--heldout", type=int, default=20, help="other questions every order is judged on")
+    p.add_argument("--curve-from", default=None,
+                   help="reuse the curve of an earlier result JSON (same model, questions and settings); run only the held-out questions")
     p.add_argument("--out", default="results/context.json")
     p.set_defaults(func=_bench)

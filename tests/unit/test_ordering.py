@@ -82,3 +82,29 @@ def test_rank_weights_from_the_retriever_change_the_choice():
         choose_order(curve, 10, rank_weights=[1.0] * 3)
     with pytest.raises(ValueError, match="outside"):
         rank_distribution([12], 10)
+
+
+def test_curve_from_an_earlier_run_must_match_its_settings(tmp_path):
+    import json
+
+    from bench.context_cli import load_curve
+
+    prior = {"model": "smollm2", "fingerprint": "abc", "passages": 10, "positions": [0, 2, 4, 7, 9], "questions_curve": 500,
+             "max_words_per_passage": 50, "seed": 0, "dtype": "bf16", "curve": {}, "contrasts": {},
+             "chosen_order": "reverse", "order_scores_from_curve": {}, "rank_weights": [1.0]}
+    path = tmp_path / "context.json"
+    path.write_text(json.dumps(prior))
+    args = dict(model="smollm2", fingerprint="abc", passages=10, positions=[0, 2, 4, 7, 9], limit=500, max_words=50, seed=0)
+    assert load_curve(path, **args)["chosen_order"] == "reverse"
+    # another seed or question count would put curve questions into the held-out set: refused, naming the setting
+    with pytest.raises(ValueError, match="seed: file 0, this run 1"):
+        load_curve(path, **{**args, "seed": 1})
+    with pytest.raises(ValueError, match="questions_curve"):
+        load_curve(path, **{**args, "limit": 400})
+    with pytest.raises(ValueError, match="fingerprint"):
+        load_curve(path, **{**args, "fingerprint": "other weights"})
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_curve(tmp_path / "missing.json", **args)
+    (tmp_path / "bad.json").write_text(json.dumps({"model": "smollm2"}))
+    with pytest.raises(ValueError, match="not a context result"):
+        load_curve(tmp_path / "bad.json", **args)
