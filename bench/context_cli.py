@@ -146,7 +146,8 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
         prior = load_curve(curve_from, model, fp, passages, slots, limit, max_words, seed)
         print(f"[context] curve from {curve_from} ({prior['questions_curve']} questions, {prior.get('dtype')})", flush=True)
         result.update({k: prior[k] for k in _CURVE_KEYS})
-        result["curve_from"] = {"path": str(curve_from), "dtype": prior.get("dtype"), "wall_s": prior.get("wall_s")}
+        result["curve_from"] = {"path": str(curve_from), "dtype": prior.get("dtype"), "wall_s": prior.get("wall_s"),
+                                "prompts": prior.get("prompts")}
         chosen = prior["chosen_order"]
         chosen = chosen if isinstance(chosen, str) else list(chosen)
     else:
@@ -207,8 +208,8 @@ def markdown(r: dict, command: str) -> str:
                      f"{w[0]:.0%})." if w else ".")]
     cf = r.get("curve_from")
     if cf:
-        lines += ["", f"The curve and the chosen order are those of an earlier run ({cf['path']}, {cf['dtype']}, "
-                      f"{cf['wall_s']:.0f} s); this run ({r['dtype']}) measured the held-out questions only."]
+        lines += ["", f"The curve and the chosen order are those of an earlier run (`--curve-from {cf['path']}`, "
+                      f"{cf['dtype']}); this run ({r['dtype']}) measured the held-out questions only."]
     if "metrics" in r:
         lines += ["", f"Held-out questions ({r['questions_heldout']}, none in the curve; passages ranked by MiniLM, gold first for "
                       f"{r['retrieval']['gold_ranked_first']:.0%}):", "",
