@@ -14,7 +14,10 @@ stand-in for a reranker and an LLM on separate devices. Requests are SciFact tes
   question's restatement are prefilled after reranking.
 
 At each ``--concurrency`` c, c client threads send the requests; the table gives TTFT and total
-latency p50/p95 and throughput. Cross-request batching is measured on the rerank stage alone, with every core given to
+latency p50/p95 and throughput. At concurrency 1 the variants run interleaved request by request (the
+order rotated), so the machine's drift hits all alike, and the overlap's saving is also given paired,
+request by request, with a bootstrap interval; at higher concurrency each variant runs as a block
+(``--rounds`` blocks, rotated, median reported). Cross-request batching is measured on the rerank stage alone, with every core given to
 both sides: c threads each scoring their K pairs through one shared engine (per-request batches,
 run concurrently) vs through :class:`rerank.microbatch.MicroBatcher` (merged batches); requests/s
 and the ratio. What overlap cannot save: with a bare question the prefix is only the system prompt and
@@ -73,6 +76,49 @@ def _drive(pipe, queries: list[str], concurrency: int, histories: list[list[dict
         list(ex.map(one, range(len(queries))))
     wall = time.perf_counter() - t0
     return {"ttft": _pcts(ttft), "total": _pcts(total), "throughput_rps": len(queries) / wall, "wall_s": wall}
+
+
+def _drive_interleaved(pipes: dict, queries: list[str], histories: list[list[dict]] | None = None) -> dict:
+    """Concurrency 1, every variant on every request, interleaved request by request with the variant order
+    rotated, so machine drift (other tenants, thermal) hits all variants alike; per-request TTFTs are kept
+    for paired differences."""
+    names = list(pipes)
+    raw = {n: {"ttft": [], "total": [], "wall": 0.0} for n in names}
+    for i, q in enumerate(queries):
+        k = i % len(names)
+        for n in names[k:] + names[:k]:
+            t0 = time.perf_counter()
+            r = pipes[n].run(q, histories[i] if histories else None)
+            raw[n]["wall"] += time.perf_counter() - t0
+            raw[n]["ttft"].append(r.ttft_s)
+            raw[n]["total"].append(r.total_s)
+    return {n: {"ttft": _pcts(v["ttft"]), "total": _pcts(v["total"]), "throughput_rps": len(queries) / v["wall"],
+                "wall_s": v["wall"], "ttft_ms": [round(t * 1000.0, 1) for t in v["ttft"]]} for n, v in raw.items()}
+
+
+def _paired_saving(a: dict, b: dict) -> dict:
+    """TTFT of ``a`` minus TTFT of ``b``, request by request: median, mean and the mean's 95% bootstrap interval (ms)."""
+    from generate.context_rot import bootstrap_ci
+
+    d = np.asarray(a["ttft_ms"]) - np.asarray(b["ttft_ms"])
+    lo, hi = bootstrap_ci(d)
+    return {"median_ms": float(np.median(d)), "mean_ms": float(d.mean()), "mean_ci_ms": [float(lo), float(hi)],
+            "requests_faster": int((d > 0).sum()), "requests": int(d.size)}
+
+
+def _rerank_rounds(per_req, mb, batches: list[list[tuple[str, str]]], concurrency: int, rounds: int) -> dict:
+    """Per-request vs cross-request throughput, alternated for ``rounds`` rounds (the order flipped each round); medians."""
+    a, b = [], []
+    for r in range(rounds):
+        if r % 2 == 0:
+            a.append(_rerank_throughput(per_req, batches, concurrency))
+            b.append(_rerank_throughput(mb, batches, concurrency))
+        else:
+            b.append(_rerank_throughput(mb, batches, concurrency))
+            a.append(_rerank_throughput(per_req, batches, concurrency))
+    pa, pb = float(np.median(a)), float(np.median(b))
+    return {"per_request_rps": pa, "cross_request_rps": pb, "ratio": pb / pa, "rounds": rounds,
+            "per_request_rps_all": [round(x, 4) for x in a], "cross_request_rps_all": [round(x, 4) for x in b]}
 
 
 def _histories(n: int, words: int) -> list[list[dict]]:
@@ -135,19 +181,30 @@ def run_pipeline_bench(args: argparse.Namespace) -> dict:
     levels = [int(c) for c in args.concurrency.split(",")]
     metrics: dict = {}
     for c in levels:
-        for name, p in pipes.items():
-            print(f"[pipeline] {name} at concurrency {c} ...", flush=True)
-            metrics.setdefault(name, {})[f"c{c}"] = _drive(p, queries, c)
+        if c == 1:
+            print("[pipeline] all variants at concurrency 1, interleaved request by request ...", flush=True)
+            for name, m in _drive_interleaved(pipes, queries).items():
+                metrics.setdefault(name, {})["c1"] = m
+            continue
+        for r in range(args.rounds):  # a block of c concurrent requests per variant; the order rotates per round
+            names = list(pipes)[r % len(pipes):] + list(pipes)[:r % len(pipes)]
+            for name in names:
+                print(f"[pipeline] {name} at concurrency {c} (round {r + 1}/{args.rounds}) ...", flush=True)
+                m = _drive(pipes[name], queries, c)
+                metrics.setdefault(name, {}).setdefault(f"c{c}", []).append(m)
+        for name in pipes:  # the round with the median TTFT p50 stands for the variant
+            ms = sorted(metrics[name][f"c{c}"], key=lambda m: m["ttft"]["p50_ms"])
+            metrics[name][f"c{c}"] = {**ms[len(ms) // 2], "rounds_ttft_p50_ms": [m["ttft"]["p50_ms"] for m in ms]}
     # When overlap can save time: a request-specific prefix (conversation so far) known before reranking ends.
     sweep: dict = {}
     for words in [int(w) for w in args.history_words.split(",") if w.strip()]:
         hist = _histories(len(queries), words)
         tokens = [len(llm.prompt_prefix(pipes["fixed"]._messages(q, [Document("-", "-")], h))) for q, h in zip(queries, hist)]
         row = {"history_words": words, "prefix_tokens_median": float(np.median(tokens))}
-        for name in ("fixed_no_overlap", "fixed"):
-            print(f"[pipeline] {name} with {words} words of history ...", flush=True)
-            row[name] = _drive(pipes[name], queries, 1, hist)
+        print(f"[pipeline] fixed_no_overlap and fixed with {words} words of history, interleaved ...", flush=True)
+        row.update(_drive_interleaved({n: pipes[n] for n in ("fixed_no_overlap", "fixed")}, queries, hist))
         row["overlap_saving_ms"] = row["fixed_no_overlap"]["ttft"]["p50_ms"] - row["fixed"]["ttft"]["p50_ms"]
+        row["paired_saving"] = _paired_saving(row["fixed_no_overlap"], row["fixed"])
         row["ttft_ratio"] = row["fixed_no_overlap"]["ttft"]["p50_ms"] / row["fixed"]["ttft"]["p50_ms"]
         sweep[str(words)] = row
     pipes["fixed"].close()
@@ -164,17 +221,20 @@ def run_pipeline_bench(args: argparse.Namespace) -> dict:
     mb.score_pairs(batches[0])
     xb: dict = {}
     for c in sorted({1, max(levels)}):
-        a, b = _rerank_throughput(per_req, batches, c), _rerank_throughput(mb, batches, c)
-        xb[f"c{c}"] = {"per_request_rps": a, "cross_request_rps": b, "ratio": b / a}
+        xb[f"c{c}"] = _rerank_rounds(per_req, mb, batches, c, args.rerank_rounds)
     mb.close()
     torch.set_num_threads(1)
     base, fix, fno = metrics["naive"], metrics["fixed"], metrics["fixed_no_overlap"]
     summary = {f"c{c}": {"ttft_p50_naive_ms": base[f"c{c}"]["ttft"]["p50_ms"], "ttft_p50_fixed_ms": fix[f"c{c}"]["ttft"]["p50_ms"],
                          "ttft_ratio": base[f"c{c}"]["ttft"]["p50_ms"] / fix[f"c{c}"]["ttft"]["p50_ms"],
                          "overlap_saving_ms": fno[f"c{c}"]["ttft"]["p50_ms"] - fix[f"c{c}"]["ttft"]["p50_ms"]} for c in levels}
+    if 1 in levels:
+        summary["c1"]["overlap_paired"] = _paired_saving(fno["c1"], fix["c1"])
+        summary["c1"]["fixes_paired"] = _paired_saving(base["c1"], fix["c1"])
     return {"metrics": metrics, "cross_request_batching": xb, "summary": summary, "overlap_by_history": sweep,
             "config": {k: getattr(args, k) for k in ("model", "pruner", "keep", "backend", "llm", "k", "context_k", "limit",
-                                                      "max_new_tokens", "concurrency", "token_budget", "history_words")},
+                                                      "max_new_tokens", "concurrency", "token_budget", "history_words", "rounds",
+                                                      "rerank_rounds")},
             "torch_threads": 1, "cross_request_threads": os.cpu_count(), "queries": len(queries)}
 
 
@@ -186,16 +246,25 @@ def markdown(r: dict, command: str) -> str:
                          f"{m['total']['p50_ms']:.0f} | {m['total']['p95_ms']:.0f} | {m['throughput_rps']:.3f} |")
     if r.get("overlap_by_history"):
         lines += ["", "| conversation before the question | prefix tokens (median) | TTFT p50 no overlap ms | "
-                      "TTFT p50 overlap ms | overlap saves |", "|---|---|---|---|---|"]
+                      "TTFT p50 overlap ms | ratio | paired saving per request, mean [95% CI] ms | requests faster |",
+                  "|---|---|---|---|---|---|---|"]
         for w, m in r["overlap_by_history"].items():
+            ps = m.get("paired_saving")
+            paired = (f"{ps['mean_ms']:.0f} [{ps['mean_ci_ms'][0]:.0f}, {ps['mean_ci_ms'][1]:.0f}] | "
+                      f"{ps['requests_faster']}/{ps['requests']}") if ps else "- | -"
             lines.append(f"| {w} words | {m['prefix_tokens_median']:.0f} | {m['fixed_no_overlap']['ttft']['p50_ms']:.0f} | "
-                         f"{m['fixed']['ttft']['p50_ms']:.0f} | {m['overlap_saving_ms']:.0f} ms ({m['ttft_ratio']:.2f}x) |")
+                         f"{m['fixed']['ttft']['p50_ms']:.0f} | {m['ttft_ratio']:.2f}x | {paired} |")
     lines += ["", "| rerank stage | concurrency | per-request req/s | cross-request req/s | ratio |", "|---|---|---|---|---|"]
     for c, m in r["cross_request_batching"].items():
-        lines.append(f"| micro-batching | {c[1:]} | {m['per_request_rps']:.2f} | {m['cross_request_rps']:.2f} | {m['ratio']:.2f}x |")
+        lines.append(f"| micro-batching | {c[1:]} | {m['per_request_rps']:.2f} | {m['cross_request_rps']:.2f} | {m['ratio']:.2f}x"
+                     + (f" (median of {m['rounds']} alternating rounds)" if m.get("rounds", 1) > 1 else "") + " |")
     lines += [""] + [f"- concurrency {c[1:]}: TTFT p50 naive {s['ttft_p50_naive_ms']:.0f} ms -> fixed {s['ttft_p50_fixed_ms']:.0f} ms "
-                     f"({s['ttft_ratio']:.2f}x); overlap alone saves {s['overlap_saving_ms']:.0f} ms" for c, s in r["summary"].items()]
-    lines += ["", f"Command: `{command}` ({r['queries']} SciFact test claims, torch 1 thread per op: reranker and LLM on separate cores; "
+                     f"({s['ttft_ratio']:.2f}x); overlap alone saves {s['overlap_saving_ms']:.0f} ms"
+                     + (f" (paired per request: mean {s['overlap_paired']['mean_ms']:.0f} ms "
+                        f"[{s['overlap_paired']['mean_ci_ms'][0]:.0f}, {s['overlap_paired']['mean_ci_ms'][1]:.0f}])"
+                        if "overlap_paired" in s else "") for c, s in r["summary"].items()]
+    lines += ["", f"Command: `{command}` ({r['queries']} SciFact test claims; at concurrency 1 the variants run interleaved "
+              "request by request; torch 1 thread per op: reranker and LLM on separate cores; "
               f"the rerank-stage rows give both sides all {r.get('cross_request_threads', '?')} cores)."]
     return "\n".join(lines) + "\n"
 
@@ -233,5 +302,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--concurrency", default="1,4,8")
     p.add_argument("--history-words", default="0,250,500",
                    help="overlap sweep at concurrency 1: words of real chat history (HaluEval dialogue) before each question")
+    p.add_argument("--rounds", type=int, default=1, help="blocks per variant at concurrency > 1 (median round reported)")
+    p.add_argument("--rerank-rounds", type=int, default=3, help="alternating per-request / cross-request rounds (median)")
     p.add_argument("--out", default="results/pipeline.json")
     p.set_defaults(func=_cmd)
