@@ -217,7 +217,9 @@ def markdown(r: dict, command: str) -> str:
         for name, v in r["metrics"].items():
             lines.append(f"| {name} | {v['mean_loglik']:.2f} | {v['delta_loglik_vs_rank']:+.3f} "
                          f"[{v['delta_loglik_vs_rank_ci'][0]:+.3f}, {v['delta_loglik_vs_rank_ci'][1]:+.3f}] | "
-                         f"{v['accuracy']:.3f} | {v['delta_accuracy_vs_rank']:+.3f} |")
+                         f"{v['accuracy']:.3f} | {v['delta_accuracy_vs_rank']:+.3f}"
+                         + (f" [{v['delta_accuracy_vs_rank_ci'][0]:+.3f}, {v['delta_accuracy_vs_rank_ci'][1]:+.3f}]"
+                            if "delta_accuracy_vs_rank_ci" in v else "") + " |")
     p = r.get("prompts") or {}
     cached = f"; {p['computed']} prompts computed, {p['from_cache']} from the prompt cache of an earlier run" if p.get("from_cache") else ""
     lines += ["", f"Command: `{command}` ({r['wall_s']:.0f} s{cached})."]
