@@ -74,8 +74,19 @@ def _drive(pipe, queries: list[str], concurrency: int, histories: list[list[dict
     t0 = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as ex:
         list(ex.map(one, range(len(queries))))
-    wall = time.perf_counter() - t0
-    return {"ttft": _pcts(ttft), "total": _pcts(total), "throughput_rps": len(queries) / wall, "wall_s": wall}
+    return _summary(ttft, total, time.perf_counter() - t0)
+
+
+def _summary(ttft: list[float], total: list[float], wall: float) -> dict:
+    """TTFT and total latency percentiles, requests per second of ``wall``, and the per-request TTFTs (ms)."""
+    return {"ttft": _pcts(ttft), "total": _pcts(total), "throughput_rps": len(ttft) / wall, "wall_s": wall,
+            "ttft_ms": [round(t * 1000.0, 1) for t in ttft]}
+
+
+def _rotated(names: list[str], k: int) -> list[str]:
+    """``names`` started at position ``k`` (mod its length): who goes first changes from one run to the next."""
+    k %= len(names)
+    return names[k:] + names[:k]
 
 
 def _drive_interleaved(pipes: dict, queries: list[str], histories: list[list[dict]] | None = None) -> dict:
@@ -85,37 +96,33 @@ def _drive_interleaved(pipes: dict, queries: list[str], histories: list[list[dic
     names = list(pipes)
     raw = {n: {"ttft": [], "total": [], "wall": 0.0} for n in names}
     for i, q in enumerate(queries):
-        k = i % len(names)
-        for n in names[k:] + names[:k]:
+        for n in _rotated(names, i):
             t0 = time.perf_counter()
             r = pipes[n].run(q, histories[i] if histories else None)
             raw[n]["wall"] += time.perf_counter() - t0
             raw[n]["ttft"].append(r.ttft_s)
             raw[n]["total"].append(r.total_s)
-    return {n: {"ttft": _pcts(v["ttft"]), "total": _pcts(v["total"]), "throughput_rps": len(queries) / v["wall"],
-                "wall_s": v["wall"], "ttft_ms": [round(t * 1000.0, 1) for t in v["ttft"]]} for n, v in raw.items()}
+    return {n: _summary(v["ttft"], v["total"], v["wall"]) for n, v in raw.items()}
 
 
 def _paired_saving(a: dict, b: dict) -> dict:
     """TTFT of ``a`` minus TTFT of ``b``, request by request: median, mean and the mean's 95% bootstrap interval (ms)."""
-    from generate.context_rot import bootstrap_ci
+    from monitor.bounds import bootstrap_interval
 
     d = np.asarray(a["ttft_ms"]) - np.asarray(b["ttft_ms"])
-    lo, hi = bootstrap_ci(d)
-    return {"median_ms": float(np.median(d)), "mean_ms": float(d.mean()), "mean_ci_ms": [float(lo), float(hi)],
+    ci = bootstrap_interval(d)
+    return {"median_ms": float(np.median(d)), "mean_ms": float(d.mean()), "mean_ci_ms": [ci.lower, ci.upper],
             "requests_faster": int((d > 0).sum()), "requests": int(d.size)}
 
 
 def _rerank_rounds(per_req, mb, batches: list[list[tuple[str, str]]], concurrency: int, rounds: int) -> dict:
     """Per-request vs cross-request throughput, alternated for ``rounds`` rounds (the order flipped each round); medians."""
-    a, b = [], []
+    rps: dict[str, list[float]] = {"per": [], "mb": []}
+    scorers = {"per": per_req, "mb": mb}
     for r in range(rounds):
-        if r % 2 == 0:
-            a.append(_rerank_throughput(per_req, batches, concurrency))
-            b.append(_rerank_throughput(mb, batches, concurrency))
-        else:
-            b.append(_rerank_throughput(mb, batches, concurrency))
-            a.append(_rerank_throughput(per_req, batches, concurrency))
+        for side in _rotated(["per", "mb"], r):
+            rps[side].append(_rerank_throughput(scorers[side], batches, concurrency))
+    a, b = rps["per"], rps["mb"]
     pa, pb = float(np.median(a)), float(np.median(b))
     return {"per_request_rps": pa, "cross_request_rps": pb, "ratio": pb / pa, "rounds": rounds,
             "per_request_rps_all": [round(x, 4) for x in a], "cross_request_rps_all": [round(x, 4) for x in b]}
@@ -187,8 +194,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> dict:
                 metrics.setdefault(name, {})["c1"] = m
             continue
         for r in range(args.rounds):  # a block of c concurrent requests per variant; the order rotates per round
-            names = list(pipes)[r % len(pipes):] + list(pipes)[:r % len(pipes)]
-            for name in names:
+            for name in _rotated(list(pipes), r):
                 print(f"[pipeline] {name} at concurrency {c} (round {r + 1}/{args.rounds}) ...", flush=True)
                 m = _drive(pipes[name], queries, c)
                 metrics.setdefault(name, {}).setdefault(f"c{c}", []).append(m)

@@ -149,7 +149,6 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
         result["curve_from"] = {"path": str(curve_from), "dtype": prior.get("dtype"), "wall_s": prior.get("wall_s"),
                                 "prompts": prior.get("prompts")}
         chosen = prior["chosen_order"]
-        chosen = chosen if isinstance(chosen, str) else list(chosen)
     else:
         print(f"[context] curve: {len(fit_items)} questions x {len(slots)} positions, {passages} passages", flush=True)
         curve = position_curve(llm, fit_items, slots, max_words=max_words, max_new_tokens=max_new_tokens, progress=bar,

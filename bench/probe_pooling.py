@@ -37,19 +37,22 @@ def probe_pooling(n_pairs: int = 800, layers: tuple[int, ...] = (2, 6), max_leng
     tok = AutoTokenizer.from_pretrained(minilm_path())
     cv = StratifiedKFold(5, shuffle=True, random_state=seed)
     out: dict = {"pairs": len(pairs), "positives": int(y.sum()), "max_length": max_length}
+    # One model, one pass: BERT's hidden state after layer n is exactly the output of the model cut to n layers.
+    model = AutoModel.from_pretrained(minilm_path(), num_hidden_layers=max(layers)).eval()
+    cls: dict[int, list] = {n: [] for n in layers}
+    mean: dict[int, list] = {n: [] for n in layers}
+    with torch.no_grad():
+        for s in range(0, len(pairs), 32):
+            b = pairs[s: s + 32]
+            enc = tok([p.query for p in b], [p.passage for p in b], truncation=True, max_length=max_length,
+                      padding=True, return_tensors="pt")
+            states = model(**enc, output_hidden_states=True).hidden_states
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            for n in layers:
+                cls[n].append(states[n][:, 0].numpy())
+                mean[n].append(((states[n] * mask).sum(1) / mask.sum(1)).numpy())
     for n in layers:
-        model = AutoModel.from_pretrained(minilm_path(), num_hidden_layers=n).eval()
-        cls, mean = [], []
-        with torch.no_grad():
-            for s in range(0, len(pairs), 32):
-                b = pairs[s: s + 32]
-                enc = tok([p.query for p in b], [p.passage for p in b], truncation=True, max_length=max_length,
-                          padding=True, return_tensors="pt")
-                h = model(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).float()
-                cls.append(h[:, 0].numpy())
-                mean.append(((h * mask).sum(1) / mask.sum(1)).numpy())
-        for name, x in (("cls", np.concatenate(cls)), ("mean", np.concatenate(mean))):
+        for name, x in (("cls", np.concatenate(cls[n])), ("mean", np.concatenate(mean[n]))):
             auc = cross_val_score(LogisticRegression(max_iter=2000), x, y, cv=cv, scoring="roc_auc")
             out[f"layers{n}_{name}"] = {"spread": float(x.std(0).mean()), "probe_auc": float(auc.mean()),
                                         "probe_auc_folds": [round(float(a), 4) for a in auc]}

@@ -164,14 +164,14 @@ def _run_many(llm, question: str, placements: Sequence[Sequence[str]], answer: s
 
 
 def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean."""
+    """Percentile bootstrap interval of the mean (:func:`monitor.bounds.bootstrap_interval`), as a pair."""
+    from monitor.bounds import bootstrap_interval
+
     v = np.asarray(values, dtype=float)
     if v.size == 0:
         raise ValueError("bootstrap_ci: no values")
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, v.size, (n_boot, v.size))].mean(1)
-    a = (1 - level) / 2
-    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+    ci = bootstrap_interval(v, confidence=level, n_boot=n_boot, seed=seed)
+    return ci.lower, ci.upper
 
 
 def position_curve(llm, items: Sequence[RotItem], positions: Sequence[int], max_words: int = 100,
