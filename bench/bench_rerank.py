@@ -17,7 +17,10 @@ Variants:
     cascade     the ``--pruner`` model scores all K, the model ranks the ``--keep`` best (rerank.cascade)
     adaptive    per-query candidate count from the BM25 scores, ratio fitted on the train split
     microbatch  the length engine behind the cross-request MicroBatcher, one request at a time
-    best        adaptive -> cascade, both models on int8 with length-aware batching and truncation
+    best        cascade: the pruner on ``--best-pruner-backend`` (int8, documents truncated) over all K,
+                the model on ``--best-backend`` over the ``--keep`` survivors, length-aware batching;
+                with ``--best-adaptive`` the per-query candidate count first (without a pruner: adaptive
+                -> the model on ``--best-backend``)
     onnx_peer   ONNX Runtime fp32 on our own export of the same model, batch 32, full length (what
                 sentence-transformers' ``backend="onnx"`` runs, without optimum)
 """
@@ -130,10 +133,14 @@ def _build_variants(args: argparse.Namespace, model, pruner, adaptive) -> tuple[
             fns[v] = by_scores(mb)
             fns[v].closer = mb  # type: ignore[attr-defined]
         elif v == "best":
+            if args.best_backend == "bf16" and not cpu_has_native_bf16() and not args.force_bf16:
+                raise ValueError("--best-backend bf16: no native bf16 on this CPU (emulated bf16 is ~6x slower than fp32); "
+                                 "use --best-backend onnx-int8 or fp32, or --force-bf16")
             ranker = RerankEngine(model, args.best_backend, max_tokens_per_batch=budget, max_doc_tokens=args.best_ranker_doc_tokens)
             if pruner is not None:
-                small = RerankEngine(pruner, args.best_backend, max_tokens_per_batch=budget, max_doc_tokens=args.max_doc_tokens)
-                fns[v] = with_adaptive(cascade_fn(CascadeReranker(small, ranker, keep=args.keep)))
+                small = RerankEngine(pruner, args.best_pruner_backend, max_tokens_per_batch=budget, max_doc_tokens=args.max_doc_tokens)
+                fn = cascade_fn(CascadeReranker(small, ranker, keep=args.keep))
+                fns[v] = with_adaptive(fn) if args.best_adaptive else fn
             else:
                 fns[v] = with_adaptive(by_scores(ranker))
         elif v == "onnx_peer":
@@ -310,7 +317,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--best-ranker-doc-tokens", type=int, default=None, help="best: document tokens kept by the model (default all)")
     p.add_argument("--max-tokens-per-batch", type=int, default=4096, help="length-aware batching: padded tokens per forward pass")
     p.add_argument("--int8-backend", default="onnx-int8", choices=["int8", "onnx-int8"])
-    p.add_argument("--best-backend", default="onnx-int8", choices=["fp32", "int8", "onnx", "onnx-int8"])
+    p.add_argument("--best-backend", default="onnx-int8", choices=["fp32", "bf16", "int8", "onnx", "onnx-int8"],
+                   help="best: the model's backend (bf16 keeps its ranking best where the CPU has native bf16)")
+    p.add_argument("--best-pruner-backend", default="onnx-int8", choices=["fp32", "bf16", "int8", "onnx", "onnx-int8"],
+                   help="best: the pruner's backend (its errors only matter where they cross the --keep boundary)")
+    p.add_argument("--best-adaptive", action="store_true",
+                   help="best with a pruner: cut the candidate list by first-stage scores first (faster, less faithful)")
     p.add_argument("--min-k", type=int, default=20, help="adaptive: never fewer candidates than this")
     p.add_argument("--adaptive-target", type=float, default=0.98, help="adaptive: share of relevant candidates kept on train")
     p.add_argument("--force-bf16", action="store_true", help="measure bf16 even without native CPU support")

@@ -15,10 +15,13 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-__all__ = ["add_diagnose_parser", "add_bench_parser", "run_context", "measured_order"]
+__all__ = ["add_diagnose_parser", "add_bench_parser", "run_context", "measured_order", "HELDOUT_ORDERS"]
+
+HELDOUT_ORDERS = ("rank", "reverse", "edges", "chosen")
 
 
 def _fingerprint(llm) -> str:
@@ -111,7 +114,8 @@ def load_curve(path: str | Path, model: str, fingerprint: str, passages: int, po
 def run_context(model: str, positions: int, passages: int, limit: int, max_words: int, seed: int,
                 heldout: int, orders_path: str | None, out: Path, dtype: str = "auto",
                 cache_path: str | Path | None = "default", max_new_tokens: int = 16,
-                curve_from: str | Path | None = None) -> dict:
+                curve_from: str | Path | None = None,
+                heldout_orders: Sequence[str] = HELDOUT_ORDERS) -> dict:
     """The curve on ``limit`` questions, then (``heldout`` > 0) every order on ``heldout`` other questions.
 
     With ``curve_from``, the curve (and the order chosen from it) is taken from an earlier result for the
@@ -125,6 +129,10 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
 
     if limit < 1 or heldout < 0:
         raise ValueError(f"--limit must be >= 1 and --heldout >= 0, got {limit} and {heldout}")
+    bad = sorted(set(heldout_orders) - set(HELDOUT_ORDERS))
+    if bad or "rank" not in heldout_orders:
+        raise ValueError(f"--heldout-orders: {', '.join(heldout_orders)} is not a subset of {', '.join(HELDOUT_ORDERS)} "
+                         "holding 'rank' (the baseline every order is paired with)")
     t0 = time.time()
     llm = load_llm(model)
     fp = _fingerprint(llm)  # of the weights as stored, before any dtype cast: the pipeline loads them so
@@ -175,8 +183,7 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
     result["retrieval"] = {"gold_ranked_first": sum(it.retrieval_rank == 0 for it in items) / len(items)}
     if held_items:
         print(f"[context] orders on {len(held_items)} held-out questions", flush=True)
-        orders = {o: (lambda ranked, o=o: reorder(ranked, o)) for o in ("rank", "reverse", "edges")}
-        orders["chosen"] = lambda ranked: reorder(ranked, chosen)
+        orders = {o: (lambda ranked, o=o: reorder(ranked, chosen if o == "chosen" else o)) for o in heldout_orders}
         result["metrics"] = evaluate_orders(llm, held_items, orders, max_words=max_words, max_new_tokens=max_new_tokens,
                                             progress=bar, cache=cache)
         result["questions_heldout"] = len(held_items)
@@ -253,7 +260,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     r = run_context(args.model, args.positions, args.passages, args.limit, args.max_words, args.seed, args.heldout, args.orders,
-                    out, args.dtype, args.cache or None, args.max_new_tokens, curve_from=args.curve_from)
+                    out, args.dtype, args.cache or None, args.max_new_tokens, curve_from=args.curve_from,
+                    heldout_orders=[o.strip() for o in args.heldout_orders.split(",") if o.strip()])
     md = markdown(r, "ragfix " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     out.with_suffix(".md").write_text(md)
     print(md)
@@ -273,5 +281,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--heldout", type=int, default=20, help="other questions every order is judged on")
     p.add_argument("--curve-from", default=None,
                    help="reuse the curve of an earlier result JSON (same model, questions and settings); run only the held-out questions")
+    p.add_argument("--heldout-orders", default=",".join(HELDOUT_ORDERS),
+                   help="orders judged on the held-out questions (must hold rank; fewer orders, fewer prompts)")
     p.add_argument("--out", default="results/context.json")
     p.set_defaults(func=_bench)

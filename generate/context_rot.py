@@ -230,5 +230,8 @@ def evaluate_orders(llm, items: Sequence[RotItem], orders: dict[str, Callable[[l
         out[name] = {"mean_loglik": float(np.mean(v["ll"])), "mean_loglik_ci": bootstrap_ci(v["ll"]),
                      "accuracy": float(np.mean(v["acc"])), "accuracy_ci": bootstrap_ci(v["acc"]),
                      "delta_loglik_vs_rank": float(d_ll.mean()), "delta_loglik_vs_rank_ci": bootstrap_ci(d_ll),
-                     "delta_accuracy_vs_rank": float(d_acc.mean()), "delta_accuracy_vs_rank_ci": bootstrap_ci(d_acc)}
+                     "delta_accuracy_vs_rank": float(d_acc.mean()), "delta_accuracy_vs_rank_ci": bootstrap_ci(d_acc),
+                     # per question, in item order: lets later runs pool or re-test without recomputing prompts
+                     "loglik_per_question": [round(float(x), 4) for x in v["ll"]],
+                     "correct_per_question": [int(x) for x in v["acc"]]}
     return out

@@ -60,7 +60,7 @@ import numpy as np
 
 __all__ = [
     "TrainPair", "check_pairs", "check_no_test_leak", "scifact_qrel_pairs", "ict_pairs", "hotpotqa_pairs",
-    "nq_oracle_pairs", "build_training_pairs", "train_cross_encoder", "teacher_scores", "save_fp16", "minilm_path", "LAYERS",
+    "nq_oracle_pairs", "candidate_groups", "drop_test_queries", "build_training_pairs", "train_cross_encoder", "teacher_scores", "save_fp16", "minilm_path", "LAYERS",
 ]
 
 LAYERS = (6, 2)
@@ -241,6 +241,58 @@ def nq_oracle_pairs(n_queries: int, n_neg: int = 1, seed: int = 13) -> list[Trai
     return _question_passage_pairs([questions[i] for i in order], passages, [gold[i] for i in order], "nq-oracle", n_neg, rng)
 
 
+def candidate_groups(folder: Path | str, per_query: int = 32, depth: int = 100, ict_queries: int = 0,
+                     seed: int = 13, split: str = "train") -> list[TrainPair]:
+    """Distillation groups shaped like the cascade's real input: ``per_query`` of each query's BM25 top ``depth``.
+
+    The cascade's pruner sees a query's first-stage top K, not one positive beside three hard
+    negatives, so it should learn the teacher's ranking over exactly that kind of list. Queries are
+    the ``split`` claims of ``folder`` (never ``test``) plus ``ict_queries`` inverse-cloze sentences
+    from its corpus; each group is a uniform sample of the BM25 top ``depth`` (the judged positive of
+    a claim, if retrieved, is labelled 1; labels are bookkeeping, the loss uses the teacher).
+    """
+    from bench.datasets import load_beir
+
+    if split == "test":
+        raise ValueError("split='test' refused: SciFact test queries are for evaluation only")
+    if per_query < 2 or depth < per_query:
+        raise ValueError(f"need 2 <= per_query <= depth, got per_query={per_query}, depth={depth}")
+    ds = load_beir(folder, split)
+    texts = [d.full_text() for d in ds.corpus]
+    pos_of = {d.id: i for i, d in enumerate(ds.corpus)}
+    queries = [(f"scifact-{split}:{q}", ds.queries[q], {pos_of[d] for d, r in ds.qrels.get(q, {}).items() if r > 0 and d in pos_of},
+                "scifact-" + split) for q in sorted(ds.queries)]
+    if ict_queries:
+        for p in ict_pairs(folder, ict_queries, n_neg=0, seed=seed):
+            queries.append((p.qid, p.query, set(), "scifact-ict"))
+    res = _bm25(texts).search([q for _, q, _, _ in queries], depth)
+    rng = random.Random(seed)
+    out: list[TrainPair] = []
+    for row, (qid, q, positives, source) in enumerate(queries):
+        ranked = [int(d) for d in res.indices[row] if d >= 0]
+        for d in sorted(rng.sample(ranked, min(per_query, len(ranked)))):
+            out.append(TrainPair(q, texts[d], 1.0 if d in positives else 0.0, source, qid))
+    return out
+
+
+def drop_test_queries(pairs: list[TrainPair], folder: Path | str) -> list[TrainPair]:
+    """Drop pairs whose query equals a test query of ``folder`` (if it has test qrels), then check for leaks."""
+    from bench.datasets import load_beir
+
+    folder = Path(folder)
+    if not (folder / "qrels" / "test.tsv").is_file():
+        return pairs
+    test = load_beir(folder, "test")
+    before = len(pairs)
+    banned = {_norm(t) for t in test.queries.values()}
+    # subtle: an ICT sentence can coincide with a test claim; drop it rather than fail the build.
+    pairs = [p for p in pairs if _norm(p.query) not in banned]
+    if before != len(pairs):
+        print(f"dropped {before - len(pairs)} pairs whose query equals a test query")
+    check_no_test_leak(pairs, test.queries)
+    return pairs
+
+
 def build_training_pairs(data: Path | str | None = None, seed: int = 13, n_neg: int = 1,
                          ict_queries: int = 2000, hotpot_queries: int = 800, nq_queries: int = 800,
                          max_pairs: int | None = None) -> list[TrainPair]:
@@ -249,7 +301,7 @@ def build_training_pairs(data: Path | str | None = None, seed: int = 13, n_neg: 
     ``data`` is a BEIR-layout folder with ``qrels/train.tsv`` (default: SciFact); its train qrels
     and inverse-cloze queries from its corpus are the in-domain part. Set a count to 0 to drop a source.
     """
-    from bench.datasets import data_root, load_beir
+    from bench.datasets import data_root
 
     folder = Path(data) if data is not None else data_root() / "scifact"
     pairs = scifact_qrel_pairs(folder, n_neg=n_neg, seed=seed)
@@ -259,15 +311,7 @@ def build_training_pairs(data: Path | str | None = None, seed: int = 13, n_neg: 
         pairs += hotpotqa_pairs(hotpot_queries, n_neg=n_neg, seed=seed)
     if nq_queries:
         pairs += nq_oracle_pairs(nq_queries, n_neg=n_neg, seed=seed)
-    if (folder / "qrels" / "test.tsv").is_file():
-        test = load_beir(folder, "test")
-        before = len(pairs)
-        banned = {_norm(t) for t in test.queries.values()}
-        # subtle: an ICT sentence can coincide with a test claim; drop it rather than fail the build.
-        pairs = [p for p in pairs if _norm(p.query) not in banned]
-        if before != len(pairs):
-            print(f"dropped {before - len(pairs)} pairs whose query equals a test query")
-        check_no_test_leak(pairs, test.queries)
+    pairs = drop_test_queries(pairs, folder)
     check_pairs(pairs)
     rng = random.Random(seed)
     rng.shuffle(pairs)
@@ -301,12 +345,15 @@ def _batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, win
     return [out[i] for i in rng.permutation(len(out))]
 
 
-def _group_batches(pairs: Sequence[TrainPair], groups_per_batch: int, rng: np.random.Generator) -> list[np.ndarray]:
+def _group_batches(pairs: Sequence[TrainPair], groups_per_batch: int, rng: np.random.Generator,
+                   need_positive: bool = True) -> list[np.ndarray]:
     # Listwise batches: whole query groups (all pairs sharing a qid), length-bucketed like _batches.
+    # Distillation needs no positive in a group (the teacher's scores are the target).
     groups: dict[str, list[int]] = {}
     for i, p in enumerate(pairs):
         groups.setdefault(p.qid, []).append(i)
-    members = [np.array(g) for g in groups.values() if any(pairs[i].label >= 0.5 for i in g) and len(g) > 1]
+    members = [np.array(g) for g in groups.values()
+               if len(g) > 1 and (not need_positive or any(pairs[i].label >= 0.5 for i in g))]
     lengths = np.array([sum(len(pairs[i].query) + len(pairs[i].passage) for i in g) for g in members])
     return [np.concatenate([members[j] for j in b]) for b in _batches(lengths, groups_per_batch, rng)]
 
@@ -353,7 +400,7 @@ def _distill_loss(logits, idx: np.ndarray, pairs: Sequence[TrainPair], teacher: 
 
 
 def teacher_scores(pairs: Sequence[TrainPair], teacher: str | Path, out: Path | str, max_length: int = 128,
-                   batch_size: int = 64) -> np.ndarray:
+                   batch_size: int = 64, bf16: bool = False) -> np.ndarray:
     """The teacher cross-encoder's logits for every pair, cached in ``out/teacher_scores.npy``.
 
     The cache is keyed by the teacher folder, the pair count and a hash of the pairs, so a changed
@@ -369,13 +416,15 @@ def teacher_scores(pairs: Sequence[TrainPair], teacher: str | Path, out: Path | 
     h = hashlib.sha256()
     for p in pairs:
         h.update(f"{p.qid}\t{p.query}\t{p.passage}\n".encode())
-    key = {"teacher": str(Path(teacher).resolve()), "n": len(pairs), "pairs_sha256": h.hexdigest(), "max_length": max_length}
+    key = {"teacher": str(Path(teacher).resolve()), "n": len(pairs), "pairs_sha256": h.hexdigest(), "max_length": max_length,
+           **({"bf16": True} if bf16 else {})}
     npy, meta = out / "teacher_scores.npy", out / "teacher_scores.json"
     if npy.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
         return np.load(npy)
     model = CrossEncoder(str(teacher), num_labels=1, max_length=max_length, device="cpu")
-    scores = np.asarray(model.predict([(p.query, p.passage) for p in pairs], batch_size=batch_size,
-                                      activation_fn=torch.nn.Identity(), show_progress_bar=True), dtype=np.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        scores = np.asarray(model.predict([(p.query, p.passage) for p in pairs], batch_size=batch_size,
+                                          activation_fn=torch.nn.Identity(), show_progress_bar=True), dtype=np.float32)
     if not np.isfinite(scores).all():
         raise FloatingPointError(f"teacher {teacher}: non-finite scores for {int((~np.isfinite(scores)).sum())} pairs")
     tmp = out / "teacher_scores.tmp.npy"
@@ -385,11 +434,20 @@ def teacher_scores(pairs: Sequence[TrainPair], teacher: str | Path, out: Path | 
     return scores
 
 
-def _new_model(layers: int, max_length: int, init: str | None = None):
+def _new_model(layers: int, max_length: int, init: str | None = None, pooling: str = "cls"):
     from sentence_transformers import CrossEncoder
 
     if layers not in LAYERS:
         raise ValueError(f"layers must be one of {LAYERS}, got {layers!r}")
+    if pooling not in ("cls", "mean"):
+        raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+    if pooling == "mean":
+        from rerank.meanpool import MODEL_TYPE, meanpool_cross_encoder
+
+        src = init or minilm_path()
+        if json.loads((Path(src) / "config.json").read_text()).get("model_type") == MODEL_TYPE:
+            return CrossEncoder(src, num_labels=1, max_length=max_length, device="cpu")  # a mean-pool checkpoint
+        return meanpool_cross_encoder(src, layers, max_length)
     # Keeping the first `layers` encoder layers of whatever we start from: MiniLM-L6 for a fresh
     # model, or a trained 6-layer cross-encoder (``init``), which gives the cascade's 2-layer stage
     # an informative [CLS] from the start.
@@ -401,7 +459,8 @@ def train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: int
                         batch_size: int = 16, lr: float = 5e-5, max_length: int = 128, seed: int = 13,
                         warmup: float = 0.05, checkpoint_every: int = 50, threads: int | None = None,
                         progress: bool = True, stop_at_step: int | None = None, init: str | Path | None = None,
-                        loss: str = "listwise", teacher: str | Path | None = None) -> Path:
+                        loss: str = "listwise", teacher: str | Path | None = None, pooling: str = "cls",
+                        bf16: bool = False) -> Path:
     """Fine-tune a CrossEncoder on ``pairs`` and write it to ``out/final`` (fp32); resumes from ``out/checkpoint``.
 
     ``init``: a CrossEncoder folder to start from instead of the MiniLM weights (its first ``layers``
@@ -424,7 +483,7 @@ def train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: int
         return _train_cross_encoder(pairs, out, layers=layers, epochs=epochs, batch_size=batch_size, lr=lr,
                                     max_length=max_length, seed=seed, warmup=warmup, checkpoint_every=checkpoint_every,
                                     progress=progress, stop_at_step=stop_at_step, init=init, loss=loss,
-                                    teacher=teacher)
+                                    teacher=teacher, pooling=pooling, bf16=bf16)
     finally:
         torch.set_num_threads(before)
 
@@ -433,7 +492,8 @@ def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: in
                         batch_size: int = 16, lr: float = 5e-5, max_length: int = 128, seed: int = 13,
                         warmup: float = 0.05, checkpoint_every: int = 50,
                         progress: bool = True, stop_at_step: int | None = None, init: str | Path | None = None,
-                        loss: str = "listwise", teacher: str | Path | None = None) -> Path:
+                        loss: str = "listwise", teacher: str | Path | None = None, pooling: str = "cls",
+                        bf16: bool = False) -> Path:
 
     import torch
     from tqdm import tqdm
@@ -443,11 +503,11 @@ def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: in
         raise ValueError("loss='distill' needs a teacher: a trained CrossEncoder folder, e.g. models/reranker-minilm-l6")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    t_scores = teacher_scores(pairs, teacher, out, max_length=max_length) if loss == "distill" else None
+    t_scores = teacher_scores(pairs, teacher, out, max_length=max_length, bf16=bf16) if loss == "distill" else None
     torch.manual_seed(seed)
     ckpt = out / "checkpoint"
     resume = (ckpt / "state.pt").is_file()
-    model = _new_model(layers, max_length, init=str(ckpt) if resume else (str(init) if init else None))
+    model = _new_model(layers, max_length, init=str(ckpt) if resume else (str(init) if init else None), pooling=pooling)
     hf = model[0].model
     tok = model.tokenizer
     hf.train()
@@ -457,7 +517,7 @@ def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: in
     if loss in ("listwise", "distill"):
         n_q = len({p.qid for p in pairs})
         per_batch = max(1, round(batch_size * n_q / len(pairs)))
-        plan = [_group_batches(pairs, per_batch, rng) for _ in range(epochs)]
+        plan = [_group_batches(pairs, per_batch, rng, need_positive=loss == "listwise") for _ in range(epochs)]
         if not plan[0]:
             raise ValueError("loss='listwise' needs query groups (pairs sharing a qid) holding a positive and a negative; "
                              "none found: build pairs with negatives, or use loss='bce'")
@@ -495,7 +555,8 @@ def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: in
         idx = flat[step]
         feats = tok([pairs[i].query for i in idx], [pairs[i].passage for i in idx], truncation="longest_first",
                     max_length=max_length, padding=True, return_tensors="pt")
-        logits = hf(**feats).logits.view(-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = hf(**feats).logits.view(-1).float()
         if loss == "listwise":
             value = _listwise_loss(logits, idx, pairs)
         elif loss == "distill":

@@ -108,3 +108,13 @@ def test_curve_from_an_earlier_run_must_match_its_settings(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"model": "smollm2"}))
     with pytest.raises(ValueError, match="not a context result"):
         load_curve(tmp_path / "bad.json", **args)
+
+
+@pytest.mark.parametrize("orders", [("reverse", "chosen"), ("rank", "middle")])
+def test_heldout_orders_must_be_known_and_hold_rank(tmp_path, orders):
+    from bench.context_cli import run_context
+
+    # refused before any model is loaded: nothing is written
+    with pytest.raises(ValueError, match="heldout-orders"):
+        run_context("smollm2", 5, 10, 5, 50, 0, 5, None, tmp_path / "c.json", heldout_orders=orders)
+    assert not (tmp_path / "c.json").exists()

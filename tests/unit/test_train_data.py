@@ -115,3 +115,28 @@ def test_model_card_carries_counts_command_and_metrics(tmp_path):
     assert "format version 1" in card and "ragfix train reranker --layers 2" in card
     assert "| scifact-ict | 2 | 2 |" in card and "6 pairs: 3 positive, 3 negative" in card
     assert "| bm25 | 0.6765 |" in card and "the first two layers" in card
+
+
+@needs_scifact
+def test_candidate_groups_are_first_stage_samples_without_test_queries():
+    from rerank.train import candidate_groups, drop_test_queries
+
+    pairs = drop_test_queries(candidate_groups(SCIFACT, per_query=6, depth=30, ict_queries=20, seed=3), SCIFACT)
+    groups: dict[str, list[TrainPair]] = {}
+    for p in pairs:
+        groups.setdefault(p.qid, []).append(p)
+    train, test = load_beir(SCIFACT, "train"), load_beir(SCIFACT, "test")
+    banned = {_norm(t) for t in test.queries.values()}
+    # every train claim is a group, except the few that repeat a test claim verbatim (dropped)
+    kept = [q for q, t in train.queries.items() if _norm(t) not in banned]
+    assert len(kept) < len(train.queries)
+    assert len([q for q in groups if q.startswith("scifact-train:")]) == len(kept)
+    assert len([q for q in groups if q.startswith("ict:")]) == 20
+    assert all(len(g) == 6 and len({p.passage for p in g}) == 6 for g in groups.values())
+    check_no_test_leak(pairs, test.queries)
+    # labels mark the judged positives that BM25 retrieved, and only those
+    assert 0 < sum(p.label for p in pairs if p.source == "scifact-train") < len(train.queries) * 6
+    with pytest.raises(ValueError, match="test"):
+        candidate_groups(SCIFACT, split="test")
+    with pytest.raises(ValueError, match="per_query"):
+        candidate_groups(SCIFACT, per_query=50, depth=10)
