@@ -152,10 +152,12 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
               "positions": slots, "questions_curve": len(fit_items), "max_words_per_passage": max_words, "seed": seed}
     if curve_from:
         prior = load_curve(curve_from, model, fp, passages, slots, limit, max_words, seed)
-        print(f"[context] curve from {curve_from} ({prior['questions_curve']} questions, {prior.get('dtype')})", flush=True)
+        # A file that itself reused a curve passes on where the curve was measured, not its own held-out run.
+        origin = prior.get("curve_from") or {"path": str(curve_from), "dtype": prior.get("dtype"),
+                                             "wall_s": prior.get("wall_s"), "prompts": prior.get("prompts")}
+        print(f"[context] curve from {curve_from} ({prior['questions_curve']} questions, {origin['dtype']})", flush=True)
         result.update({k: prior[k] for k in _CURVE_KEYS})
-        result["curve_from"] = {"path": str(curve_from), "dtype": prior.get("dtype"), "wall_s": prior.get("wall_s"),
-                                "prompts": prior.get("prompts")}
+        result["curve_from"] = origin
         chosen = prior["chosen_order"]
     else:
         print(f"[context] curve: {len(fit_items)} questions x {len(slots)} positions, {passages} passages", flush=True)
