@@ -11,11 +11,9 @@ from rerank.candidates import AdaptiveCandidateCount
 from rerank.cascade import CascadeReranker
 from rerank.cross_encoder import CrossEncoderReranker, PairRanker, RankedResults
 from rerank.engine import RerankEngine
-from rerank.meanpool import MeanPoolBertForSequenceClassification
 from rerank.microbatch import MicroBatcher
 from rerank.truncation import EncodedPairs, TruncationPolicy, encode_pairs
 
 __all__ = ["CrossEncoderReranker", "PairRanker", "RankedResults", "RerankEngine", "CascadeReranker", "MicroBatcher",
            "AdaptiveCandidateCount", "TruncationPolicy", "EncodedPairs", "encode_pairs", "plan_batches",
-           "padded_tokens", "BACKENDS", "make_backend", "cpu_has_native_bf16", "RankAgreement", "rank_agreement",
-           "MeanPoolBertForSequenceClassification"]
+           "padded_tokens", "BACKENDS", "make_backend", "cpu_has_native_bf16", "RankAgreement", "rank_agreement"]

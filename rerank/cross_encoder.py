@@ -59,6 +59,8 @@ class CrossEncoderReranker(PairRanker):
         import torch
         from sentence_transformers import CrossEncoder
 
+        import rerank.meanpool  # noqa: F401  (registers the 2-layer stage's mean-pool model type)
+
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = CrossEncoder(str(model_name_or_path), device=device, max_length=max_length)

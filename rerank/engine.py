@@ -54,6 +54,8 @@ class RerankEngine(PairRanker):
         if isinstance(model, (str, Path)):
             from sentence_transformers import CrossEncoder
 
+            import rerank.meanpool  # noqa: F401  (registers the mean-pool model type)
+
             model = CrossEncoder(str(model), device="cpu")
         if backend not in BACKENDS:
             raise ValueError(f"RerankEngine: backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

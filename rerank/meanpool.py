@@ -10,8 +10,11 @@ features that already rank. This module is that head, as a regular ``transformer
 unchanged: sentence-transformers ``CrossEncoder(folder)`` loads it, ``rerank.backends`` runs it on
 fp32 / bf16 / int8 and exports it to ONNX, ``.logits`` is one score per pair.
 
-Registration happens on import (``import rerank`` does it); a process that loads a mean-pool
-folder without importing this module gets transformers' "unrecognized model type" error.
+Registration happens when this module is imported; the project's loaders (``CrossEncoderReranker``,
+``RerankEngine``, the training recipe) import it before loading any folder. It is not imported by
+``import rerank`` because it pulls in transformers (seconds). Code outside the project that loads a
+mean-pool folder with ``CrossEncoder(...)`` must ``import rerank.meanpool`` first, or transformers
+reports an unrecognized model type.
 
 Example:
     >>> from rerank.meanpool import meanpool_cross_encoder      # doctest: +SKIP

@@ -412,6 +412,8 @@ def teacher_scores(pairs: Sequence[TrainPair], teacher: str | Path, out: Path | 
     import torch
     from sentence_transformers import CrossEncoder
 
+    import rerank.meanpool  # noqa: F401  (registers the mean-pool model type)
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     h = hashlib.sha256()
@@ -437,6 +439,8 @@ def teacher_scores(pairs: Sequence[TrainPair], teacher: str | Path, out: Path | 
 
 def _new_model(layers: int, max_length: int, init: str | None = None, pooling: str = "cls"):
     from sentence_transformers import CrossEncoder
+
+    import rerank.meanpool  # noqa: F401  (registers the mean-pool model type)
 
     if layers not in LAYERS:
         raise ValueError(f"layers must be one of {LAYERS}, got {layers!r}")
@@ -615,6 +619,8 @@ def save_fp16(src: Path | str, dst: Path | str) -> Path:
     """Copy a trained CrossEncoder folder with fp16 weights (half the size); it still loads as fp32 on CPU."""
     import torch
     from sentence_transformers import CrossEncoder
+
+    import rerank.meanpool  # noqa: F401  (registers the mean-pool model type)
 
     model = CrossEncoder(str(src), device="cpu")
     hf = model[0].model
