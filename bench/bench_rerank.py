@@ -19,10 +19,10 @@ Variants:
     microbatch  the length engine behind the cross-request MicroBatcher, one request at a time
     fastest     adaptive -> the model on ``--fastest-backend`` (ONNX int8), length-aware batching: the
                 fastest combination, which trades the full rerank's ranking for BM25's below the cut
+    pruner      the ``--pruner`` alone over all K, as ``best`` runs it (its cost inside ``best``)
     best        cascade: the pruner on ``--best-pruner-backend`` (int8, ``--pruner-doc-tokens``) over all K,
-                the model on ``--best-backend`` over the ``--keep`` survivors, length-aware batching;
-                with ``--best-adaptive`` the per-query candidate count first (without a pruner: adaptive
-                -> the model on ``--best-backend``)
+                the model on ``--best-backend`` over the ``--keep`` survivors, length-aware batching
+                (without a pruner: adaptive -> the model on ``--best-backend``)
     onnx_peer   ONNX Runtime fp32 on our own export of the same model, batch 32, full length (what
                 sentence-transformers' ``backend="onnx"`` runs, without optimum)
 """
@@ -41,7 +41,8 @@ from bench.report import markdown_table, write_results
 
 __all__ = ["VARIANTS", "run_rerank_bench", "pareto_plot", "add_parser"]
 
-VARIANTS = ("naive", "length", "truncate", "int8", "bf16", "cascade", "adaptive", "microbatch", "fastest", "best", "onnx_peer")
+VARIANTS = ("naive", "length", "truncate", "int8", "bf16", "cascade", "adaptive", "microbatch", "fastest", "pruner", "best",
+            "onnx_peer")
 
 
 def _load_ce(name: str):
@@ -69,7 +70,7 @@ def _fit_adaptive(data: Path, k: int, min_k: int, target: float, n_queries: int 
 
 def _build_variants(args: argparse.Namespace, model, pruner, adaptive) -> tuple[dict[str, Callable], dict[str, str]]:
     """variant -> f(query, texts, first_stage_scores) -> (order over texts, pairs scored)."""
-    from rerank.backends import cpu_has_native_bf16
+    from rerank.backends import bf16_refusal
     from rerank.cascade import CascadeReranker
     from rerank.engine import RerankEngine
     from rerank.microbatch import MicroBatcher
@@ -78,6 +79,10 @@ def _build_variants(args: argparse.Namespace, model, pruner, adaptive) -> tuple[
     bad = sorted(set(wanted) - set(VARIANTS))
     if bad:
         raise ValueError(f"--variants: unknown {bad}; allowed: {', '.join(VARIANTS)}")
+    no_bf16 = None if args.force_bf16 else bf16_refusal()
+    for opt, variant in (("best_backend", "best"), ("best_pruner_backend", "best"), ("fastest_backend", "fastest")):
+        if no_bf16 and variant in wanted and getattr(args, opt) == "bf16":
+            raise ValueError(f"--{opt.replace('_', '-')} bf16: {no_bf16}; pick onnx-int8 or fp32, or pass --force-bf16")
     budget = args.max_tokens_per_batch
     fns: dict[str, Callable] = {}
     skipped: dict[str, str] = {}
@@ -107,6 +112,9 @@ def _build_variants(args: argparse.Namespace, model, pruner, adaptive) -> tuple[
             return np.concatenate([order, np.arange(k, len(texts))]), pairs
         return f
 
+    def pruner_engine():  # one configuration for the pruner, alone or inside best
+        return RerankEngine(pruner, args.best_pruner_backend, max_tokens_per_batch=budget, max_doc_tokens=args.pruner_doc_tokens)
+
     for v in wanted:
         if v == "naive":
             fns[v] = naive
@@ -117,9 +125,8 @@ def _build_variants(args: argparse.Namespace, model, pruner, adaptive) -> tuple[
         elif v == "int8":
             fns[v] = by_scores(RerankEngine(model, args.int8_backend, length_sort=False, max_batch=32))
         elif v == "bf16":
-            if not cpu_has_native_bf16() and not args.force_bf16:
-                skipped[v] = ("no native bf16 on this CPU (oneDNN reports no AVX512_BF16/AMX): autocast emulates bf16 "
-                              "and was ~6x slower than fp32 here; run with --force-bf16 to measure it anyway")
+            if no_bf16:
+                skipped[v] = f"{no_bf16}; run with --force-bf16 to measure it anyway"
                 continue
             fns[v] = by_scores(RerankEngine(model, "bf16", length_sort=False, max_batch=32))
         elif v == "cascade":
@@ -136,15 +143,15 @@ def _build_variants(args: argparse.Namespace, model, pruner, adaptive) -> tuple[
             fns[v].closer = mb  # type: ignore[attr-defined]
         elif v == "fastest":
             fns[v] = with_adaptive(by_scores(RerankEngine(model, args.fastest_backend, max_tokens_per_batch=budget)))
+        elif v == "pruner":
+            if pruner is None:
+                skipped[v] = "no --pruner model"
+                continue
+            fns[v] = by_scores(pruner_engine())
         elif v == "best":
-            if args.best_backend == "bf16" and not cpu_has_native_bf16() and not args.force_bf16:
-                raise ValueError("--best-backend bf16: no native bf16 on this CPU (emulated bf16 is ~6x slower than fp32); "
-                                 "use --best-backend onnx-int8 or fp32, or --force-bf16")
             ranker = RerankEngine(model, args.best_backend, max_tokens_per_batch=budget, max_doc_tokens=args.best_ranker_doc_tokens)
             if pruner is not None:
-                small = RerankEngine(pruner, args.best_pruner_backend, max_tokens_per_batch=budget, max_doc_tokens=args.pruner_doc_tokens)
-                fn = cascade_fn(CascadeReranker(small, ranker, keep=args.keep))
-                fns[v] = with_adaptive(fn) if args.best_adaptive else fn
+                fns[v] = cascade_fn(CascadeReranker(pruner_engine(), ranker, keep=args.keep))
             else:
                 fns[v] = with_adaptive(by_scores(ranker))
         elif v == "onnx_peer":
@@ -330,8 +337,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="best: document tokens the pruner sees (default all; cutting them cost the pruner its agreement here)")
     p.add_argument("--fastest-backend", default="onnx-int8", choices=["fp32", "bf16", "int8", "onnx", "onnx-int8"],
                    help="fastest: the model's backend")
-    p.add_argument("--best-adaptive", action="store_true",
-                   help="best with a pruner: cut the candidate list by first-stage scores first (faster, less faithful)")
     p.add_argument("--min-k", type=int, default=20, help="adaptive: never fewer candidates than this")
     p.add_argument("--adaptive-target", type=float, default=0.98, help="adaptive: share of relevant candidates kept on train")
     p.add_argument("--force-bf16", action="store_true", help="measure bf16 even without native CPU support")

@@ -73,6 +73,12 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
 
     out = Path(args.out or f"models/reranker-minilm-l{args.layers}")
     work = Path(args.work or Path("runs") / out.name)
+    if args.bf16:  # refused before any data is built or written
+        from rerank.backends import bf16_refusal
+
+        why = bf16_refusal()
+        if why:
+            raise SystemExit(f"--bf16: {why}: drop --bf16")
     work.mkdir(parents=True, exist_ok=True)
     pairs_file = work / "pairs.jsonl"
     if pairs_file.is_file():
@@ -90,12 +96,6 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
                                        hotpot_queries=args.hotpot_queries, nq_queries=args.nq_queries,
                                        max_pairs=args.max_pairs)
         T.save_pairs(pairs, pairs_file)
-    if args.bf16:
-        from rerank.backends import cpu_has_native_bf16
-
-        if not cpu_has_native_bf16():
-            raise SystemExit("--bf16: this CPU has no native bf16 (AVX512_BF16/AMX); emulated bf16 is ~6x slower "
-                             "than fp32 here: drop --bf16")
     counts = T.pair_counts(pairs)
     print(f"{len(pairs)} training pairs: {json.dumps(counts)}", flush=True)
     t0 = time.time()

@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["BACKENDS", "Backend", "make_backend", "cpu_has_native_bf16", "export_onnx"]
+__all__ = ["BACKENDS", "Backend", "make_backend", "cpu_has_native_bf16", "bf16_refusal", "export_onnx"]
 
 BACKENDS = ("fp32", "bf16", "int8", "onnx", "onnx-int8")
 
@@ -40,6 +40,14 @@ def cpu_has_native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def bf16_refusal() -> str | None:
+    """Why bf16 should not run here (emulated, slow), or ``None`` where the CPU (or a GPU) runs it natively."""
+    if cpu_has_native_bf16():
+        return None
+    return ("no native bf16 on this CPU (oneDNN reports no AVX512_BF16/AMX): autocast emulates bf16 "
+            "and was ~6x slower than fp32 on such a CPU")
 
 
 class _TorchBackend:

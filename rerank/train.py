@@ -162,14 +162,9 @@ def scifact_qrel_pairs(folder: Path | str, n_neg: int = 1, seed: int = 13, split
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
 
 
-def ict_pairs(folder: Path | str, n_queries: int, n_neg: int = 1, seed: int = 13,
-              min_words: int = 6, max_words: int = 40) -> list[TrainPair]:
-    """Inverse-cloze pseudo-queries from a BEIR corpus: a sentence -> the rest of its abstract."""
-    from bench.datasets import load_documents_jsonl
-
-    corpus = load_documents_jsonl(Path(folder) / "corpus.jsonl")
-    texts = [d.full_text() for d in corpus]
-    rng = random.Random(seed)
+def _ict_sentences(corpus: Sequence, n_queries: int, rng: random.Random, min_words: int = 6,
+                   max_words: int = 40) -> list[tuple[int, str, str]]:
+    """(document index, one sentence, the rest of the abstract with its title) for ``n_queries`` documents."""
     order = list(range(len(corpus)))
     rng.shuffle(order)
     chosen: list[tuple[int, str, str]] = []
@@ -184,6 +179,18 @@ def ict_pairs(folder: Path | str, n_queries: int, n_neg: int = 1, seed: int = 13
         rest = " ".join(s for k, s in enumerate(sents) if k != j)
         passage = f"{corpus[i].title} {rest}".strip() if corpus[i].title else rest
         chosen.append((i, sents[j], passage))
+    return chosen
+
+
+def ict_pairs(folder: Path | str, n_queries: int, n_neg: int = 1, seed: int = 13,
+              min_words: int = 6, max_words: int = 40) -> list[TrainPair]:
+    """Inverse-cloze pseudo-queries from a BEIR corpus: a sentence -> the rest of its abstract."""
+    from bench.datasets import load_documents_jsonl
+
+    corpus = load_documents_jsonl(Path(folder) / "corpus.jsonl")
+    texts = [d.full_text() for d in corpus]
+    rng = random.Random(seed)
+    chosen = _ict_sentences(corpus, n_queries, rng, min_words, max_words)
     res = _bm25(texts).search([s for _, s, _ in chosen], 31)
     out: list[TrainPair] = []
     for row, (i, sent, passage) in enumerate(chosen):
@@ -263,9 +270,9 @@ def candidate_groups(folder: Path | str, per_query: int = 32, depth: int = 100, 
     pos_of = {d.id: i for i, d in enumerate(ds.corpus)}
     queries = [(f"scifact-{split}:{q}", ds.queries[q], {pos_of[d] for d, r in ds.qrels.get(q, {}).items() if r > 0 and d in pos_of},
                 "scifact-" + split) for q in sorted(ds.queries)]
-    if ict_queries:
-        for p in ict_pairs(folder, ict_queries, n_neg=0, seed=seed):
-            queries.append((p.qid, p.query, set(), "scifact-ict"))
+    # The ICT sentences come from the corpus already loaded, and one BM25 index serves every query.
+    for i, sent, _ in _ict_sentences(ds.corpus, ict_queries, random.Random(seed)) if ict_queries else []:
+        queries.append((f"ict:{ds.corpus[i].id}", sent, set(), "scifact-ict"))
     res = _bm25(texts).search([q for _, q, _, _ in queries], depth)
     rng = random.Random(seed)
     out: list[TrainPair] = []
@@ -440,23 +447,19 @@ def teacher_scores(pairs: Sequence[TrainPair], teacher: str | Path, out: Path | 
 def _new_model(layers: int, max_length: int, init: str | None = None, pooling: str = "cls"):
     from sentence_transformers import CrossEncoder
 
-    import rerank.meanpool  # noqa: F401  (registers the mean-pool model type)
+    from rerank.meanpool import MODEL_TYPE, meanpool_cross_encoder  # also registers the mean-pool model type
 
     if layers not in LAYERS:
         raise ValueError(f"layers must be one of {LAYERS}, got {layers!r}")
     if pooling not in ("cls", "mean"):
         raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
-    if pooling == "mean":
-        from rerank.meanpool import MODEL_TYPE, meanpool_cross_encoder
-
-        src = init or minilm_path()
-        if json.loads((Path(src) / "config.json").read_text()).get("model_type") == MODEL_TYPE:
-            return CrossEncoder(src, num_labels=1, max_length=max_length, device="cpu")  # a mean-pool checkpoint
-        return meanpool_cross_encoder(src, layers, max_length)
+    src = init or minilm_path()
+    if pooling == "mean" and json.loads((Path(src) / "config.json").read_text()).get("model_type") != MODEL_TYPE:
+        return meanpool_cross_encoder(src, layers, max_length)  # a new mean-pool head on src's encoder
     # Keeping the first `layers` encoder layers of whatever we start from: MiniLM-L6 for a fresh
-    # model, or a trained 6-layer cross-encoder (``init``), which gives the cascade's 2-layer stage
-    # an informative [CLS] from the start.
-    return CrossEncoder(init or minilm_path(), num_labels=1, max_length=max_length, device="cpu",
+    # model, a trained 6-layer cross-encoder (``init``), or a checkpoint of this run (a mean-pool one
+    # loads here too: its model type is registered).
+    return CrossEncoder(src, num_labels=1, max_length=max_length, device="cpu",
                         config_kwargs={"num_hidden_layers": layers})
 
 
@@ -524,8 +527,9 @@ def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: in
         per_batch = max(1, round(batch_size * n_q / len(pairs)))
         plan = [_group_batches(pairs, per_batch, rng, need_positive=loss == "listwise") for _ in range(epochs)]
         if not plan[0]:
-            raise ValueError("loss='listwise' needs query groups (pairs sharing a qid) holding a positive and a negative; "
-                             "none found: build pairs with negatives, or use loss='bce'")
+            need = "a positive and a negative" if loss == "listwise" else "at least two pairs"
+            raise ValueError(f"loss={loss!r} needs query groups (pairs sharing a qid) holding {need}; "
+                             "none found: build pairs with negatives (or --candidates), or use loss='bce'")
     elif loss == "bce":
         plan = [_batches(lengths, batch_size, rng) for _ in range(epochs)]
     else:

@@ -55,3 +55,23 @@ def test_save_load_roundtrip_and_onnx_export(ce, tmp_path):
 def test_unknown_pooling_refused():
     with pytest.raises(ValueError, match="pooling"):
         _new_model(2, 64, pooling="max")
+
+
+def test_import_rerank_does_not_load_transformers():
+    """The mean-pool type registers when a loader needs it, so ``import rerank`` stays light (0.15 s, not 6 s)."""
+    import subprocess
+    import sys
+
+    code = "import sys, rerank; sys.exit(int('transformers' in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_bf16_training_refused_before_anything_is_written(tmp_path, monkeypatch):
+    import rerank.backends
+    from bench.cli import main
+
+    monkeypatch.setattr(rerank.backends, "cpu_has_native_bf16", lambda: False)
+    assert "no native bf16" in rerank.backends.bf16_refusal()
+    with pytest.raises(SystemExit, match="--bf16: no native bf16"):
+        main(["train", "reranker", "--layers", "2", "--bf16", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "m")])
+    assert not (tmp_path / "w").exists() and not (tmp_path / "m").exists()
