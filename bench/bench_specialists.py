@@ -18,7 +18,11 @@ both from *measured* tokens and seconds recorded in an attribution ledger
   recall, specialist on the whole test set (or ``--limit``), judge on a seeded sample of ``--judge-limit``.
 
 Cost per 1,000 calls: the specialist is priced by CPU seconds (``compute.cpu_core_hour_usd``), one call
-= one pair / utterance scored (batched, CPU time amortised over the batch). The judge is priced twice:
+= one pair / utterance scored (batched, CPU time amortised over the batch). Relevance is served the way
+the pipeline serves it: :class:`rerank.RerankEngine` on ``--relevance-backend`` (``auto``: bf16 where
+the CPU has it natively, else fp32) over each judge query's BM25 top 100, one request per query, with
+its top-10 overlap against fp32 on the same lists reported (``cost_engine``), so a cheaper backend
+cannot buy its price with a different ranking unseen. The judge is priced twice:
 ``llm`` at the API price of ``--price-as`` (USD per million tokens, ``prices.yaml``) on the tokens the
 local judge actually used, and ``llm_local_cpu`` at the CPU seconds it took here. Unparseable judge
 replies are counted (``unparseable``) and scored as wrong.
@@ -159,7 +163,22 @@ def bench_intent(ledger, judge, folder: str, limit: int | None, judge_limit: int
     return m
 
 
-def bench_relevance(ledger, judge, model: str, limit: int | None, judge_limit: int, seed: int) -> dict:
+def resolve_backend(backend: str) -> str:
+    """``auto`` -> ``bf16`` where the CPU runs it natively (ranking kept: top-10 overlap 0.99 in
+    ``bench rerank``), else ``fp32``; an explicit ``bf16`` on a CPU that emulates it is refused."""
+    from rerank.backends import BACKENDS, bf16_refusal
+
+    if backend == "auto":
+        return "fp32" if bf16_refusal() else "bf16"
+    if backend not in BACKENDS:
+        raise ValueError(f"relevance backend must be auto or one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend == "bf16" and bf16_refusal():
+        raise ValueError(f"relevance backend bf16: {bf16_refusal()}; use auto, fp32 or onnx-int8")
+    return backend
+
+
+def bench_relevance(ledger, judge, model: str, limit: int | None, judge_limit: int, seed: int,
+                    backend: str = "auto", cost_depth: int = 100) -> dict:
     from bench.train_cli import evaluate_reranker  # the relevance engineer's evaluation, reused as is
 
     rep = evaluate_reranker(model, depth=100, limit=limit)
@@ -168,39 +187,61 @@ def bench_relevance(ledger, judge, model: str, limit: int | None, judge_limit: i
                          (("first_stage", "hybrid"), ("specialist", "specialist"), ("ce_only_bm25", "ce_only_bm25"), ("bm25", "bm25"))}
     m["queries"] = rep["queries"]
     m["depth"] = rep["depth"]
-    # Cost: score BM25 top-10 pairs of a few queries through the cross-encoder under the ledger.
+    # Cost: the serving engine (length-sorted token-budget batches, ``backend``) scores each judge
+    # query's BM25 top ``cost_depth`` (one rerank request) under the ledger, one call per pair; the
+    # judge sees the top 10 of the same lists. The fp32 reference scores the same pairs off the
+    # ledger, so a faster backend has to show it keeps the ranking.
     from bench.datasets import data_root, load_beir
     from bench.metrics import evaluate
     from bench.registry import load_cross_encoder
+    from rerank.engine import RerankEngine
     from retrieval.retrievers import BM25Retriever
 
+    resolved = resolve_backend(backend)
     ds = load_beir(data_root() / "scifact", "test")
     nq = max(1, judge_limit // 10) if judge_limit else 5
     qids = list(ds.queries)[:nq]
     bm25 = BM25Retriever().index(ds.corpus)
-    res = bm25.search([ds.queries[q] for q in qids], 10)
+    res = bm25.search([ds.queries[q] for q in qids], cost_depth)
     ce = load_cross_encoder(model)
-    pairs = [(q, int(j)) for qi, q in enumerate(qids) for j in res.indices[qi] if j >= 0]
-    sc = _track_batches(ledger, "relevance", model,
-                        lambda part: list(ce.score_pairs([(ds.queries[q], ds.corpus[j].full_text()) for q, j in part])), pairs)
+    engine = RerankEngine(ce.model, backend=resolved, name=f"{model}:{resolved}")
+    lists = [[int(j) for j in res.indices[qi] if j >= 0] for qi in range(len(qids))]
+    pairs = [(q, j) for q, docs in zip(qids, lists) for j in docs]
+    text = lambda part: [(ds.queries[q], ds.corpus[j].full_text()) for q, j in part]  # noqa: E731
+    engine.score_pairs(text(pairs[:8]))  # warm-up (ONNX export / first-call allocation), not billed
+    sc: list[float] = []
+    for q, docs in zip(qids, lists):  # one rerank request per query
+        sc += _track_batches(ledger, "relevance", engine.name, lambda part: list(engine.score_pairs(text(part))),
+                             [(q, j) for j in docs], batch=len(docs))
+    ref = np.asarray(ce.score_pairs(text(pairs)), dtype=np.float64)  # fp32 reference, not billed
+    overlap, at = [], 0
+    for docs in lists:
+        k = min(10, len(docs))
+        top = lambda v: set(np.argsort(-np.asarray(v[at: at + len(docs)]), kind="stable")[:k])  # noqa: E731
+        overlap.append(len(top(sc) & top(ref)) / k)
+        at += len(docs)
+    m["cost_engine"] = {"backend": resolved, "requested": backend, "pairs": len(pairs), "depth": cost_depth,
+                        "queries": len(qids), "top10_overlap_vs_fp32": float(np.mean(overlap)),
+                        "max_abs_diff_vs_fp32": float(np.max(np.abs(np.asarray(sc) - ref))) if pairs else 0.0}
     ce_run: dict[str, dict[str, float]] = {}
-    for (q, j), s in zip(pairs, sc):
-        ce_run.setdefault(q, {})[ds.corpus[j].id] = float(s)
+    for (q, j), s_ in zip(pairs, sc):
+        if len(ce_run.get(q, {})) < 10:  # the BM25 top 10, as the judge sees
+            ce_run.setdefault(q, {})[ds.corpus[j].id] = float(s_)
     if judge is not None and judge_limit:
         run: dict[str, dict[str, float]] = {}
         unp = 0
-        for q, j in pairs:
-            v = judge.judge("relevance", query=ds.queries[q], passage=ds.corpus[j].full_text()[:1500])
-            unp += not v.parsed
-            rank = len(run.get(q, {}))
-            # yes first, BM25 order within; an unparseable reply counts as "no"
-            run.setdefault(q, {})[ds.corpus[j].id] = (1.0 if v.label == 1 else 0.0) - 0.001 * rank
+        for q, docs in zip(qids, lists):
+            for rank, j in enumerate(docs[:10]):
+                v = judge.judge("relevance", query=ds.queries[q], passage=ds.corpus[j].full_text()[:1500])
+                unp += not v.parsed
+                # yes first, BM25 order within; an unparseable reply counts as "no"
+                run.setdefault(q, {})[ds.corpus[j].id] = (1.0 if v.label == 1 else 0.0) - 0.001 * rank
         qrels = {q: ds.qrels[q] for q in qids}
-        m["llm"] = {"ndcg@10": evaluate(qrels, run, ("ndcg@10",))["ndcg@10"], "queries": len(qids), "pairs": len(pairs),
-                    "unparseable": unp, "model": judge.backend.name, "prompt_version": judge.version,
-                    "candidates": "BM25 top 10"}
+        m["llm"] = {"ndcg@10": evaluate(qrels, run, ("ndcg@10",))["ndcg@10"], "queries": len(qids),
+                    "pairs": sum(len(r) for r in run.values()), "unparseable": unp, "model": judge.backend.name,
+                    "prompt_version": judge.version, "candidates": "BM25 top 10"}
         m["specialist_same_queries"] = {"ndcg@10": evaluate(qrels, ce_run, ("ndcg@10",))["ndcg@10"],
-                                        "note": "cross-encoder alone over the same BM25 top 10"}
+                                        "note": f"cross-encoder ({resolved}) alone over the same BM25 top 10"}
     return m
 
 
@@ -217,7 +258,8 @@ def _model_folder(name: str) -> str:
 def run_specialists_bench(out: Path | str, limit: int | None = None, judge_limit: int = 20, judge_model: str = "smollm2",
                           price_as: str = "gpt-4o-mini", relevance_model: str = "reranker-l6",
                           faithfulness_model: str = "faithfulness", intent_model: str = "models/intent-clinc150",
-                          tasks: tuple[str, ...] = ("relevance", "faithfulness", "intent"), seed: int = 0) -> dict:
+                          tasks: tuple[str, ...] = ("relevance", "faithfulness", "intent"), seed: int = 0,
+                          relevance_backend: str = "auto") -> dict:
     from bench.registry import Registry
     from bench.report import write_results
     from distill.judge import LLMJudge
@@ -226,6 +268,7 @@ def run_specialists_bench(out: Path | str, limit: int | None = None, judge_limit
     out = Path(out)
     prices = Prices.load()
     prices.token_cost(price_as, 0, 0)  # fail now, not after an hour, if the API price is missing
+    resolve_backend(relevance_backend)  # and an unusable backend
     ledger_path = out.with_suffix(".ledger.sqlite")
     out.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
@@ -244,7 +287,8 @@ def run_specialists_bench(out: Path | str, limit: int | None = None, judge_limit
                              "re-run this bench once it is")
                 metrics["relevance"] = None
                 continue
-            metrics["relevance"] = bench_relevance(ledger, judge, relevance_model, limit, judge_limit, seed)
+            metrics["relevance"] = bench_relevance(ledger, judge, relevance_model, limit, judge_limit, seed,
+                                                   backend=relevance_backend)
         elif task == "faithfulness":
             try:
                 reg.resolve(faithfulness_model, "faithfulness")
@@ -260,7 +304,7 @@ def run_specialists_bench(out: Path | str, limit: int | None = None, judge_limit
     cost = {task: _cost_per_1k(ledger, task, prices) for task in tasks if metrics.get(task)}
     config = {"limit": limit, "judge_limit": judge_limit, "judge_model": judge_model, "price_as": price_as,
               "price_as_read_on": prices.llms[price_as].get("read_on"), "cpu_core_hour_usd": prices.cpu_core_hour_usd,
-              "relevance_model": relevance_model, "faithfulness_model": faithfulness_model, "intent_model": intent_model,
+              "relevance_model": relevance_model, "relevance_backend": relevance_backend, "faithfulness_model": faithfulness_model, "intent_model": intent_model,
               "seed": seed, "judge_prompt_version": judge.version if judge else None, "ledger": str(ledger_path)}
     ledger.close()
     doc = write_results(out, config, metrics, markdown=None, cost_per_1k=cost, notes=notes, wall_s=round(time.time() - t0, 1))
@@ -299,6 +343,11 @@ def markdown(doc: dict) -> str:
              "LLM USD/1k (local CPU)": f"{v.get('llm_local_cpu', float('nan')):.4f}",
              "LLM / specialist": f"{v.get('llm_over_specialist', float('nan')):.0f}x"} for t, v in c.items()]
     t2 = markdown_table(crow, list(crow[0]) if crow else ["task"])
+    eng = (m.get("relevance") or {}).get("cost_engine")
+    if eng:
+        t2 += (f"\nRelevance specialist served by `RerankEngine` ({eng['backend']}), {eng['pairs']} pairs in "
+               f"{eng['queries']} requests of BM25 top {eng['depth']}; top-10 overlap with fp32 on the same lists "
+               f"{eng['top10_overlap_vs_fp32']:.2f}.\n")
     notes = "".join(f"- {n}\n" for n in doc.get("notes", []))
     return (f"### Specialists vs LLM judge (V)\n\n{t1}\nJudge: `{cfg['judge_model']}` (prompts `{cfg['judge_prompt_version']}`), "
             f"sample sizes as shown (n); unparseable replies scored as wrong.\n\n**Cost per 1,000 calls** (specialist: CPU seconds at "
@@ -308,7 +357,8 @@ def markdown(doc: dict) -> str:
 
 def _cmd(args: argparse.Namespace) -> int:
     doc = run_specialists_bench(args.out, args.limit, args.judge_limit, args.judge_model, args.price_as, args.relevance_model,
-                                args.faithfulness_model, args.intent_model, tuple(args.tasks.split(",")), args.seed)
+                                args.faithfulness_model, args.intent_model, tuple(args.tasks.split(",")), args.seed,
+                                args.relevance_backend)
     print(Path(args.out).with_suffix(".md").read_text())
     return 0 if doc else 1
 
@@ -320,6 +370,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--judge-model", default="smollm2", help="registry name of the judge LLM")
     p.add_argument("--price-as", default="gpt-4o-mini", help="API model in configs/prices.yaml whose token prices the judge is charged")
     p.add_argument("--relevance-model", default="reranker-l6")
+    p.add_argument("--relevance-backend", default="auto",
+                   help="engine backend the relevance cost is measured on: auto (bf16 where native, else fp32), "
+                        "fp32, bf16, int8, onnx, onnx-int8; its top-10 agreement with fp32 is reported")
     p.add_argument("--faithfulness-model", default="faithfulness")
     p.add_argument("--intent-model", default="models/intent-clinc150")
     p.add_argument("--tasks", default="relevance,faithfulness,intent")

@@ -59,6 +59,8 @@ def add_parser(subparsers) -> None:
     e.add_argument("--depth", type=int, default=100, help="first-stage candidates reranked per query")
     e.add_argument("--limit", type=int, default=None, help="first N test queries only")
     e.add_argument("--max-length", type=int, default=None)
+    e.add_argument("--backend", default="fp32", help="fp32 (the reference) or a RerankEngine backend: bf16, int8, onnx, onnx-int8")
+    e.add_argument("--windows", default=None, help="WORDS,STRIDE: score each document as its best window (e.g. 80,40)")
     e.add_argument("--threads", type=int, default=None)
     e.add_argument("--out", default=None, help="JSON report")
     e.set_defaults(func=_eval_cmd)
@@ -138,7 +140,8 @@ def _model_key(path: Path) -> str:
 
 
 def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, max_length: int | None = None,
-                      threads: int | None = None, cache_dir: Path | str = "runs/eval-cache", data: Path | str | None = None) -> dict:
+                      threads: int | None = None, cache_dir: Path | str = "runs/eval-cache", data: Path | str | None = None,
+                      backend: str = "fp32", windows: tuple[int, int] | None = None) -> dict:
     """nDCG@10 on SciFact test (BEIR layout) of the first stages and of the reranker over them.
 
     Systems: ``bm25``; ``hybrid`` (RRF of BM25 and MiniLM, depth 1000, as ``retrieval.HybridRetriever``);
@@ -147,6 +150,11 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
     dense ranks, ``rerank.fusion``, fixed weights); ``fusion_no_ce`` (the same fusion without the
     cross-encoder: the ablation). Cross-encoder scores are cached per (model weights, query, doc) under
     ``cache_dir`` so an interrupted evaluation resumes where it stopped.
+
+    ``backend``: ``fp32`` scores with the reference :class:`rerank.CrossEncoderReranker`; any other
+    :data:`rerank.backends.BACKENDS` entry with :class:`rerank.RerankEngine` (faster, its own cache).
+    ``windows=(W, S)``: each document scored as the max over windows of W words every S words, title
+    in front (:class:`rerank.windows.WindowedRanker`); ``windows_per_doc`` reports the cost multiplier.
     """
     import numpy as np
     import torch
@@ -171,9 +179,20 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
 
     spec_path = Registry().resolve(model, "cross-encoder").path if not Path(model).exists() else Path(model)
     ce = load_cross_encoder(model, **({"max_length": max_length} if max_length else {}))
+    ranker = ce
+    tag = ""
+    if backend != "fp32":
+        from rerank.engine import RerankEngine
+
+        ranker, tag = RerankEngine(ce.model, backend=backend), f"-{backend}"
+    if windows:
+        from rerank.windows import WindowedRanker
+
+        ranker = WindowedRanker(ranker, *windows)
+        tag += f"-w{windows[0]}s{windows[1]}"
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    cache_file = cache_dir / f"{_model_key(Path(spec_path))}-len{ce.max_length}.jsonl"
+    cache_file = cache_dir / f"{_model_key(Path(spec_path))}-len{ce.max_length}{tag}.jsonl"
     cache: dict[tuple[str, str], float] = {}
     if cache_file.is_file():
         for line in cache_file.read_text().splitlines():
@@ -192,7 +211,7 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
             todo = [j for j in dict.fromkeys(cand_b + cand_h) if (qid, ds.corpus[j].id) not in cache]
             if todo:
                 t0 = time.perf_counter()
-                sc = ce.score_pairs([(ds.queries[qid], ds.corpus[j].full_text()) for j in todo])
+                sc = ranker.score_documents(ds.queries[qid], [ds.corpus[j] for j in todo])
                 t_ce += time.perf_counter() - t0
                 n_scored += len(todo)
                 for j, v in zip(todo, sc):
@@ -215,15 +234,25 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
             if (qi + 1) % 25 == 0:
                 print(f"eval {qi + 1}/{len(qids)} queries, {n_scored} pairs scored", flush=True)
     metrics = {name: evaluate(ds.qrels, run, ("ndcg@10", "recall@100")) for name, run in runs.items()}
-    return {"model": model, "data": str(ds.name), "split": "test", "queries": len(qids), "depth": depth,
-            "max_length": ce.max_length, "pairs_scored_now": n_scored,
+    return {"model": model, "model_key": _model_key(Path(spec_path)), "data": str(ds.name), "split": "test", "queries": len(qids), "depth": depth,
+            "max_length": ce.max_length, "backend": backend, "windows": list(windows) if windows else None,
+            "windows_per_doc": (round(ranker.windows_scored_ / ranker.docs_scored_, 2)
+                                if windows and ranker.docs_scored_ else None), "pairs_scored_now": n_scored,
             "ce_ms_per_pair": round(1000 * t_ce / n_scored, 2) if n_scored else None,
             "metrics": metrics, "fusion": "RRF k=60, weights 1 (ce, bm25, dense) over the hybrid candidates; *_zsum: sum of per-query z-scores, weights 1",
             "environment": {"torch_threads": torch.get_num_threads(), "machine": platform.machine()}}
 
 
 def _eval_cmd(args: argparse.Namespace) -> int:
-    report = evaluate_reranker(args.model, args.depth, args.limit, args.max_length, args.threads)
+    windows = None
+    if args.windows:
+        try:
+            w, s_ = (int(v) for v in args.windows.split(","))
+        except ValueError:
+            raise SystemExit(f"--windows: expected WORDS,STRIDE such as 80,40; got {args.windows!r}")
+        windows = (w, s_)
+    report = evaluate_reranker(args.model, args.depth, args.limit, args.max_length, args.threads,
+                               backend=args.backend, windows=windows)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -38,8 +38,12 @@ class PairRanker:
         text = doc.full_text() if isinstance(doc, Document) else doc
         return float(self.score_pairs([(query, text)])[0])
 
+    def score_documents(self, query: str, docs: Sequence[Document]) -> np.ndarray:
+        """Scores of ``docs`` for ``query`` (default: ``score_pairs`` on each document's title + text)."""
+        return self.score_pairs([(query, d.full_text()) for d in docs])
+
     def rank(self, query: str, docs: Sequence[Document], top_k: int | None = None) -> RankedResults:
-        scores = self.score_pairs([(query, d.full_text()) for d in docs])
+        scores = self.score_documents(query, docs)
         order = np.argsort(-scores, kind="stable")[: top_k if top_k is not None else len(docs)]
         return RankedResults([docs[i] for i in order], scores[order], order)
 

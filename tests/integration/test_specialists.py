@@ -54,3 +54,18 @@ def test_registered_faithfulness_specialist_meets_the_bar_on_held_out_length_mat
     acc, acc_base = F.balanced_accuracy(y, p >= 0.5), F.balanced_accuracy(y, base >= 0.5)
     assert acc >= 0.80 and acc >= acc_base + 0.10, (acc, acc_base)
     assert s.n_scored_ == len(items)
+
+
+def test_relevance_cost_is_measured_on_the_serving_engine_and_keeps_fp32_ranking(tmp_path):
+    """The cost row prices the engine the pipeline serves with, one ledger row per pair, and that
+    engine must rank like fp32 (a cheaper backend may not buy its price with another ranking)."""
+    from bench.bench_specialists import bench_relevance, resolve_backend
+    from distill.ledger import Ledger
+
+    with Ledger(tmp_path / "l.sqlite") as led:
+        m = bench_relevance(led, None, "reranker-l6", limit=2, judge_limit=0, seed=0, backend="auto", cost_depth=40)
+        rows = led.rows()
+    eng = m["cost_engine"]
+    assert eng["backend"] == resolve_backend("auto") and eng["queries"] == 5 and eng["pairs"] == 200
+    assert len(rows) == 200 and {r["kind"] for r in rows} == {"specialist"} and all(r["cpu_s"] > 0 for r in rows)
+    assert eng["top10_overlap_vs_fp32"] >= 0.9
