@@ -163,20 +163,6 @@ def bench_intent(ledger, judge, folder: str, limit: int | None, judge_limit: int
     return m
 
 
-def resolve_backend(backend: str) -> str:
-    """``auto`` -> ``bf16`` where the CPU runs it natively (ranking kept: top-10 overlap 0.99 in
-    ``bench rerank``), else ``fp32``; an explicit ``bf16`` on a CPU that emulates it is refused."""
-    from rerank.backends import BACKENDS, bf16_refusal
-
-    if backend == "auto":
-        return "fp32" if bf16_refusal() else "bf16"
-    if backend not in BACKENDS:
-        raise ValueError(f"relevance backend must be auto or one of {', '.join(BACKENDS)}; got {backend!r}")
-    if backend == "bf16" and bf16_refusal():
-        raise ValueError(f"relevance backend bf16: {bf16_refusal()}; use auto, fp32 or onnx-int8")
-    return backend
-
-
 def bench_relevance(ledger, judge, model: str, limit: int | None, judge_limit: int, seed: int,
                     backend: str = "auto", cost_depth: int = 100) -> dict:
     from bench.train_cli import evaluate_reranker  # the relevance engineer's evaluation, reused as is
@@ -194,6 +180,8 @@ def bench_relevance(ledger, judge, model: str, limit: int | None, judge_limit: i
     from bench.datasets import data_root, load_beir
     from bench.metrics import evaluate
     from bench.registry import load_cross_encoder
+    from rerank.agreement import rank_agreement
+    from rerank.backends import resolve_backend
     from rerank.engine import RerankEngine
     from retrieval.retrievers import BM25Retriever
 
@@ -213,16 +201,14 @@ def bench_relevance(ledger, judge, model: str, limit: int | None, judge_limit: i
     for q, docs in zip(qids, lists):  # one rerank request per query
         sc += _track_batches(ledger, "relevance", engine.name, lambda part: list(engine.score_pairs(text(part))),
                              [(q, j) for j in docs], batch=len(docs))
-    ref = np.asarray(ce.score_pairs(text(pairs)), dtype=np.float64)  # fp32 reference, not billed
-    overlap, at = [], 0
-    for docs in lists:
-        k = min(10, len(docs))
-        top = lambda v: set(np.argsort(-np.asarray(v[at: at + len(docs)]), kind="stable")[:k])  # noqa: E731
-        overlap.append(len(top(sc) & top(ref)) / k)
-        at += len(docs)
+    # fp32 reference on the same engine path (logits, like the engine's; not billed)
+    ref = RerankEngine(ce.model, backend="fp32").score_pairs(text(pairs))
+    bounds = np.cumsum([0] + [len(d) for d in lists])
+    agree = [rank_agreement(ref[a:b], np.asarray(sc[a:b]), k=10) for a, b in zip(bounds[:-1], bounds[1:]) if b - a >= 2]
     m["cost_engine"] = {"backend": resolved, "requested": backend, "pairs": len(pairs), "depth": cost_depth,
-                        "queries": len(qids), "top10_overlap_vs_fp32": float(np.mean(overlap)),
-                        "max_abs_diff_vs_fp32": float(np.max(np.abs(np.asarray(sc) - ref))) if pairs else 0.0}
+                        "queries": len(qids), "top10_overlap_vs_fp32": float(np.mean([g.topk_overlap for g in agree])),
+                        "spearman_vs_fp32": float(np.mean([g.spearman for g in agree])),
+                        "max_abs_logit_diff_vs_fp32": float(max(g.max_abs_diff for g in agree))}
     ce_run: dict[str, dict[str, float]] = {}
     for (q, j), s_ in zip(pairs, sc):
         if len(ce_run.get(q, {})) < 10:  # the BM25 top 10, as the judge sees
@@ -268,6 +254,8 @@ def run_specialists_bench(out: Path | str, limit: int | None = None, judge_limit
     out = Path(out)
     prices = Prices.load()
     prices.token_cost(price_as, 0, 0)  # fail now, not after an hour, if the API price is missing
+    from rerank.backends import resolve_backend
+
     resolve_backend(relevance_backend)  # and an unusable backend
     ledger_path = out.with_suffix(".ledger.sqlite")
     out.parent.mkdir(parents=True, exist_ok=True)

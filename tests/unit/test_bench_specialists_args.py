@@ -2,7 +2,8 @@
 import pytest
 
 import rerank.backends as B
-from bench.bench_specialists import resolve_backend, run_specialists_bench
+from bench.bench_specialists import run_specialists_bench
+from rerank.backends import resolve_backend
 
 
 def test_auto_backend_follows_the_cpu():
