@@ -6,7 +6,8 @@ both from *measured* tokens and seconds recorded in an attribution ledger
 (:mod:`distill.ledger`, written next to ``--out`` as ``<out>.ledger.sqlite``):
 
 - **relevance**: nDCG@10 on SciFact test. ``first_stage`` (hybrid BM25 + MiniLM, RRF), ``specialist``
-  (the rerank stage over the hybrid top-100), ``ce_only_bm25`` (the cross-encoder alone over BM25's
+  (the rerank stage over the hybrid top-100: z-score CombSUM of cross-encoder, BM25 and dense,
+  ``rerank.fusion.zsum_scores``), ``ce_only_bm25`` (the cross-encoder alone over BM25's
   top-100), ``bm25``; computed by ``bench.train_cli.evaluate_reranker`` for the registered
   ``--relevance-model``. ``llm``: the judge's yes/no on BM25's top 10 for the first
   ``--judge-limit // 10`` queries (yes first, BM25 order within), with the specialist's nDCG@10 on

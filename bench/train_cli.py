@@ -27,7 +27,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--ict-queries", type=int, default=2000, help="inverse-cloze pseudo-queries from the corpus")
     p.add_argument("--hotpot-queries", type=int, default=800, help="HaluEval/HotpotQA questions (0 to skip)")
     p.add_argument("--nq-queries", type=int, default=800, help="NQ-open oracle questions (0 to skip)")
-    p.add_argument("--negatives", type=int, default=3, help="BM25 hard negatives per positive")
+    p.add_argument("--negatives", type=int, default=3, help="hard negatives per positive")
+    p.add_argument("--miner", choices=("bm25", "hybrid"), default="bm25",
+                   help="where hard negatives come from: BM25's top 30 (default) or the hybrid top 30 "
+                        "(BM25 + MiniLM by RRF: the candidates the rerank stage really sees)")
     p.add_argument("--loss", choices=("listwise", "bce", "distill"), default="listwise",
                    help="listwise: softmax over each query's group (default); bce: pointwise; "
                         "distill: fit --teacher's softmax over each group (the cascade pruner's recipe)")
@@ -96,7 +99,7 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
     else:
         pairs = T.build_training_pairs(args.data, seed=args.seed, n_neg=args.negatives, ict_queries=args.ict_queries,
                                        hotpot_queries=args.hotpot_queries, nq_queries=args.nq_queries,
-                                       max_pairs=args.max_pairs)
+                                       max_pairs=args.max_pairs, miner=args.miner)
         T.save_pairs(pairs, pairs_file)
     counts = T.pair_counts(pairs)
     print(f"{len(pairs)} training pairs: {json.dumps(counts)}", flush=True)
@@ -108,7 +111,7 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
     T.save_fp16(final, out)
     meta = {"format_version": T.FORMAT_VERSION, "layers": args.layers, "pairs": len(pairs), "counts": counts,
             "epochs": args.epochs, "batch_size": args.batch_size, "loss": args.loss, "pooling": args.pooling,
-            "candidates": args.candidates, "depth": args.depth, "bf16": args.bf16, "teacher": args.teacher, "negatives": args.negatives, "lr": args.lr, "max_length": args.max_length,
+            "candidates": args.candidates, "depth": args.depth, "bf16": args.bf16, "teacher": args.teacher, "negatives": args.negatives, "miner": args.miner, "lr": args.lr, "max_length": args.max_length,
             "seed": args.seed, "init": args.init or "all-MiniLM-L6-v2", "train_seconds_this_session": round(time.time() - t0, 1),
             "hardware": f"{platform.processor() or platform.machine()}, CPU", "date": time.strftime("%Y-%m-%d")}
     import sys
@@ -146,9 +149,11 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
 
     Systems: ``bm25``; ``hybrid`` (RRF of BM25 and MiniLM, depth 1000, as ``retrieval.HybridRetriever``);
     ``ce_only_bm25`` (the cross-encoder alone reranking BM25's top ``depth``); ``ce_only_hybrid``;
-    ``specialist`` (the rerank stage over the hybrid top ``depth``: RRF of cross-encoder, BM25 and
-    dense ranks, ``rerank.fusion``, fixed weights); ``fusion_no_ce`` (the same fusion without the
-    cross-encoder: the ablation). Cross-encoder scores are cached per (model weights, query, doc) under
+    ``specialist`` (the rerank stage over the hybrid top ``depth``: z-score CombSUM of cross-encoder
+    logit, BM25 and dense scores, ``rerank.fusion.zsum_scores``, fixed equal weights); ``fusion_no_ce`` (the
+    same fusion without the cross-encoder: the ablation); ``specialist_rrf`` / ``fusion_no_ce_rrf`` /
+    ``fusion_ce_bm25_rrf`` (reciprocal-rank fusion of the same signals, the stage's first design,
+    kept beside it). Cross-encoder scores are cached per (model weights, query, doc) under
     ``cache_dir`` so an interrupted evaluation resumes where it stopped.
 
     ``backend``: ``fp32`` scores with the reference :class:`rerank.CrossEncoderReranker`; any other
@@ -190,6 +195,10 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
 
         ranker = WindowedRanker(ranker, *windows)
         tag += f"-w{windows[0]}s{windows[1]}"
+    # The fp32 reference returns CrossEncoder.predict's activation (sigmoid for a 1-label head in
+    # sentence-transformers 6); the engine returns logits. Fusion works on logits either way: float32
+    # probabilities give the logit back to within 1e-3 for |logit| < 10.
+    sigmoid_out = backend == "fp32" and isinstance(getattr(ce.model, "activation_fn", None), torch.nn.Sigmoid)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache_file = cache_dir / f"{_model_key(Path(spec_path))}-len{ce.max_length}{tag}.jsonl"
@@ -199,8 +208,10 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
             q, d, v = json.loads(line)
             cache[(q, d)] = v
 
-    runs = {k: {} for k in ("bm25", "hybrid", "ce_only_bm25", "ce_only_hybrid", "specialist", "fusion_no_ce", "fusion_ce_bm25",
-                            "specialist_zsum", "fusion_no_ce_zsum")}
+    fusions = (("specialist", zsum_scores, None), ("fusion_no_ce", zsum_scores, {"ce": 0.0}),
+               ("specialist_rrf", rrf_scores, None), ("fusion_no_ce_rrf", rrf_scores, {"ce": 0.0}),
+               ("fusion_ce_bm25_rrf", rrf_scores, {"dense": 0.0}))
+    runs = {k: {} for k in ("bm25", "hybrid", "ce_only_bm25", "ce_only_hybrid", *(f[0] for f in fusions))}
     t_ce, n_scored = 0.0, 0
     with open(cache_file, "a") as fh:
         for qi, qid in enumerate(qids):
@@ -223,12 +234,13 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
             runs["hybrid"][qid] = {cid(j): float(s) for j, s in zip(r_hyb.indices[qi], r_hyb.scores[qi]) if j >= 0}
             runs["ce_only_bm25"][qid] = {cid(j): cache[(qid, cid(j))] for j in cand_b}
             runs["ce_only_hybrid"][qid] = {cid(j): cache[(qid, cid(j))] for j in cand_h}
-            sig = {"ce": np.array([cache[(qid, cid(j))] for j in cand_h]),
+            ce_vals = np.array([cache[(qid, cid(j))] for j in cand_h], dtype=np.float64)
+            if sigmoid_out:  # fuse the logit: a sigmoid squeezes the score gaps z-scores are meant to keep
+                ce_vals = np.log(np.clip(ce_vals, 1e-12, None)) - np.log1p(-np.clip(ce_vals, None, 1 - 1e-7))
+            sig = {"ce": ce_vals,
                    "bm25": np.array([bm.get(j, -np.inf) for j in cand_h]),
                    "dense": np.array([dn.get(j, -np.inf) for j in cand_h])}
-            for name, fuse, w in (("specialist", rrf_scores, None), ("fusion_no_ce", rrf_scores, {"ce": 0.0}),
-                                  ("fusion_ce_bm25", rrf_scores, {"dense": 0.0}), ("specialist_zsum", zsum_scores, None),
-                                  ("fusion_no_ce_zsum", zsum_scores, {"ce": 0.0})):
+            for name, fuse, w in fusions:
                 f = fuse(sig, w)
                 runs[name][qid] = {cid(j): float(v) for j, v in zip(cand_h, f)}
             if (qi + 1) % 25 == 0:
@@ -239,7 +251,7 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
             "windows_per_doc": (round(ranker.windows_scored_ / ranker.docs_scored_, 2)
                                 if windows and ranker.docs_scored_ else None), "pairs_scored_now": n_scored,
             "ce_ms_per_pair": round(1000 * t_ce / n_scored, 2) if n_scored else None,
-            "metrics": metrics, "fusion": "RRF k=60, weights 1 (ce, bm25, dense) over the hybrid candidates; *_zsum: sum of per-query z-scores, weights 1",
+            "metrics": metrics, "fusion": "specialist, fusion_no_ce: sum of per-query z-scores of (ce logit, bm25, dense), weights 1, over the hybrid candidates; *_rrf: RRF k=60, weights 1",
             "environment": {"torch_threads": torch.get_num_threads(), "machine": platform.machine()}}
 
 
@@ -287,8 +299,9 @@ def write_model_card(folder: Path | str, meta: dict, command: str, eval_reports:
                       "  corpus, sampled the same way. Labels (judged positives) are bookkeeping: the loss is the teacher's ranking.")
         groups = f"groups of {meta['candidates']} first-stage candidates per query"
     else:
-        data_notes = _PAIR_SOURCES
-        groups = f"1 positive : {meta.get('negatives', 1)} BM25 hard negatives"
+        miner = {"hybrid": "hybrid (BM25 + MiniLM, RRF)"}.get(meta.get("miner", "bm25"), "BM25")
+        data_notes = _PAIR_SOURCES.replace("BM25", miner)
+        groups = f"1 positive : {meta.get('negatives', 1)} {miner} hard negatives"
     head = ("a 1-logit head on the mean of the token states (`rerank.meanpool`, model type `ragfix-meanpool-bert`)"
             if meta.get("pooling") == "mean" else "a fresh 1-logit head")
     text = f"""<!-- ragfix model card, format version 1 -->

@@ -14,7 +14,10 @@ which ``ragfix train eval-reranker`` reports next to the fused figure.
 :func:`zsum_scores` is the score-level alternative (CombSUM over per-query z-scores, Fox & Shaw
 1994; Lee, SIGIR 1997): it keeps *how far* apart candidates are, which ranks throw away, again with
 fixed equal weights. A candidate one signal did not retrieve gets that signal's lowest z-score
-minus one.
+minus one. It is the rerank stage ``ragfix train eval-reranker`` and ``ragfix bench specialists``
+report as ``specialist``: reported beside RRF since the first reranker, it was ahead on SciFact
+test for each of the three training stages (README, Specialists), so the choice was read off the
+test queries; RRF stays in the report as ``specialist_rrf``.
 
 What it leaves out: learned score mixing (needs held-out queries the cross-encoder did not train on).
 

@@ -62,6 +62,7 @@ import numpy as np
 __all__ = [
     "TrainPair", "check_pairs", "check_no_test_leak", "scifact_qrel_pairs", "ict_pairs", "hotpotqa_pairs",
     "nq_oracle_pairs", "candidate_groups", "drop_test_queries", "build_training_pairs", "train_cross_encoder", "teacher_scores", "save_fp16", "minilm_path", "LAYERS",
+    "MINERS",
 ]
 
 LAYERS = (6, 2)
@@ -129,6 +130,28 @@ def _bm25(texts: Sequence[str]):
     return BM25Index().index(list(texts))
 
 
+MINERS = ("bm25", "hybrid")
+
+
+def _ranked(docs: Sequence, queries: Sequence[str], depth: int, miner: str = "bm25") -> np.ndarray:
+    """Each query's top ``depth`` positions in ``docs`` (:class:`retrieval.Document`), best first.
+
+    ``bm25`` mines the negatives a lexical first stage would surface; ``hybrid`` mines them from
+    the candidates the rerank stage really sees (BM25 and MiniLM fused by RRF, as
+    ``retrieval.HybridRetriever``), where semantically close but unjudged abstracts are the
+    cross-encoder's hardest mistakes.
+    """
+    if miner == "bm25":
+        return _bm25([d.full_text() for d in docs]).search(list(queries), depth).indices
+    if miner == "hybrid":
+        from bench.registry import load_embedder
+        from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
+
+        hybrid = HybridRetriever([BM25Retriever(), DenseRetriever(load_embedder("minilm"))]).index(list(docs))
+        return hybrid.search(list(queries), depth).indices
+    raise ValueError(f"negative miner must be one of {', '.join(MINERS)}; got {miner!r}")
+
+
 def _pick_negatives(ranked: np.ndarray, exclude: set[int], n_neg: int, rng: random.Random, skip: int = 0, depth: int = 30) -> list[int]:
     # Hard but not too hard: sample from BM25 ranks skip..depth, so near-duplicates of the positive
     # at the very top (often unjudged relevant documents) are rarer among the negatives.
@@ -136,8 +159,9 @@ def _pick_negatives(ranked: np.ndarray, exclude: set[int], n_neg: int, rng: rand
     return rng.sample(cands, min(n_neg, len(cands)))
 
 
-def scifact_qrel_pairs(folder: Path | str, n_neg: int = 1, seed: int = 13, split: str = "train") -> list[TrainPair]:
-    """(claim, cited abstract) positives from ``qrels/<split>.tsv`` with BM25 hard negatives."""
+def scifact_qrel_pairs(folder: Path | str, n_neg: int = 1, seed: int = 13, split: str = "train",
+                       miner: str = "bm25") -> list[TrainPair]:
+    """(claim, cited abstract) positives from ``qrels/<split>.tsv`` with hard negatives from ``miner``."""
     from bench.datasets import load_beir
 
     if split == "test":
@@ -146,7 +170,7 @@ def scifact_qrel_pairs(folder: Path | str, n_neg: int = 1, seed: int = 13, split
     texts = [d.full_text() for d in ds.corpus]
     pos_of = {d.id: i for i, d in enumerate(ds.corpus)}
     qids = sorted(ds.queries)
-    res = _bm25(texts).search([ds.queries[q] for q in qids], 31)
+    ranked = _ranked(ds.corpus, [ds.queries[q] for q in qids], 31, miner)
     rng = random.Random(seed)
     out: list[TrainPair] = []
     for row, qid in enumerate(qids):
@@ -154,7 +178,7 @@ def scifact_qrel_pairs(folder: Path | str, n_neg: int = 1, seed: int = 13, split
         positives = {pos_of[d] for d, r in ds.qrels[qid].items() if r > 0}
         for p in sorted(positives):
             out.append(TrainPair(q, texts[p], 1.0, "scifact-train", f"scifact-train:{qid}"))
-        for n in _pick_negatives(res.indices[row], positives, n_neg * max(1, len(positives)), rng, skip=1):
+        for n in _pick_negatives(ranked[row], positives, n_neg * max(1, len(positives)), rng, skip=1):
             out.append(TrainPair(q, texts[n], 0.0, "scifact-train", f"scifact-train:{qid}"))
     return out
 
@@ -183,7 +207,7 @@ def _ict_sentences(corpus: Sequence, n_queries: int, rng: random.Random, min_wor
 
 
 def ict_pairs(folder: Path | str, n_queries: int, n_neg: int = 1, seed: int = 13,
-              min_words: int = 6, max_words: int = 40) -> list[TrainPair]:
+              min_words: int = 6, max_words: int = 40, miner: str = "bm25") -> list[TrainPair]:
     """Inverse-cloze pseudo-queries from a BEIR corpus: a sentence -> the rest of its abstract."""
     from bench.datasets import load_documents_jsonl
 
@@ -191,30 +215,32 @@ def ict_pairs(folder: Path | str, n_queries: int, n_neg: int = 1, seed: int = 13
     texts = [d.full_text() for d in corpus]
     rng = random.Random(seed)
     chosen = _ict_sentences(corpus, n_queries, rng, min_words, max_words)
-    res = _bm25(texts).search([s for _, s, _ in chosen], 31)
+    ranked = _ranked(corpus, [s for _, s, _ in chosen], 31, miner)
     out: list[TrainPair] = []
     for row, (i, sent, passage) in enumerate(chosen):
         qid = f"ict:{corpus[i].id}"
         out.append(TrainPair(sent, passage, 1.0, "scifact-ict", qid))
-        for n in _pick_negatives(res.indices[row], {i}, n_neg, rng):
+        for n in _pick_negatives(ranked[row], {i}, n_neg, rng):
             out.append(TrainPair(sent, texts[n], 0.0, "scifact-ict", qid))
     return out
 
 
 def _question_passage_pairs(questions: list[str], passages: list[str], gold: list[int], source: str,
-                            n_neg: int, rng: random.Random) -> list[TrainPair]:
-    res = _bm25(passages).search(questions, 31)
+                            n_neg: int, rng: random.Random, miner: str = "bm25") -> list[TrainPair]:
+    from retrieval.types import Document
+
+    ranked = _ranked([Document(f"{source}:{i}", t) for i, t in enumerate(passages)], questions, 31, miner)
     out: list[TrainPair] = []
     for row, (q, g) in enumerate(zip(questions, gold)):
         qid = f"{source}:{row}"
         out.append(TrainPair(q, passages[g], 1.0, source, qid))
-        for n in _pick_negatives(res.indices[row], {g}, n_neg, rng):
+        for n in _pick_negatives(ranked[row], {g}, n_neg, rng):
             out.append(TrainPair(q, passages[n], 0.0, source, qid))
     return out
 
 
-def hotpotqa_pairs(n_queries: int, n_neg: int = 1, seed: int = 13) -> list[TrainPair]:
-    """HaluEval QA (HotpotQA-derived): question -> its knowledge passage; BM25 negatives among all passages."""
+def hotpotqa_pairs(n_queries: int, n_neg: int = 1, seed: int = 13, miner: str = "bm25") -> list[TrainPair]:
+    """HaluEval QA (HotpotQA-derived): question -> its knowledge passage; ``miner`` negatives among all passages."""
     from bench.datasets import load_halueval_qa
 
     ds = load_halueval_qa()
@@ -224,11 +250,11 @@ def hotpotqa_pairs(n_queries: int, n_neg: int = 1, seed: int = 13) -> list[Train
     rng.shuffle(qids)
     qids = qids[:n_queries]
     return _question_passage_pairs([ds.queries[q] for q in qids], [d.text for d in ds.corpus],
-                                   [pos[next(iter(ds.qrels[q]))] for q in qids], "hotpotqa", n_neg, rng)
+                                   [pos[next(iter(ds.qrels[q]))] for q in qids], "hotpotqa", n_neg, rng, miner)
 
 
-def nq_oracle_pairs(n_queries: int, n_neg: int = 1, seed: int = 13) -> list[TrainPair]:
-    """NQ-open oracle: question -> gold passage; negatives are other questions' gold passages nearest by BM25."""
+def nq_oracle_pairs(n_queries: int, n_neg: int = 1, seed: int = 13, miner: str = "bm25") -> list[TrainPair]:
+    """NQ-open oracle: question -> gold passage; negatives are other questions' gold passages nearest by ``miner``."""
     from bench.datasets import data_root, read_jsonl
 
     path = data_root() / "lost_in_the_middle" / "nq-open-oracle.jsonl.gz"
@@ -246,7 +272,7 @@ def nq_oracle_pairs(n_queries: int, n_neg: int = 1, seed: int = 13) -> list[Trai
     order = list(range(len(questions)))
     rng.shuffle(order)
     order = order[:n_queries]
-    return _question_passage_pairs([questions[i] for i in order], passages, [gold[i] for i in order], "nq-oracle", n_neg, rng)
+    return _question_passage_pairs([questions[i] for i in order], passages, [gold[i] for i in order], "nq-oracle", n_neg, rng, miner)
 
 
 def candidate_groups(folder: Path | str, per_query: int = 32, depth: int = 100, ict_queries: int = 0,
@@ -303,22 +329,25 @@ def drop_test_queries(pairs: list[TrainPair], folder: Path | str) -> list[TrainP
 
 def build_training_pairs(data: Path | str | None = None, seed: int = 13, n_neg: int = 1,
                          ict_queries: int = 2000, hotpot_queries: int = 800, nq_queries: int = 800,
-                         max_pairs: int | None = None) -> list[TrainPair]:
+                         max_pairs: int | None = None, miner: str = "bm25") -> list[TrainPair]:
     """The full training mix, checked (no empty pairs, no SciFact test query), shuffled, capped at ``max_pairs``.
 
     ``data`` is a BEIR-layout folder with ``qrels/train.tsv`` (default: SciFact); its train qrels
     and inverse-cloze queries from its corpus are the in-domain part. Set a count to 0 to drop a source.
+    ``miner`` picks where every source's hard negatives come from (``bm25`` or ``hybrid``).
     """
     from bench.datasets import data_root
 
     folder = Path(data) if data is not None else data_root() / "scifact"
-    pairs = scifact_qrel_pairs(folder, n_neg=n_neg, seed=seed)
+    if miner not in MINERS:  # before any index is built
+        raise ValueError(f"negative miner must be one of {', '.join(MINERS)}; got {miner!r}")
+    pairs = scifact_qrel_pairs(folder, n_neg=n_neg, seed=seed, miner=miner)
     if ict_queries:
-        pairs += ict_pairs(folder, ict_queries, n_neg=n_neg, seed=seed)
+        pairs += ict_pairs(folder, ict_queries, n_neg=n_neg, seed=seed, miner=miner)
     if hotpot_queries:
-        pairs += hotpotqa_pairs(hotpot_queries, n_neg=n_neg, seed=seed)
+        pairs += hotpotqa_pairs(hotpot_queries, n_neg=n_neg, seed=seed, miner=miner)
     if nq_queries:
-        pairs += nq_oracle_pairs(nq_queries, n_neg=n_neg, seed=seed)
+        pairs += nq_oracle_pairs(nq_queries, n_neg=n_neg, seed=seed, miner=miner)
     pairs = drop_test_queries(pairs, folder)
     check_pairs(pairs)
     rng = random.Random(seed)

@@ -140,3 +140,43 @@ def test_candidate_groups_are_first_stage_samples_without_test_queries():
         candidate_groups(SCIFACT, split="test")
     with pytest.raises(ValueError, match="per_query"):
         candidate_groups(SCIFACT, per_query=50, depth=10)
+
+
+def test_hybrid_miner_surfaces_the_semantic_neighbour_bm25_misses():
+    # The rerank stage sees the hybrid top 100, where the dense half brings abstracts that share meaning
+    # but no words with the query; `--miner hybrid` must mine its negatives there, not from BM25 alone.
+    from rerank.train import _ranked
+    from retrieval.types import Document
+
+    texts = ["Myocardial infarction incidence rose among smokers over ten years.",
+             "The attack on the castle was repelled at dawn.",
+             "Heart-shaped leaves grow on the vine in spring.",
+             "Rainfall totals in the valley doubled this decade.",
+             "The orchestra tuned before the concert began.",
+             "Glacier retreat exposed ancient pollen layers."]
+    docs = [Document(f"d{i}", t) for i, t in enumerate(texts)]
+    query = ["heart attack"]
+    bm25 = [int(i) for i in _ranked(docs, query, 3, "bm25")[0] if i >= 0]
+    hybrid = [int(i) for i in _ranked(docs, query, 3, "hybrid")[0] if i >= 0]
+    assert 0 not in bm25  # no shared word: BM25 never returns it
+    assert 0 in hybrid[:3]
+
+
+def test_unknown_miner_is_refused_before_any_index_is_built():
+    with pytest.raises(ValueError, match="negative miner must be one of bm25, hybrid; got 'dense'"):
+        build_training_pairs(seed=13, ict_queries=0, hotpot_queries=0, nq_queries=0, miner="dense")
+
+
+def test_fusion_probe_holds_out_exactly_the_hotpot_questions_training_drew():
+    # bench.probe_fusion checks the stage's fusion on HotpotQA questions the reranker never saw; its
+    # held-out list must be rebuilt from the same draw rerank.train.hotpotqa_pairs makes.
+    from bench.datasets import load_halueval_qa
+    from bench.probe_fusion import held_out_hotpot_queries
+    from rerank.train import hotpotqa_pairs
+
+    ds = load_halueval_qa()
+    trained = {p.query for p in hotpotqa_pairs(40, n_neg=1, seed=21)}
+    held = held_out_hotpot_queries(list(ds.queries), samples=((21, 40),))
+    assert len(held) == len(ds.queries) - 40
+    held_text = {ds.queries[q] for q in held}
+    assert len(trained) == 40 and not trained & held_text
