@@ -140,9 +140,9 @@ def test_distillation_moves_the_student_towards_the_teacher(tmp_path):
 
 def test_pruner_keeps_the_6_layer_top_10_better_than_bm25():
     """The cascade's 2-layer stage earns its place: of the 6-layer model's top 10 (over BM25's top 100),
-    it keeps more within its own top 20 than BM25's order does. Against stage 1 of reranker-l6 (its teacher)
-    it measured 0.68 vs 0.54 on these 20 queries (fp32); against stage 2, which it was not distilled from,
-    0.615 vs 0.545: the margin is 0.05 until the pruner is re-distilled from stage 2 (issue 3)."""
+    it keeps more within its own top 20 than BM25's order does. Distilled from stage 3 of reranker-l6 (its
+    teacher, the committed 6-layer weights) it measured 0.680 vs 0.565 on these 20 queries (fp32); a pruner
+    left behind by a retrained 6-layer model (0.615 vs 0.545 against stage 2) fails here until re-distilled."""
     _registered("reranker-l2")
     if not (SCIFACT / "qrels" / "test.tsv").is_file():
         pytest.skip("SciFact not in RAGFIX_DATA")
@@ -157,7 +157,7 @@ def test_pruner_keeps_the_6_layer_top_10_better_than_bm25():
         kept_pruner.append(len(top & set(np.argsort(-small.score_pairs(pairs), kind="stable")[:20].tolist())) / 10)
         kept_bm25.append(len(top & set(range(20))) / 10)
     print(f"6-layer top 10 kept in the top 20: pruner {np.mean(kept_pruner):.3f}, BM25 order {np.mean(kept_bm25):.3f}")
-    assert np.mean(kept_pruner) > np.mean(kept_bm25) + 0.05
+    assert np.mean(kept_pruner) > np.mean(kept_bm25) + 0.1
 
 
 def test_committed_eval_report_is_of_the_committed_weights_and_beats_bm25_alone():
