@@ -8,8 +8,9 @@ reported side by side since the first reranker. This probe asks the same questio
 data: HotpotQA questions from HaluEval QA (the embedded corpus: about 10k knowledge passages, one
 relevant passage per question) that none of the reranker's training stages sampled. It reranks
 the hybrid top ``depth`` (BM25 + MiniLM, RRF, as ``retrieval.HybridRetriever``) and reports
-nDCG@10 for the first stage, the cross-encoder alone, and each fusion with and without the
-cross-encoder (the ablation).
+nDCG@10 for the first stage, the cross-encoder alone, and each of ``eval-reranker``'s fusions
+(``bench.train_cli.stage_fusions``: ``specialist`` is the stage, ``fusion_no_ce`` its ablation,
+``*_rrf`` the rank-fusion alternative).
 """
 from __future__ import annotations
 
@@ -26,14 +27,11 @@ TRAINED_HOTPOT_SAMPLES = ((13, 1000), (21, 600), (55, 300))
 
 
 def held_out_hotpot_queries(query_ids: list[str], samples=TRAINED_HOTPOT_SAMPLES) -> list[str]:
-    """Query ids no training stage drew, rebuilt the way ``rerank.train.hotpotqa_pairs`` draws them."""
-    order = sorted(query_ids, key=lambda q: int(q[1:]))
-    used: set[str] = set()
-    for seed, n in samples:
-        shuffled = list(order)
-        random.Random(seed).shuffle(shuffled)
-        used.update(shuffled[:n])
-    return [q for q in order if q not in used]
+    """Query ids no training stage drew, each stage's draw rebuilt by ``rerank.train.hotpotqa_draw``."""
+    from rerank.train import hotpotqa_draw
+
+    used = {q for seed, n in samples for q in hotpotqa_draw(query_ids, n, random.Random(seed))}
+    return [q for q in sorted(query_ids, key=lambda q: int(q[1:])) if q not in used]
 
 
 def probe_fusion(n_queries: int = 150, model: str = "reranker-l6", backend: str = "auto", depth: int = 100,
@@ -44,9 +42,9 @@ def probe_fusion(n_queries: int = 150, model: str = "reranker-l6", backend: str 
     from bench.datasets import load_halueval_qa
     from bench.metrics import evaluate
     from bench.registry import load_cross_encoder, load_embedder
+    from bench.train_cli import stage_fusions
     from rerank.backends import resolve_backend
     from rerank.engine import RerankEngine
-    from rerank.fusion import rrf_scores, zsum_scores
     from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
     from retrieval.types import Document
 
@@ -63,8 +61,7 @@ def probe_fusion(n_queries: int = 150, model: str = "reranker-l6", backend: str 
     r_h = HybridRetriever([bm25, dense]).search(texts, depth)
     backend = resolve_backend(backend)
     engine = RerankEngine(load_cross_encoder(model).model, backend=backend)
-    fusions = {"zsum": (zsum_scores, None), "zsum_no_ce": (zsum_scores, {"ce": 0.0}),
-               "rrf": (rrf_scores, None), "rrf_no_ce": (rrf_scores, {"ce": 0.0})}
+    fusions = stage_fusions()  # the same stage and ablations as eval-reranker
     runs: dict[str, dict] = {k: {} for k in ("hybrid", "ce_only_hybrid", *fusions)}
     t0, n_pairs = time.perf_counter(), 0
     for qi, q in enumerate(qids):

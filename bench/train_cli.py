@@ -13,7 +13,7 @@ import platform
 import time
 from pathlib import Path
 
-__all__ = ["add_parser", "train_reranker_cmd", "evaluate_reranker", "write_model_card"]
+__all__ = ["add_parser", "train_reranker_cmd", "evaluate_reranker", "stage_fusions", "write_model_card"]
 
 
 def add_parser(subparsers) -> None:
@@ -28,7 +28,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--hotpot-queries", type=int, default=800, help="HaluEval/HotpotQA questions (0 to skip)")
     p.add_argument("--nq-queries", type=int, default=800, help="NQ-open oracle questions (0 to skip)")
     p.add_argument("--negatives", type=int, default=3, help="hard negatives per positive")
-    p.add_argument("--miner", choices=("bm25", "hybrid"), default="bm25",
+    from rerank.train import MINERS  # light: numpy and the standard library
+
+    p.add_argument("--miner", choices=MINERS, default="bm25",
                    help="where hard negatives come from: BM25's top 30 (default) or the hybrid top 30 "
                         "(BM25 + MiniLM by RRF: the candidates the rerank stage really sees)")
     p.add_argument("--loss", choices=("listwise", "bce", "distill"), default="listwise",
@@ -142,6 +144,16 @@ def _model_key(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def stage_fusions() -> dict:
+    """The rerank stage and its ablations, by report name: ``name -> (fuse, weights)`` over the
+    signals ``ce`` (logits), ``bm25`` and ``dense`` (``rerank.fusion``; fixed weights)."""
+    from rerank.fusion import rrf_scores, zsum_scores
+
+    return {"specialist": (zsum_scores, None), "fusion_no_ce": (zsum_scores, {"ce": 0.0}),
+            "specialist_rrf": (rrf_scores, None), "fusion_no_ce_rrf": (rrf_scores, {"ce": 0.0}),
+            "fusion_ce_bm25_rrf": (rrf_scores, {"dense": 0.0})}
+
+
 def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, max_length: int | None = None,
                       threads: int | None = None, cache_dir: Path | str = "runs/eval-cache", data: Path | str | None = None,
                       backend: str = "fp32", windows: tuple[int, int] | None = None) -> dict:
@@ -167,7 +179,6 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
     from bench.datasets import data_root, load_beir
     from bench.metrics import evaluate
     from bench.registry import Registry, load_cross_encoder, load_embedder
-    from rerank.fusion import rrf_scores, zsum_scores
     from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
     if threads:
@@ -195,10 +206,6 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
 
         ranker = WindowedRanker(ranker, *windows)
         tag += f"-w{windows[0]}s{windows[1]}"
-    # The fp32 reference returns CrossEncoder.predict's activation (sigmoid for a 1-label head in
-    # sentence-transformers 6); the engine returns logits. Fusion works on logits either way: float32
-    # probabilities give the logit back to within 1e-3 for |logit| < 10.
-    sigmoid_out = backend == "fp32" and isinstance(getattr(ce.model, "activation_fn", None), torch.nn.Sigmoid)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache_file = cache_dir / f"{_model_key(Path(spec_path))}-len{ce.max_length}{tag}.jsonl"
@@ -208,10 +215,8 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
             q, d, v = json.loads(line)
             cache[(q, d)] = v
 
-    fusions = (("specialist", zsum_scores, None), ("fusion_no_ce", zsum_scores, {"ce": 0.0}),
-               ("specialist_rrf", rrf_scores, None), ("fusion_no_ce_rrf", rrf_scores, {"ce": 0.0}),
-               ("fusion_ce_bm25_rrf", rrf_scores, {"dense": 0.0}))
-    runs = {k: {} for k in ("bm25", "hybrid", "ce_only_bm25", "ce_only_hybrid", *(f[0] for f in fusions))}
+    fusions = stage_fusions()
+    runs = {k: {} for k in ("bm25", "hybrid", "ce_only_bm25", "ce_only_hybrid", *fusions)}
     t_ce, n_scored = 0.0, 0
     with open(cache_file, "a") as fh:
         for qi, qid in enumerate(qids):
@@ -234,13 +239,12 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
             runs["hybrid"][qid] = {cid(j): float(s) for j, s in zip(r_hyb.indices[qi], r_hyb.scores[qi]) if j >= 0}
             runs["ce_only_bm25"][qid] = {cid(j): cache[(qid, cid(j))] for j in cand_b}
             runs["ce_only_hybrid"][qid] = {cid(j): cache[(qid, cid(j))] for j in cand_h}
-            ce_vals = np.array([cache[(qid, cid(j))] for j in cand_h], dtype=np.float64)
-            if sigmoid_out:  # fuse the logit: a sigmoid squeezes the score gaps z-scores are meant to keep
-                ce_vals = np.log(np.clip(ce_vals, 1e-12, None)) - np.log1p(-np.clip(ce_vals, None, 1 - 1e-7))
-            sig = {"ce": ce_vals,
+            ce_vals = [cache[(qid, cid(j))] for j in cand_h]
+            # Fusion works on logits: the engine returns them, the fp32 reference its sigmoid.
+            sig = {"ce": ce.to_logits(ce_vals) if backend == "fp32" else np.asarray(ce_vals, dtype=np.float64),
                    "bm25": np.array([bm.get(j, -np.inf) for j in cand_h]),
                    "dense": np.array([dn.get(j, -np.inf) for j in cand_h])}
-            for name, fuse, w in fusions:
+            for name, (fuse, w) in fusions.items():
                 f = fuse(sig, w)
                 runs[name][qid] = {cid(j): float(v) for j, v in zip(cand_h, f)}
             if (qi + 1) % 25 == 0:

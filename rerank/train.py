@@ -49,6 +49,7 @@ Example::
 """
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -61,7 +62,7 @@ import numpy as np
 
 __all__ = [
     "TrainPair", "check_pairs", "check_no_test_leak", "scifact_qrel_pairs", "ict_pairs", "hotpotqa_pairs",
-    "nq_oracle_pairs", "candidate_groups", "drop_test_queries", "build_training_pairs", "train_cross_encoder", "teacher_scores", "save_fp16", "minilm_path", "LAYERS",
+    "nq_oracle_pairs", "hotpotqa_draw", "candidate_groups", "drop_test_queries", "build_training_pairs", "train_cross_encoder", "teacher_scores", "save_fp16", "minilm_path", "LAYERS",
     "MINERS",
 ]
 
@@ -133,6 +134,14 @@ def _bm25(texts: Sequence[str]):
 MINERS = ("bm25", "hybrid")
 
 
+@functools.lru_cache(maxsize=1)
+def _minilm():
+    """The hybrid miner's embedder, loaded once per process (one training mix mines four sources)."""
+    from bench.registry import load_embedder
+
+    return load_embedder("minilm")
+
+
 def _ranked(docs: Sequence, queries: Sequence[str], depth: int, miner: str = "bm25") -> np.ndarray:
     """Each query's top ``depth`` positions in ``docs`` (:class:`retrieval.Document`), best first.
 
@@ -144,10 +153,9 @@ def _ranked(docs: Sequence, queries: Sequence[str], depth: int, miner: str = "bm
     if miner == "bm25":
         return _bm25([d.full_text() for d in docs]).search(list(queries), depth).indices
     if miner == "hybrid":
-        from bench.registry import load_embedder
         from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
-        hybrid = HybridRetriever([BM25Retriever(), DenseRetriever(load_embedder("minilm"))]).index(list(docs))
+        hybrid = HybridRetriever([BM25Retriever(), DenseRetriever(_minilm())]).index(list(docs))
         return hybrid.search(list(queries), depth).indices
     raise ValueError(f"negative miner must be one of {', '.join(MINERS)}; got {miner!r}")
 
@@ -239,6 +247,17 @@ def _question_passage_pairs(questions: list[str], passages: list[str], gold: lis
     return out
 
 
+def hotpotqa_draw(query_ids: Iterable[str], n_queries: int, rng: random.Random) -> list[str]:
+    """The HaluEval QA question ids a training run draws (``q<line>`` ids, shuffled by ``rng``, first ``n_queries``).
+
+    One function for the draw, so a held-out check (``bench.probe_fusion``) can rebuild exactly what
+    each training stage saw from its ``--seed`` and ``--hotpot-queries``.
+    """
+    order = sorted(query_ids, key=lambda q: int(q[1:]))
+    rng.shuffle(order)
+    return order[:n_queries]
+
+
 def hotpotqa_pairs(n_queries: int, n_neg: int = 1, seed: int = 13, miner: str = "bm25") -> list[TrainPair]:
     """HaluEval QA (HotpotQA-derived): question -> its knowledge passage; ``miner`` negatives among all passages."""
     from bench.datasets import load_halueval_qa
@@ -246,9 +265,7 @@ def hotpotqa_pairs(n_queries: int, n_neg: int = 1, seed: int = 13, miner: str = 
     ds = load_halueval_qa()
     pos = {d.id: i for i, d in enumerate(ds.corpus)}
     rng = random.Random(seed)
-    qids = sorted(ds.queries, key=lambda q: int(q[1:]))
-    rng.shuffle(qids)
-    qids = qids[:n_queries]
+    qids = hotpotqa_draw(ds.queries, n_queries, rng)
     return _question_passage_pairs([ds.queries[q] for q in qids], [d.text for d in ds.corpus],
                                    [pos[next(iter(ds.qrels[q]))] for q in qids], "hotpotqa", n_neg, rng, miner)
 
