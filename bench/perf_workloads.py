@@ -6,8 +6,8 @@ kind of work on the same threads, so load on the machine slows both alike:
 
 | workload | what it times | reference |
 |---|---|---|
-| ``engine_score_pairs_48`` | ``RerankEngine.score_pairs``: tokenise under the truncation policy, plan token-budget batches, pad, forward | one raw forward of the same model on a fixed 48 x 64 batch |
-| ``microbatcher_4x12`` | four threads submitting 12 pairs each to one ``MicroBatcher`` | the same raw forward |
+| ``engine_score_pairs_16`` | ``RerankEngine.score_pairs``: tokenise under the truncation policy, plan token-budget batches, pad, forward | one raw forward of the same model on a fixed 16 x 64 batch |
+| ``microbatcher_4x4`` | four threads submitting 4 pairs each to one ``MicroBatcher`` | the same raw forward |
 | ``plan_batches_20k`` | ``plan_batches`` over 20,000 lengths (numpy sort + a Python loop) | a stable numpy argsort of the lengths + a Python loop over them |
 | ``fuse_zscore_100`` | ``rerank.fusion`` z-score CombSUM of three score lists over 100 candidates | numpy z-scores of three arrays of 100 |
 
@@ -25,7 +25,7 @@ import numpy as np
 
 __all__ = ["Workload", "build_workloads", "WORKLOADS"]
 
-WORKLOADS = ("engine_score_pairs_48", "microbatcher_4x12", "plan_batches_20k", "fuse_zscore_100")
+WORKLOADS = ("engine_score_pairs_16", "microbatcher_4x4", "plan_batches_20k", "fuse_zscore_100")
 
 
 class Workload(NamedTuple):
@@ -61,13 +61,13 @@ def _pairs() -> list[tuple[str, str]]:
     rng = np.random.default_rng(0)
     words = "scurvy vitamin sailors citrus collagen deficiency voyage lemon gums fatigue diet navy trial".split()
     return [("what causes scurvy in sailors", " ".join(rng.choice(words, size=int(n))))
-            for n in rng.integers(5, 160, size=48)]
+            for n in rng.integers(5, 120, size=16)]
 
 
 def _raw_forward(model) -> Callable[[], object]:
     import torch
 
-    ids = torch.randint(1000, 2000, (48, 64), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(1000, 2000, (16, 64), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
 
     def forward() -> object:
@@ -84,16 +84,16 @@ def build_workloads(names: tuple[str, ...] = WORKLOADS, threads: int = 1) -> tup
         raise ValueError(f"unknown perf workload(s) {unknown}; choose from {', '.join(WORKLOADS)}")
     out: list[Workload] = []
     closers: list[Callable[[], None]] = []
-    if any(n in names for n in ("engine_score_pairs_48", "microbatcher_4x12")):
+    if any(n in names for n in ("engine_score_pairs_16", "microbatcher_4x4")):
         import torch
 
         torch.set_num_threads(threads)
         engine, model = _tiny_engine()
         pairs = _pairs()
         forward = _raw_forward(model)
-        if "engine_score_pairs_48" in names:
-            out.append(Workload("engine_score_pairs_48", lambda: engine.score_pairs(pairs), forward))
-        if "microbatcher_4x12" in names:
+        if "engine_score_pairs_16" in names:
+            out.append(Workload("engine_score_pairs_16", lambda: engine.score_pairs(pairs), forward))
+        if "microbatcher_4x4" in names:
             from rerank.microbatch import MicroBatcher
 
             mb = MicroBatcher(engine, max_wait_ms=1)
@@ -109,7 +109,7 @@ def build_workloads(names: tuple[str, ...] = WORKLOADS, threads: int = 1) -> tup
                 for f in futs:
                     f.result()
 
-            out.append(Workload("microbatcher_4x12", four, forward))
+            out.append(Workload("microbatcher_4x4", four, forward))
     if "plan_batches_20k" in names:
         from rerank.batching import plan_batches
 
