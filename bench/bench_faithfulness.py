@@ -43,7 +43,7 @@ def _halueval(scorer, gate, seed: int) -> dict:
 
 
 def _nq(llm, gate, limit: int, seed: int, max_new_tokens: int) -> dict:
-    from bench.registry import load_embedder
+    from registry import load_embedder
     from generate.audit import has_answer
     from generate.context_rot import build_items, load_nq_oracle
     from generate.gate import POLICIES, apply_policy
@@ -83,7 +83,7 @@ def _nq(llm, gate, limit: int, seed: int, max_new_tokens: int) -> dict:
 
 
 def run_faithfulness_bench(args: argparse.Namespace) -> dict:
-    from bench.registry import load_faithfulness, load_llm
+    from registry import load_faithfulness, load_llm
     from generate.gate import FaithfulnessGate
 
     scorer = load_faithfulness(args.faithfulness)

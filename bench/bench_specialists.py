@@ -44,7 +44,7 @@ __all__ = ["run_specialists_bench", "markdown", "add_parser"]
 
 
 def _judge(name: str):
-    from bench.registry import load_llm
+    from registry import load_llm
 
     return load_llm(name)
 
@@ -89,7 +89,7 @@ def _track_batches(ledger, task: str, model: str, fn, items: list, batch: int = 
 def bench_faithfulness(ledger, judge, model: str, limit: int | None, judge_limit: int, seed: int) -> dict:
     import cascade.faithfulness as F
 
-    from bench.registry import load_faithfulness
+    from registry import load_faithfulness
 
     scorer = load_faithfulness(model)
     rows = F.load_halueval("qa")
@@ -128,7 +128,7 @@ def bench_faithfulness(ledger, judge, model: str, limit: int | None, judge_limit
 
 
 def bench_intent(ledger, judge, folder: str, limit: int | None, judge_limit: int, seed: int) -> dict:
-    from bench.clinc import load_clinc150
+    from data.clinc import load_clinc150
     from cascade.intent import IntentModel
 
     model = IntentModel.load(folder)
@@ -178,9 +178,9 @@ def bench_relevance(ledger, judge, model: str, limit: int | None, judge_limit: i
     # query's BM25 top ``cost_depth`` (one rerank request) under the ledger, one call per pair; the
     # judge sees the top 10 of the same lists. The fp32 reference scores the same pairs off the
     # ledger, so a faster backend has to show it keeps the ranking.
-    from bench.datasets import data_root, load_beir
+    from data import data_root, load_beir
     from bench.metrics import evaluate
-    from bench.registry import load_cross_encoder
+    from registry import load_cross_encoder
     from rerank.agreement import rank_agreement
     from rerank.backends import resolve_backend
     from rerank.engine import RerankEngine
@@ -233,7 +233,7 @@ def bench_relevance(ledger, judge, model: str, limit: int | None, judge_limit: i
 
 
 def _model_folder(name: str) -> str:
-    from bench.registry import Registry
+    from registry import Registry
 
     if Path(name).is_dir():
         return name
@@ -247,7 +247,7 @@ def run_specialists_bench(out: Path | str, limit: int | None = None, judge_limit
                           faithfulness_model: str = "faithfulness", intent_model: str = "models/intent-clinc150",
                           tasks: tuple[str, ...] = ("relevance", "faithfulness", "intent"), seed: int = 0,
                           relevance_backend: str = "auto") -> dict:
-    from bench.registry import Registry
+    from registry import Registry
     from bench.report import write_results
     from distill.judge import LLMJudge
     from distill.ledger import Ledger, Prices

@@ -39,9 +39,9 @@ def probe_fusion(n_queries: int = 150, model: str = "reranker-l6", backend: str 
     """nDCG@10 of first stage, cross-encoder alone and both fusions on held-out HotpotQA questions."""
     import time
 
-    from bench.datasets import load_halueval_qa
+    from data import load_halueval_qa
     from bench.metrics import evaluate
-    from bench.registry import load_cross_encoder, load_embedder
+    from registry import load_cross_encoder, load_embedder
     from bench.train_cli import stage_fusions
     from rerank.backends import resolve_backend
     from rerank.engine import RerankEngine

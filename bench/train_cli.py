@@ -91,7 +91,7 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
     if pairs_file.is_file():
         pairs = T.load_pairs(pairs_file)  # restart: the same pairs, whatever the builders would give now
     elif args.candidates:
-        from bench.datasets import data_root
+        from data import data_root
 
         folder = Path(args.data) if args.data else data_root() / "scifact"
         pairs = T.check_pairs(T.drop_test_queries(
@@ -176,9 +176,9 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
     import numpy as np
     import torch
 
-    from bench.datasets import data_root, load_beir
+    from data import data_root, load_beir
     from bench.metrics import evaluate
-    from bench.registry import Registry, load_cross_encoder, load_embedder
+    from registry import Registry, load_cross_encoder, load_embedder
     from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
     if threads:

@@ -277,7 +277,7 @@ def train_intent_cmd(args: argparse.Namespace) -> int:
     if (args.train is None) != (args.test is None):
         raise ValueError("give both --train and --test (your own data), or neither (CLINC150)")
     if args.train is None:
-        from bench.clinc import load_clinc150
+        from data.clinc import load_clinc150
 
         data = load_clinc150()
         tr_x, tr_y = data.split("train")

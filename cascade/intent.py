@@ -139,7 +139,7 @@ class IntentModel:
     """Texts -> intents, with out-of-scope: ``predict(texts)`` gives ``oos_label`` when max P < ``oos_threshold``.
 
     Holds the :class:`EmbeddingIntentClassifier`, the embedder's registry name and fingerprint. The
-    embedder is loaded lazily by name (``bench.registry.load_embedder``) unless one is passed.
+    embedder is loaded lazily by name (``registry.load_embedder``) unless one is passed.
     """
 
     def __init__(self, classifier: EmbeddingIntentClassifier, embedder_name: str, embedder_fingerprint: str,
@@ -152,7 +152,7 @@ class IntentModel:
     @property
     def embedder(self):
         if self._embedder is None:
-            from bench.registry import load_embedder
+            from registry import load_embedder
 
             self._embedder = load_embedder(self.embedder_name)
             if self._embedder.fingerprint != self.embedder_fingerprint:
@@ -221,7 +221,7 @@ def fit_intent_model(texts: Sequence[str], labels: Sequence[str], embedder: str 
     if not 0.0 < target_recall <= 1.0:
         raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
     if isinstance(embedder, str):
-        from bench.registry import load_embedder
+        from registry import load_embedder
 
         name, emb = embedder, load_embedder(embedder)
     else:
@@ -246,7 +246,7 @@ def fit_intent_model(texts: Sequence[str], labels: Sequence[str], embedder: str 
 
 def _embed_cached(emb, texts: Sequence[str]) -> np.ndarray:
     try:
-        from bench.clinc import TextEmbeddingStore
+        from data.clinc import TextEmbeddingStore
     except ImportError:  # used outside this repository: no cache
         return emb.encode_queries(list(texts))
     store = TextEmbeddingStore()

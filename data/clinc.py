@@ -3,7 +3,7 @@
 CLINC150 (Larson et al., EMNLP 2019): 150 intents in 10 domains, 100 train / 20 val / 30 test
 utterances per intent, plus out-of-scope ("oos") utterances in oos_train/oos_val/oos_test. The
 loader returns plain ``(texts, intents)`` lists per split and the intent -> domain map, raising
-:class:`~bench.datasets.DatasetError` with the file and what is wrong instead of a ``KeyError``.
+:class:`~data.DatasetError` with the file and what is wrong instead of a ``KeyError``.
 
 :class:`TextEmbeddingStore` caches one vector per (embedder fingerprint, text) in SQLite (WAL), so a
 ``--limit`` subset re-uses vectors computed for a larger run and vice versa (the corpus-level
@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from bench.datasets import DatasetError, data_root
+from data import DatasetError, data_root
 
 __all__ = ["ClincData", "load_clinc150", "TextEmbeddingStore", "OOS_LABEL", "SPLITS"]
 

@@ -41,7 +41,7 @@ def load_judge_prompts(path: Path | str | None = None) -> dict:
     import yaml
 
     if path is None:
-        from bench.registry import repo_root
+        from registry import repo_root
 
         path = repo_root() / "configs" / "judge_prompts.yaml"
     path = Path(path)

@@ -82,7 +82,7 @@ class Prices:
         import yaml
 
         if path is None:
-            from bench.registry import repo_root
+            from registry import repo_root
 
             path = repo_root() / "configs" / "prices.yaml"
         path = Path(path)

@@ -47,7 +47,7 @@ class RotItem:
 
 def load_nq_oracle(path=None) -> list[tuple[str, list[str], str]]:
     """(question, answers, gold passage text) from ``lost_in_the_middle/nq-open-oracle.jsonl.gz``."""
-    from bench.datasets import DatasetError, data_root, read_jsonl
+    from data import DatasetError, data_root, read_jsonl
 
     path = path or data_root() / "lost_in_the_middle" / "nq-open-oracle.jsonl.gz"
     out = []

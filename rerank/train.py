@@ -137,7 +137,7 @@ MINERS = ("bm25", "hybrid")
 @functools.lru_cache(maxsize=1)
 def _minilm():
     """The hybrid miner's embedder, loaded once per process (one training mix mines four sources)."""
-    from bench.registry import load_embedder
+    from registry import load_embedder
 
     return load_embedder("minilm")
 
@@ -170,7 +170,7 @@ def _pick_negatives(ranked: np.ndarray, exclude: set[int], n_neg: int, rng: rand
 def scifact_qrel_pairs(folder: Path | str, n_neg: int = 1, seed: int = 13, split: str = "train",
                        miner: str = "bm25") -> list[TrainPair]:
     """(claim, cited abstract) positives from ``qrels/<split>.tsv`` with hard negatives from ``miner``."""
-    from bench.datasets import load_beir
+    from data import load_beir
 
     if split == "test":
         raise ValueError("split='test' refused: SciFact test qrels are for evaluation only")
@@ -217,7 +217,7 @@ def _ict_sentences(corpus: Sequence, n_queries: int, rng: random.Random, min_wor
 def ict_pairs(folder: Path | str, n_queries: int, n_neg: int = 1, seed: int = 13,
               min_words: int = 6, max_words: int = 40, miner: str = "bm25") -> list[TrainPair]:
     """Inverse-cloze pseudo-queries from a BEIR corpus: a sentence -> the rest of its abstract."""
-    from bench.datasets import load_documents_jsonl
+    from data import load_documents_jsonl
 
     corpus = load_documents_jsonl(Path(folder) / "corpus.jsonl")
     texts = [d.full_text() for d in corpus]
@@ -260,7 +260,7 @@ def hotpotqa_draw(query_ids: Iterable[str], n_queries: int, rng: random.Random) 
 
 def hotpotqa_pairs(n_queries: int, n_neg: int = 1, seed: int = 13, miner: str = "bm25") -> list[TrainPair]:
     """HaluEval QA (HotpotQA-derived): question -> its knowledge passage; ``miner`` negatives among all passages."""
-    from bench.datasets import load_halueval_qa
+    from data import load_halueval_qa
 
     ds = load_halueval_qa()
     pos = {d.id: i for i, d in enumerate(ds.corpus)}
@@ -272,7 +272,7 @@ def hotpotqa_pairs(n_queries: int, n_neg: int = 1, seed: int = 13, miner: str = 
 
 def nq_oracle_pairs(n_queries: int, n_neg: int = 1, seed: int = 13, miner: str = "bm25") -> list[TrainPair]:
     """NQ-open oracle: question -> gold passage; negatives are other questions' gold passages nearest by ``miner``."""
-    from bench.datasets import data_root, read_jsonl
+    from data import data_root, read_jsonl
 
     path = data_root() / "lost_in_the_middle" / "nq-open-oracle.jsonl.gz"
     questions, passages, index = [], [], {}
@@ -302,7 +302,7 @@ def candidate_groups(folder: Path | str, per_query: int = 32, depth: int = 100, 
     from its corpus; each group is a uniform sample of the BM25 top ``depth`` (the judged positive of
     a claim, if retrieved, is labelled 1; labels are bookkeeping, the loss uses the teacher).
     """
-    from bench.datasets import load_beir
+    from data import load_beir
 
     if split == "test":
         raise ValueError("split='test' refused: SciFact test queries are for evaluation only")
@@ -328,7 +328,7 @@ def candidate_groups(folder: Path | str, per_query: int = 32, depth: int = 100, 
 
 def drop_test_queries(pairs: list[TrainPair], folder: Path | str) -> list[TrainPair]:
     """Drop pairs whose query equals a test query of ``folder`` (if it has test qrels), then check for leaks."""
-    from bench.datasets import load_beir
+    from data import load_beir
 
     folder = Path(folder)
     if not (folder / "qrels" / "test.tsv").is_file():
@@ -353,7 +353,7 @@ def build_training_pairs(data: Path | str | None = None, seed: int = 13, n_neg: 
     and inverse-cloze queries from its corpus are the in-domain part. Set a count to 0 to drop a source.
     ``miner`` picks where every source's hard negatives come from (``bm25`` or ``hybrid``).
     """
-    from bench.datasets import data_root
+    from data import data_root
 
     folder = Path(data) if data is not None else data_root() / "scifact"
     if miner not in MINERS:  # before any index is built

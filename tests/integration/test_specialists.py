@@ -6,7 +6,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_committed_intent_model_beats_target_on_clinc_sample():
-    from bench.clinc import load_clinc150
+    from data.clinc import load_clinc150
     from cascade.intent import IntentModel
 
     m = IntentModel.load("models/intent-clinc150")
@@ -23,7 +23,7 @@ def test_committed_intent_model_beats_target_on_clinc_sample():
 
 
 def test_smollm2_judge_counts_every_reply(tmp_path):
-    from bench.registry import load_llm
+    from registry import load_llm
     from distill.judge import LLMJudge
     from distill.ledger import Ledger
 
@@ -41,7 +41,7 @@ def test_smollm2_judge_counts_every_reply(tmp_path):
 def test_registered_faithfulness_specialist_meets_the_bar_on_held_out_length_matched_qa():
     """Issue 3's bar: balanced accuracy >= 0.80 and >= 0.10 above the length-only baseline."""
     import cascade.faithfulness as F
-    from bench.registry import load_faithfulness
+    from registry import load_faithfulness
 
     s = load_faithfulness("faithfulness")
     rows = F.load_halueval("qa")

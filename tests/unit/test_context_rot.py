@@ -19,7 +19,7 @@ def test_slots_and_bootstrap():
 
 
 def test_hard_distractors_never_contain_an_answer():
-    from bench.registry import load_embedder
+    from registry import load_embedder
 
     rows = load_nq_oracle()[:150]
     items = build_items(rows, load_embedder("minilm"), n_passages=5, limit=20, seed=0)

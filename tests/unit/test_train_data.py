@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.datasets import data_root, load_beir
+from data import data_root, load_beir
 from rerank.train import (TrainPair, build_training_pairs, check_no_test_leak, check_pairs, ict_pairs,
                           load_pairs, save_pairs, scifact_qrel_pairs)
 
@@ -170,7 +170,7 @@ def test_unknown_miner_is_refused_before_any_index_is_built():
 def test_fusion_probe_holds_out_exactly_the_hotpot_questions_training_drew():
     # bench.probe_fusion checks the stage's fusion on HotpotQA questions the reranker never saw; its
     # held-out list must be rebuilt from the same draw rerank.train.hotpotqa_pairs makes.
-    from bench.datasets import load_halueval_qa
+    from data import load_halueval_qa
     from bench.probe_fusion import held_out_hotpot_queries
     from rerank.train import hotpotqa_pairs
 
