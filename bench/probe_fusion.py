@@ -27,8 +27,8 @@ TRAINED_HOTPOT_SAMPLES = ((13, 1000), (21, 600), (55, 300))
 
 
 def held_out_hotpot_queries(query_ids: list[str], samples=TRAINED_HOTPOT_SAMPLES) -> list[str]:
-    """Query ids no training stage drew, each stage's draw rebuilt by ``rerank.train.hotpotqa_draw``."""
-    from rerank.train import hotpotqa_draw
+    """Query ids no training stage drew, each stage's draw rebuilt by ``data.rerank_pairs.hotpotqa_draw``."""
+    from data.rerank_pairs import hotpotqa_draw
 
     used = {q for seed, n in samples for q in hotpotqa_draw(query_ids, n, random.Random(seed))}
     return [q for q in sorted(query_ids, key=lambda q: int(q[1:])) if q not in used]

@@ -28,7 +28,8 @@ def probe_pooling(n_pairs: int = 800, layers: tuple[int, ...] = (2, 6), max_leng
     from transformers import AutoModel, AutoTokenizer
 
     from data import data_root
-    from rerank.train import minilm_path, scifact_qrel_pairs
+    from data.rerank_pairs import scifact_qrel_pairs
+    from rerank.train import minilm_path
 
     pairs = scifact_qrel_pairs(data_root() / "scifact", n_neg=1)[:n_pairs]
     y = np.array([p.label for p in pairs])
