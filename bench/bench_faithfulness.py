@@ -27,8 +27,9 @@ __all__ = ["add_parser", "run_faithfulness_bench"]
 
 def _halueval(scorer, gate, seed: int) -> dict:
     import cascade.faithfulness as F
+    import data.faithfulness as FD
 
-    rows = F.load_halueval("qa")
+    rows = FD.load_halueval("qa")
     heldout = (getattr(scorer, "meta", None) or {}).get("recipe", {}).get("heldout", 3000)
     train_idx, held = F.halueval_qa_split(len(rows), heldout)
     items = F.length_matched_eval(rows, held, seed=seed)

@@ -88,11 +88,12 @@ def _track_batches(ledger, task: str, model: str, fn, items: list, batch: int = 
 
 def bench_faithfulness(ledger, judge, model: str, limit: int | None, judge_limit: int, seed: int) -> dict:
     import cascade.faithfulness as F
+    import data.faithfulness as FD
 
     from registry import load_faithfulness
 
     scorer = load_faithfulness(model)
-    rows = F.load_halueval("qa")
+    rows = FD.load_halueval("qa")
     heldout = scorer.meta["recipe"]["heldout"] if getattr(scorer, "meta", None) else 3000
     train_idx, held = F.halueval_qa_split(len(rows), heldout)
     items = F.length_matched_eval(rows, held, seed=seed)

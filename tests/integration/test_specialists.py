@@ -41,10 +41,11 @@ def test_smollm2_judge_counts_every_reply(tmp_path):
 def test_registered_faithfulness_specialist_meets_the_bar_on_held_out_length_matched_qa():
     """Issue 3's bar: balanced accuracy >= 0.80 and >= 0.10 above the length-only baseline."""
     import cascade.faithfulness as F
+    import data.faithfulness as FD
     from registry import load_faithfulness
 
     s = load_faithfulness("faithfulness")
-    rows = F.load_halueval("qa")
+    rows = FD.load_halueval("qa")
     train_idx, held = F.halueval_qa_split(len(rows), s.meta["recipe"]["heldout"])
     items = F.length_matched_eval(rows, held)
     y = np.array([c.label for c in items])
