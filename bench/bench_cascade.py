@@ -45,9 +45,9 @@ __all__ = ["load_prices", "build_stages", "simulate", "run_cascade_bench", "add_
 
 def load_prices(path: Path | str | None = None) -> dict[str, Any]:
     """``configs/prices.yaml`` as a dict; raises with the path when missing or malformed."""
-    from registry import repo_root
+    from registry import config_dir
 
-    path = Path(path) if path else repo_root() / "configs" / "prices.yaml"
+    path = Path(path) if path else config_dir() / "prices.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: price table not found; restore configs/prices.yaml")
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

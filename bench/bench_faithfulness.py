@@ -46,7 +46,8 @@ def _halueval(scorer, gate, seed: int) -> dict:
 def _nq(llm, gate, limit: int, seed: int, max_new_tokens: int) -> dict:
     from registry import load_embedder
     from generate.audit import has_answer
-    from generate.context_rot import build_items, load_nq_oracle
+    from data.nq_open import load_nq_oracle
+    from generate.context_rot import build_items
     from generate.gate import POLICIES, apply_policy
     from generate.prompt import build_messages
     from retrieval.types import Document

@@ -130,9 +130,9 @@ def bench_faithfulness(ledger, judge, model: str, limit: int | None, judge_limit
 
 def bench_intent(ledger, judge, folder: str, limit: int | None, judge_limit: int, seed: int) -> dict:
     from data.clinc import load_clinc150
-    from cascade.intent import IntentModel
+    from registry import load_intent_model
 
-    model = IntentModel.load(folder)
+    model = load_intent_model(folder)
     data = load_clinc150()
     tx, ty = data.split("test")
     ox, oy = data.split("oos_test")
@@ -248,13 +248,13 @@ def run_specialists_bench(out: Path | str, limit: int | None = None, judge_limit
                           faithfulness_model: str = "faithfulness", intent_model: str = "models/intent-clinc150",
                           tasks: tuple[str, ...] = ("relevance", "faithfulness", "intent"), seed: int = 0,
                           relevance_backend: str = "auto") -> dict:
-    from registry import Registry
+    from registry import Registry, load_judge_prompts, load_prices
     from bench.report import write_results
     from distill.judge import LLMJudge
-    from distill.ledger import Ledger, Prices
+    from distill.ledger import Ledger
 
     out = Path(out)
-    prices = Prices.load()
+    prices = load_prices()
     prices.token_cost(price_as, 0, 0)  # fail now, not after an hour, if the API price is missing
     from rerank.backends import resolve_backend
 
@@ -264,7 +264,7 @@ def run_specialists_bench(out: Path | str, limit: int | None = None, judge_limit
     for suffix in ("", "-wal", "-shm"):
         Path(str(ledger_path) + suffix).unlink(missing_ok=True)
     ledger = Ledger(ledger_path, prices)
-    judge = LLMJudge(_judge(judge_model), ledger=ledger, pricing="tokens", priced_as=price_as) if judge_limit else None
+    judge = LLMJudge(_judge(judge_model), load_judge_prompts(), ledger=ledger, pricing="tokens", priced_as=price_as) if judge_limit else None
     reg = Registry()
     metrics: dict[str, Any] = {}
     notes: list[str] = []

@@ -292,7 +292,10 @@ def train_intent_cmd(args: argparse.Namespace) -> int:
         te_x, te_y = load_text_labels(args.test)
         source = f"{args.train} / {args.test}"
     t0 = time.time()
-    model = fit_intent_model(tr_x, tr_y, embedder=args.embedder, C=args.C, oos_label=args.oos_label,
+    from data.clinc import StoreCachedEmbedder
+    from registry import load_embedder
+
+    model = fit_intent_model(tr_x, tr_y, embedder=StoreCachedEmbedder(load_embedder(args.embedder)), C=args.C, oos_label=args.oos_label,
                              target_recall=args.oos_target_recall or 0.95)
     fit_s = time.time() - t0
     metrics = evaluate_intent(model, te_x, te_y)

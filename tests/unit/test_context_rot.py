@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from generate.audit import has_answer
-from generate.context_rot import bootstrap_ci, build_items, load_nq_oracle, slots_for
+from data.nq_open import load_nq_oracle
+from generate.context_rot import bootstrap_ci, build_items, slots_for
 
 
 def test_slots_and_bootstrap():
