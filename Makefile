@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(VENV)/bin/ragfix demo
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q tests
 
 test-unit: $(STAMP)

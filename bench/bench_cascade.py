@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from bench.clinc import TextEmbeddingStore, load_clinc150
+from data.clinc import TextEmbeddingStore, load_clinc150
 from bench.report import markdown_table, write_results
 from cascade.cascade import Cascade
 from cascade.intent import EmbeddingIntentClassifier
@@ -45,9 +45,9 @@ __all__ = ["load_prices", "build_stages", "simulate", "run_cascade_bench", "add_
 
 def load_prices(path: Path | str | None = None) -> dict[str, Any]:
     """``configs/prices.yaml`` as a dict; raises with the path when missing or malformed."""
-    from bench.registry import repo_root
+    from registry import config_dir
 
-    path = Path(path) if path else repo_root() / "configs" / "prices.yaml"
+    path = Path(path) if path else config_dir() / "prices.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: price table not found; restore configs/prices.yaml")
     raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -85,7 +85,7 @@ def _lookalike_intents(x: np.ndarray, labels: list[str], intents: list[str], k: 
 def build_stages(unseen: int = 30, train_per_intent: int = 50, seed: int = 0,
                  unseen_mode: str = "lookalike") -> dict[str, Any]:
     """Fit both stages and score every val/test utterance once; returns arrays for the simulation."""
-    from bench.registry import load_embedder
+    from registry import load_embedder
 
     store = TextEmbeddingStore()
     mini, e5 = load_embedder("minilm"), load_embedder("e5-small")

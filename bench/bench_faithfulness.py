@@ -27,8 +27,9 @@ __all__ = ["add_parser", "run_faithfulness_bench"]
 
 def _halueval(scorer, gate, seed: int) -> dict:
     import cascade.faithfulness as F
+    import data.faithfulness as FD
 
-    rows = F.load_halueval("qa")
+    rows = FD.load_halueval("qa")
     heldout = (getattr(scorer, "meta", None) or {}).get("recipe", {}).get("heldout", 3000)
     train_idx, held = F.halueval_qa_split(len(rows), heldout)
     items = F.length_matched_eval(rows, held, seed=seed)
@@ -43,9 +44,10 @@ def _halueval(scorer, gate, seed: int) -> dict:
 
 
 def _nq(llm, gate, limit: int, seed: int, max_new_tokens: int) -> dict:
-    from bench.registry import load_embedder
+    from registry import load_embedder
     from generate.audit import has_answer
-    from generate.context_rot import build_items, load_nq_oracle
+    from data.nq_open import load_nq_oracle
+    from generate.context_rot import build_items
     from generate.gate import POLICIES, apply_policy
     from generate.prompt import build_messages
     from retrieval.types import Document
@@ -83,7 +85,7 @@ def _nq(llm, gate, limit: int, seed: int, max_new_tokens: int) -> dict:
 
 
 def run_faithfulness_bench(args: argparse.Namespace) -> dict:
-    from bench.registry import load_faithfulness, load_llm
+    from registry import load_faithfulness, load_llm
     from generate.gate import FaithfulnessGate
 
     scorer = load_faithfulness(args.faithfulness)

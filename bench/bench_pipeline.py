@@ -132,7 +132,7 @@ def _histories(n: int, words: int) -> list[list[dict]]:
     """Per request, real chat turns (HaluEval dialogue, consecutive dialogues) of at least ``words`` words, ending
     with the assistant's turn: a conversation that is different for every request, so no cross-request prefix
     cache could hold it."""
-    from bench.datasets import load_halueval_dialogue_histories
+    from data import load_halueval_dialogue_histories
 
     pool = iter(load_halueval_dialogue_histories())
     out = []
@@ -156,9 +156,9 @@ def _rerank_throughput(scorer, batches: list[list[tuple[str, str]]], concurrency
 def run_pipeline_bench(args: argparse.Namespace) -> dict:
     import torch
 
-    from bench.datasets import load_beir
+    from data import load_beir
     from bench.pipeline import Pipeline
-    from bench.registry import load_cross_encoder, load_llm
+    from registry import load_cross_encoder, load_llm
     from rerank.cascade import CascadeReranker
     from rerank.engine import RerankEngine
     from rerank.microbatch import MicroBatcher
@@ -291,7 +291,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from bench.datasets import data_root
+    from data import data_root
 
     p = sub.add_parser("pipeline", help="end-to-end TTFT and latency, naive vs fixed, at several concurrencies (VIII)")
     p.add_argument("--data", default=str(data_root() / "scifact"), help="BEIR-layout folder (test split)")

@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from bench.datasets import RetrievalDataset, load_beir
+from data import RetrievalDataset, load_beir
 from bench.metrics import evaluate
 from bench.report import markdown_table, write_results
 
@@ -46,7 +46,7 @@ VARIANTS = ("naive", "length", "truncate", "int8", "bf16", "cascade", "adaptive"
 
 
 def _load_ce(name: str):
-    from bench.registry import load_cross_encoder
+    from registry import load_cross_encoder
 
     return load_cross_encoder(name, device="cpu").model
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets import RetrievalDataset, load_beir
+from data import RetrievalDataset, load_beir
 from bench.metrics import evaluate, run_from_results
-from bench.registry import load_embedder
+from registry import load_embedder
 from bench.report import markdown_table, write_results
 from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever, Retriever
 

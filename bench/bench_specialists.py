@@ -44,7 +44,7 @@ __all__ = ["run_specialists_bench", "markdown", "add_parser"]
 
 
 def _judge(name: str):
-    from bench.registry import load_llm
+    from registry import load_llm
 
     return load_llm(name)
 
@@ -88,11 +88,12 @@ def _track_batches(ledger, task: str, model: str, fn, items: list, batch: int = 
 
 def bench_faithfulness(ledger, judge, model: str, limit: int | None, judge_limit: int, seed: int) -> dict:
     import cascade.faithfulness as F
+    import data.faithfulness as FD
 
-    from bench.registry import load_faithfulness
+    from registry import load_faithfulness
 
     scorer = load_faithfulness(model)
-    rows = F.load_halueval("qa")
+    rows = FD.load_halueval("qa")
     heldout = scorer.meta["recipe"]["heldout"] if getattr(scorer, "meta", None) else 3000
     train_idx, held = F.halueval_qa_split(len(rows), heldout)
     items = F.length_matched_eval(rows, held, seed=seed)
@@ -128,10 +129,10 @@ def bench_faithfulness(ledger, judge, model: str, limit: int | None, judge_limit
 
 
 def bench_intent(ledger, judge, folder: str, limit: int | None, judge_limit: int, seed: int) -> dict:
-    from bench.clinc import load_clinc150
-    from cascade.intent import IntentModel
+    from data.clinc import load_clinc150
+    from registry import load_intent_model
 
-    model = IntentModel.load(folder)
+    model = load_intent_model(folder)
     data = load_clinc150()
     tx, ty = data.split("test")
     ox, oy = data.split("oos_test")
@@ -178,9 +179,9 @@ def bench_relevance(ledger, judge, model: str, limit: int | None, judge_limit: i
     # query's BM25 top ``cost_depth`` (one rerank request) under the ledger, one call per pair; the
     # judge sees the top 10 of the same lists. The fp32 reference scores the same pairs off the
     # ledger, so a faster backend has to show it keeps the ranking.
-    from bench.datasets import data_root, load_beir
+    from data import data_root, load_beir
     from bench.metrics import evaluate
-    from bench.registry import load_cross_encoder
+    from registry import load_cross_encoder
     from rerank.agreement import rank_agreement
     from rerank.backends import resolve_backend
     from rerank.engine import RerankEngine
@@ -233,7 +234,7 @@ def bench_relevance(ledger, judge, model: str, limit: int | None, judge_limit: i
 
 
 def _model_folder(name: str) -> str:
-    from bench.registry import Registry
+    from registry import Registry
 
     if Path(name).is_dir():
         return name
@@ -247,13 +248,13 @@ def run_specialists_bench(out: Path | str, limit: int | None = None, judge_limit
                           faithfulness_model: str = "faithfulness", intent_model: str = "models/intent-clinc150",
                           tasks: tuple[str, ...] = ("relevance", "faithfulness", "intent"), seed: int = 0,
                           relevance_backend: str = "auto") -> dict:
-    from bench.registry import Registry
+    from registry import Registry, load_judge_prompts, load_prices
     from bench.report import write_results
     from distill.judge import LLMJudge
-    from distill.ledger import Ledger, Prices
+    from distill.ledger import Ledger
 
     out = Path(out)
-    prices = Prices.load()
+    prices = load_prices()
     prices.token_cost(price_as, 0, 0)  # fail now, not after an hour, if the API price is missing
     from rerank.backends import resolve_backend
 
@@ -263,7 +264,7 @@ def run_specialists_bench(out: Path | str, limit: int | None = None, judge_limit
     for suffix in ("", "-wal", "-shm"):
         Path(str(ledger_path) + suffix).unlink(missing_ok=True)
     ledger = Ledger(ledger_path, prices)
-    judge = LLMJudge(_judge(judge_model), ledger=ledger, pricing="tokens", priced_as=price_as) if judge_limit else None
+    judge = LLMJudge(_judge(judge_model), load_judge_prompts(), ledger=ledger, pricing="tokens", priced_as=price_as) if judge_limit else None
     reg = Registry()
     metrics: dict[str, Any] = {}
     notes: list[str] = []

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.clinc import OOS_LABEL, TextEmbeddingStore, load_clinc150
-from bench.datasets import data_root, load_beir
+from data.clinc import OOS_LABEL, TextEmbeddingStore, load_clinc150
+from data import data_root, load_beir
 from bench.report import markdown_table, write_results
 from cascade.intent import EmbeddingIntentClassifier
 from cascade.thresholds import ScorerMismatchError, ThresholdGuard, ThresholdSpec, UnattainableTargetError, achieved
@@ -180,7 +180,7 @@ def threshold_task(task: str, labels: np.ndarray, scores_before: np.ndarray, sco
 
 def run_thresholds_bench(limit: int | None = 100, train_per_intent: int = 50, scifact_recall: float = 0.8,
                          clinc_recall: float = 0.8, seed: int = 0, spec_dir: Path | None = None) -> dict[str, Any]:
-    from bench.registry import load_embedder
+    from registry import load_embedder
     from monitor.calibration import PlattScaling
 
     store = TextEmbeddingStore()

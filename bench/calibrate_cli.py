@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets import DatasetError, read_jsonl
+from data import DatasetError, read_jsonl
 
 __all__ = ["read_scores", "add_parser", "CALIBRATE_MODULES", "summary_lines"]
 

@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
-    from bench.datasets import DatasetError
-    from bench.registry import UnknownModelError
+    from data import DatasetError
+    from registry import UnknownModelError
 
     try:
         return int(args.func(args) or 0)

@@ -121,8 +121,9 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
     With ``curve_from``, the curve (and the order chosen from it) is taken from an earlier result for the
     same model, questions and settings (:func:`load_curve`) and only the held-out questions are run.
     """
-    from bench.registry import load_embedder, load_llm
-    from generate.context_rot import PromptCache, build_items, evaluate_orders, load_nq_oracle, position_curve, slots_for
+    from registry import load_embedder, load_llm
+    from data.nq_open import load_nq_oracle
+    from generate.context_rot import PromptCache, build_items, evaluate_orders, position_curve, slots_for
     from generate.context_rot import bootstrap_ci
     from generate.ordering import OrderStore, choose_order, rank_distribution, reorder
     from retrieval.cache import default_cache_dir

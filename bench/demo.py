@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from bench.datasets import RetrievalDataset, load_halueval_qa
-from bench.registry import Registry, load_cross_encoder, load_embedder, load_llm
+from data import RetrievalDataset, load_halueval_qa
+from registry import Registry, load_cross_encoder, load_embedder, load_llm
 from bench.report import markdown_table
 from bench.pipeline import Pipeline, PipelineResult
 from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
@@ -28,11 +28,11 @@ def run_demo(n_questions: int = 3, corpus_size: int = 2000, llm: str = "smollm2"
     if reranker and reranker in Registry().names("cross-encoder"):
         rr = load_cross_encoder(reranker)
     from bench.context_cli import measured_order
-    from bench.registry import repo_root
+    from registry import config_dir
 
     model = load_llm(llm)
     # The context order measured for this LLM by `ragfix diagnose context-rot` (rank order if none).
-    order, curve = measured_order(llm, model, repo_root() / "configs" / "context_orders.json")
+    order, curve = measured_order(llm, model, config_dir() / "context_orders.json")
     pipe = Pipeline(HybridRetriever([BM25Retriever(), DenseRetriever(load_embedder(embedder))]), model, reranker=rr,
                     order=order, curve=curve)
     pipe.index(ds.corpus)

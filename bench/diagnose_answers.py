@@ -14,7 +14,7 @@ __all__ = ["add_parser"]
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from bench.registry import load_faithfulness
+    from registry import load_faithfulness
     from generate.audit import audit_answers, read_answer_log
     from generate.gate import FaithfulnessGate
 

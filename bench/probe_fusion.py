@@ -27,8 +27,8 @@ TRAINED_HOTPOT_SAMPLES = ((13, 1000), (21, 600), (55, 300))
 
 
 def held_out_hotpot_queries(query_ids: list[str], samples=TRAINED_HOTPOT_SAMPLES) -> list[str]:
-    """Query ids no training stage drew, each stage's draw rebuilt by ``rerank.train.hotpotqa_draw``."""
-    from rerank.train import hotpotqa_draw
+    """Query ids no training stage drew, each stage's draw rebuilt by ``data.rerank_pairs.hotpotqa_draw``."""
+    from data.rerank_pairs import hotpotqa_draw
 
     used = {q for seed, n in samples for q in hotpotqa_draw(query_ids, n, random.Random(seed))}
     return [q for q in sorted(query_ids, key=lambda q: int(q[1:])) if q not in used]
@@ -39,9 +39,9 @@ def probe_fusion(n_queries: int = 150, model: str = "reranker-l6", backend: str 
     """nDCG@10 of first stage, cross-encoder alone and both fusions on held-out HotpotQA questions."""
     import time
 
-    from bench.datasets import load_halueval_qa
+    from data import load_halueval_qa
     from bench.metrics import evaluate
-    from bench.registry import load_cross_encoder, load_embedder
+    from registry import load_cross_encoder, load_embedder
     from bench.train_cli import stage_fusions
     from rerank.backends import resolve_backend
     from rerank.engine import RerankEngine

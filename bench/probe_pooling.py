@@ -27,8 +27,9 @@ def probe_pooling(n_pairs: int = 800, layers: tuple[int, ...] = (2, 6), max_leng
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from transformers import AutoModel, AutoTokenizer
 
-    from bench.datasets import data_root
-    from rerank.train import minilm_path, scifact_qrel_pairs
+    from data import data_root
+    from data.rerank_pairs import scifact_qrel_pairs
+    from rerank.train import minilm_path
 
     pairs = scifact_qrel_pairs(data_root() / "scifact", n_neg=1)[:n_pairs]
     y = np.array([p.label for p in pairs])

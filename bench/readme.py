@@ -40,7 +40,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from bench.registry import repo_root
+    from registry import repo_root
 
     p = sub.add_parser("readme", help="regenerate README results tables from results/*.md")
     p.add_argument("--readme", type=Path, default=repo_root() / "README.md")

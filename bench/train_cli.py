@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--hotpot-queries", type=int, default=800, help="HaluEval/HotpotQA questions (0 to skip)")
     p.add_argument("--nq-queries", type=int, default=800, help="NQ-open oracle questions (0 to skip)")
     p.add_argument("--negatives", type=int, default=3, help="hard negatives per positive")
-    from rerank.train import MINERS  # light: numpy and the standard library
+    from data.rerank_pairs import MINERS  # light: numpy and the standard library
 
     p.add_argument("--miner", choices=MINERS, default="bm25",
                    help="where hard negatives come from: BM25's top 30 (default) or the hybrid top 30 "
@@ -76,6 +76,7 @@ def add_parser(subparsers) -> None:
 
 
 def train_reranker_cmd(args: argparse.Namespace) -> int:
+    import data.rerank_pairs as P
     import rerank.train as T
 
     out = Path(args.out or f"models/reranker-minilm-l{args.layers}")
@@ -91,15 +92,15 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
     if pairs_file.is_file():
         pairs = T.load_pairs(pairs_file)  # restart: the same pairs, whatever the builders would give now
     elif args.candidates:
-        from bench.datasets import data_root
+        from data import data_root
 
         folder = Path(args.data) if args.data else data_root() / "scifact"
-        pairs = T.check_pairs(T.drop_test_queries(
-            T.candidate_groups(folder, per_query=args.candidates, depth=args.depth, ict_queries=args.ict_queries,
+        pairs = T.check_pairs(P.drop_test_queries(
+            P.candidate_groups(folder, per_query=args.candidates, depth=args.depth, ict_queries=args.ict_queries,
                                seed=args.seed), folder))
         T.save_pairs(pairs, pairs_file)
     else:
-        pairs = T.build_training_pairs(args.data, seed=args.seed, n_neg=args.negatives, ict_queries=args.ict_queries,
+        pairs = P.build_training_pairs(args.data, seed=args.seed, n_neg=args.negatives, ict_queries=args.ict_queries,
                                        hotpot_queries=args.hotpot_queries, nq_queries=args.nq_queries,
                                        max_pairs=args.max_pairs, miner=args.miner)
         T.save_pairs(pairs, pairs_file)
@@ -176,9 +177,9 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
     import numpy as np
     import torch
 
-    from bench.datasets import data_root, load_beir
+    from data import data_root, load_beir
     from bench.metrics import evaluate
-    from bench.registry import Registry, load_cross_encoder, load_embedder
+    from registry import Registry, load_cross_encoder, load_embedder
     from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
     if threads:

@@ -2,7 +2,7 @@
 
 Wired into the ``train`` group of :mod:`bench.train_cli` by one call, ``add_train_parsers(sub)``.
 
-- ``faithfulness``: builds the (evidence, claim) pairs of :func:`cascade.faithfulness.build_faithfulness_pairs`,
+- ``faithfulness``: builds the (evidence, claim) pairs of :func:`data.faithfulness.build_faithfulness_pairs`,
   trains the MiniLM cross-encoder with checkpoints under ``--work`` (rerun the same command to
   resume; the pairs are frozen in ``<work>/pairs.jsonl`` on the first run), writes fp16 weights to
   ``--out``, evaluates (held-out length-matched HaluEval QA, summarization OOD) and writes the model card.
@@ -73,19 +73,20 @@ def train_lexical_faithfulness(out: Path | str, qa_rows: int = 7000, dialogue_ro
                                seed: int = 13, command: str = "") -> dict:
     """Fit :class:`cascade.support_features.LexicalFaithfulnessScorer`, evaluate it, write ``model.json`` + card."""
     import cascade.faithfulness as F
+    import data.faithfulness as FD
     from cascade.support_features import LexicalFaithfulnessScorer
 
     t0 = time.perf_counter()
     # Built per source so the card's counts come from the builder, not from guessing at each item's text.
-    by_source = {"halueval-qa": F.lexical_training_items(qa_rows, 0, heldout, seed),
-                 "halueval-dialogue": F.lexical_training_items(0, dialogue_rows, heldout, seed) if dialogue_rows else []}
+    by_source = {"halueval-qa": FD.lexical_training_items(qa_rows, 0, heldout, seed),
+                 "halueval-dialogue": FD.lexical_training_items(0, dialogue_rows, heldout, seed) if dialogue_rows else []}
     items = [c for part in by_source.values() for c in part]
     scorer = LexicalFaithfulnessScorer.fit([c.evidence for c in items], [c.claim for c in items],
                                            [c.label for c in items], [c.question for c in items])
     fit_s = time.perf_counter() - t0
-    metrics = F.evaluate_faithfulness(scorer, n_heldout=heldout)
+    metrics = FD.evaluate_faithfulness(scorer, n_heldout=heldout)
     # The ablation the card reports: the same model scoring question+answer as one claim, no question apart.
-    rows = F.load_halueval("qa")
+    rows = FD.load_halueval("qa")
     _, held = F.halueval_qa_split(len(rows), heldout)
     lm = F.length_matched_eval(rows, held)
     y = np.array([c.label for c in lm])
@@ -134,7 +135,7 @@ chance (0.694). This model fits in {meta['fit_wall_s']} s and scores a pair in w
 {counts}
 
 HaluEval QA rows from the train side of a seeded split (seed 7); {meta['recipe']['heldout']} rows are held
-out and never trained on (checked in `cascade.faithfulness.lexical_training_items`).
+out and never trained on (checked in `data.faithfulness.lexical_training_items`).
 
 ## Command
 
@@ -170,6 +171,7 @@ Date: {meta['date']}.
 
 def train_faithfulness_cmd(args: argparse.Namespace) -> int:
     import cascade.faithfulness as F
+    import data.faithfulness as FD
     import rerank.train as T
 
     if args.arch == "lexical":
@@ -188,7 +190,7 @@ def train_faithfulness_cmd(args: argparse.Namespace) -> int:
             pairs = T.load_pairs(pairs_file)
             print(f"resuming with the {len(pairs)} pairs frozen in {pairs_file}")
         else:
-            pairs = F.build_faithfulness_pairs(args.qa_rows, args.dialogue_rows, args.scifact_pairs, args.augment,
+            pairs = FD.build_faithfulness_pairs(args.qa_rows, args.dialogue_rows, args.scifact_pairs, args.augment,
                                                args.heldout, args.seed)
             T.save_pairs(pairs, pairs_file)
         counts = T.pair_counts(pairs)
@@ -206,7 +208,7 @@ def train_faithfulness_cmd(args: argparse.Namespace) -> int:
         (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
     meta = F.read_card_meta(out)
     scorer = F.FaithfulnessScorer(out, max_length=256)
-    metrics = F.evaluate_faithfulness(scorer, n_heldout=meta["recipe"]["heldout"])
+    metrics = FD.evaluate_faithfulness(scorer, n_heldout=meta["recipe"]["heldout"])
     meta["metrics"] = metrics
     (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
     write_faithfulness_card(out, meta)
@@ -277,7 +279,7 @@ def train_intent_cmd(args: argparse.Namespace) -> int:
     if (args.train is None) != (args.test is None):
         raise ValueError("give both --train and --test (your own data), or neither (CLINC150)")
     if args.train is None:
-        from bench.clinc import load_clinc150
+        from data.clinc import load_clinc150
 
         data = load_clinc150()
         tr_x, tr_y = data.split("train")
@@ -290,7 +292,10 @@ def train_intent_cmd(args: argparse.Namespace) -> int:
         te_x, te_y = load_text_labels(args.test)
         source = f"{args.train} / {args.test}"
     t0 = time.time()
-    model = fit_intent_model(tr_x, tr_y, embedder=args.embedder, C=args.C, oos_label=args.oos_label,
+    from data.clinc import StoreCachedEmbedder
+    from registry import load_embedder
+
+    model = fit_intent_model(tr_x, tr_y, embedder=StoreCachedEmbedder(load_embedder(args.embedder)), C=args.C, oos_label=args.oos_label,
                              target_recall=args.oos_target_recall or 0.95)
     fit_s = time.time() - t0
     metrics = evaluate_intent(model, te_x, te_y)

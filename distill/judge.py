@@ -1,7 +1,8 @@
 """LLM-judge baseline: relevance, faithfulness and intent asked of an LLM, with versioned prompts.
 
 The baseline that the project's specialists replace (Single-LLM Overspend, V): one LLM, three
-tasks, each a prompt template from ``configs/judge_prompts.yaml`` (its ``version`` string travels with
+tasks, each a prompt template from a prompts file (the project's ``configs/judge_prompts.yaml``, read by
+``registry.load_judge_prompts()`` or :func:`load_judge_prompts`; its ``version`` string travels with
 every verdict). Any backend with ``generate(messages, max_new_tokens) -> Generation`` works: local
 SmolLM2 (:class:`generate.TransformersBackend`) or any OpenAI-compatible server
 (:class:`generate.OpenAICompatBackend`).
@@ -37,13 +38,10 @@ class Verdict(NamedTuple):
     prompt_version: str
 
 
-def load_judge_prompts(path: Path | str | None = None) -> dict:
+def load_judge_prompts(path: Path | str) -> dict:
+    """The prompts YAML at ``path``, checked: ValueError naming the file when ``version`` or a task's template is missing."""
     import yaml
 
-    if path is None:
-        from bench.registry import repo_root
-
-        path = repo_root() / "configs" / "judge_prompts.yaml"
     path = Path(path)
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict) or not raw.get("version") or not isinstance(raw.get("tasks"), dict):
@@ -63,14 +61,14 @@ class LLMJudge:
 
     Args:
         backend: an LLM backend (``generate(messages, max_new_tokens)``).
-        prompts: the dict of :func:`load_judge_prompts` (default: ``configs/judge_prompts.yaml``).
+        prompts: the dict of :func:`load_judge_prompts` (the project's: ``registry.load_judge_prompts()``).
         ledger: optional :class:`distill.ledger.Ledger`; every call is recorded there with its task.
         ledger_kwargs: passed to ``Ledger.record`` (e.g. ``pricing="tokens", priced_as="gpt-4o-mini"``).
     """
 
-    def __init__(self, backend, prompts: dict | None = None, ledger=None, **ledger_kwargs) -> None:
+    def __init__(self, backend, prompts: dict, ledger=None, **ledger_kwargs) -> None:
         self.backend = backend
-        self.prompts = prompts or load_judge_prompts()
+        self.prompts = prompts
         self.version = str(self.prompts["version"])
         self.ledger, self.ledger_kwargs = ledger, ledger_kwargs
         self.n_calls = {t: 0 for t in JUDGE_TASKS}

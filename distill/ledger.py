@@ -3,7 +3,8 @@
 Failure mode: Single-LLM Overspend (V). One frontier LLM ends up scoring relevance, checking
 faithfulness and classifying intents, and the bill says only "LLM". The ledger records, per call,
 ``task``, ``model``, ``kind`` (``llm`` | ``specialist``), tokens in and out, wall and CPU seconds,
-and the cost in USD from ``configs/prices.yaml``:
+and the cost in USD from a price table (:class:`Prices`: ``configs/prices.yaml`` via
+``registry.load_prices()``, any YAML file via :meth:`Prices.load`, or a dict):
 
 - ``pricing="tokens"``: ``tokens_in * input_per_mtok_usd + tokens_out * output_per_mtok_usd`` (/1e6)
   of ``priced_as`` (default: ``model``) in ``prices.llms``; a model missing there is an error
@@ -23,7 +24,7 @@ Leaves out: cached-token discounts, batch-API discounts, currency conversion, pe
 
 Example::
 
-    prices = Prices.load()
+    prices = Prices.load("configs/prices.yaml")  # or Prices({...}) / registry.load_prices()
     with Ledger("runs/ledger.sqlite", prices) as led:
         with led.track("intent", "intent-clinc150", kind="specialist"):
             model.predict(texts)
@@ -61,7 +62,7 @@ class PriceMissingError(KeyError):
 
 
 class Prices:
-    """USD per million tokens per LLM and USD per core-/GPU-hour, from ``configs/prices.yaml``."""
+    """USD per million tokens per LLM and USD per core-/GPU-hour: a dict, or a YAML file via :meth:`load`."""
 
     def __init__(self, raw: dict, source: str = "<dict>") -> None:
         self.source = source
@@ -78,13 +79,10 @@ class Prices:
         self.raw = raw
 
     @classmethod
-    def load(cls, path: Path | str | None = None) -> "Prices":
+    def load(cls, path: Path | str) -> "Prices":
+        """The price table in YAML file ``path`` (the project's: ``registry.load_prices()``); FileNotFoundError if missing."""
         import yaml
 
-        if path is None:
-            from bench.registry import repo_root
-
-            path = repo_root() / "configs" / "prices.yaml"
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: price table not found")
@@ -154,7 +152,8 @@ class Ledger:
 
     Args:
         path: the SQLite file (created when missing, unless ``create=False``).
-        prices: a :class:`Prices`; default ``Prices.load()`` (``configs/prices.yaml``). Cost is computed
+        prices: a :class:`Prices` (``registry.load_prices()`` for ``configs/prices.yaml``); needed to
+            record a call (a ValueError says so when missing), not to read a ledger. Cost is computed
             at record time and stored, so a later price change does not rewrite history.
     """
 
@@ -205,7 +204,8 @@ class Ledger:
 
     def _prices(self) -> Prices:
         if self.prices is None:
-            self.prices = Prices.load()
+            raise ValueError(f"{self.path}: this Ledger has no prices, so it cannot price a call; pass "
+                             "prices=Prices.load(path), Prices({...}) or registry.load_prices() to Ledger(...)")
         return self.prices
 
     def cost(self, rec: CallRecord) -> tuple[str, str, float]:

@@ -3,7 +3,8 @@
 Context Rot: with the gold passage mid-context, many LLMs answer worse than with it at either end
 (Liu et al., TACL 2024). This module measures that for the user's model:
 
-1. :func:`build_items` -- per NQ-open oracle question, ``n_passages - 1`` hard distractors: other
+1. :func:`build_items` -- per NQ-open oracle question (rows from ``data.nq_open.load_nq_oracle``; this
+   module takes rows, never reads a data set), ``n_passages - 1`` hard distractors: other
    questions' gold passages nearest to the question's gold passage by embedding, never containing
    an answer string (normalised substring test).
 2. :func:`position_curve` -- the gold passage at each of ``positions`` slots; per slot, the
@@ -28,7 +29,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["RotItem", "load_nq_oracle", "build_items", "slots_for", "position_curve", "evaluate_orders", "bootstrap_ci",
+__all__ = ["RotItem", "build_items", "slots_for", "position_curve", "evaluate_orders", "bootstrap_ci",
            "LITM_INSTRUCTION", "PromptCache"]
 
 LITM_INSTRUCTION = ("Write a high-quality answer for the given question using only the provided search results "
@@ -43,20 +44,6 @@ class RotItem:
     distractors: list[str]  # nearest first
     retrieval_rank: int = 0  # where a retriever ranks the gold passage among all passages (0 = first)
     ranked: tuple[int, ...] = ()  # retriever order over [gold] + distractors (indices into that list)
-
-
-def load_nq_oracle(path=None) -> list[tuple[str, list[str], str]]:
-    """(question, answers, gold passage text) from ``lost_in_the_middle/nq-open-oracle.jsonl.gz``."""
-    from bench.datasets import DatasetError, data_root, read_jsonl
-
-    path = path or data_root() / "lost_in_the_middle" / "nq-open-oracle.jsonl.gz"
-    out = []
-    for line, obj in read_jsonl(path):
-        ctx = next((c for c in obj.get("ctxs", []) if c.get("isgold")), None)
-        if ctx is None or not obj.get("answers"):
-            raise DatasetError(f"{path}:{line}: row has no gold context or no answers")
-        out.append((obj["question"], list(obj["answers"]), f"{ctx.get('title', '')}\n{ctx['text']}".strip()))
-    return out
 
 
 def build_items(rows: Sequence[tuple[str, list[str], str]], embedder, n_passages: int = 10, limit: int | None = None,

@@ -3,7 +3,7 @@
 Right Doc, Wrong Answer: retrieval put the right passage in the context and the answer still
 states something the passage does not. The gate splits the answer into claims (sentences, with
 citation markers removed), scores each against every passage with the faithfulness specialist
-(``bench.registry.load_faithfulness``; any object with ``predict_proba(evidences, claims,
+(``registry.load_faithfulness``; any object with ``predict_proba(evidences, claims,
 questions)`` works) and gives each claim a verdict:
 
 - ``supported``: some passage supports it (P >= ``threshold``); that passage is kept as its evidence;

@@ -3,6 +3,18 @@
 Used by ``cascade`` (Threshold by Feel III, Cascade Saturation X) and, later, by eval drift (I)
 and distillation drift (IX). numpy, scipy and scikit-learn only; matplotlib only for the
 reliability diagram PNG.
+
+Lift-out needs: nothing (copy ``monitor/`` alone; it imports none of the other packages). The
+example below runs from such a copy in ``tests/unit/test_liftout.py``.
+
+Example::
+
+    import numpy as np
+    from monitor import KSDrift, clopper_pearson
+
+    print(clopper_pearson(7, 10))  # Interval(estimate=0.7, lower=0.3475..., upper=0.9332..., confidence=0.95, n=10)
+    rng = np.random.default_rng(0)
+    print(KSDrift(rng.normal(size=500)).predict(rng.normal(1.0, size=200)).is_drift)  # True
 """
 from monitor.bounds import bootstrap_interval, clopper_pearson
 from monitor.calibration import (

@@ -37,7 +37,7 @@ class RerankEngine(PairRanker):
 
     Args:
         model: a ``sentence_transformers.CrossEncoder`` or a path to one (registry names go
-            through ``bench.registry.load_cross_encoder(...).model``).
+            through ``registry.load_cross_encoder(...).model``).
         backend: one of ``rerank.backends.BACKENDS``.
         max_tokens_per_batch: padded-token budget per forward pass (replaces a fixed batch size).
         max_batch: optional cap on pairs per forward pass.

@@ -52,7 +52,7 @@ def _no_network(monkeypatch):
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    from bench.datasets import data_root as _root
+    from data import data_root as _root
 
     root = _root()
     if not (root / "scifact" / "corpus.jsonl").is_file():
@@ -62,6 +62,6 @@ def data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def scifact(data_root):
-    from bench.datasets import load_beir
+    from data import load_beir
 
     return load_beir(data_root / "scifact", "test")

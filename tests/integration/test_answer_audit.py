@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from bench.datasets import data_root, read_jsonl
+from data import data_root, read_jsonl
 from generate.audit import LogFormatError, audit_answers, has_answer, read_answer_log
 
 
@@ -48,7 +48,7 @@ def planted(tmp_path_factory):
 
 
 def test_planted_log_counts_recovered_exactly(planted):
-    from bench.registry import load_faithfulness
+    from registry import load_faithfulness
     from generate.gate import FaithfulnessGate
 
     path, expect = planted

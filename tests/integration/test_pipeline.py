@@ -1,9 +1,9 @@
 """End to end on real models: SmolLM2 answers from a passage; the pipeline retrieves, times and cites."""
 import pytest
 
-from bench.datasets import load_halueval_qa
+from data import load_halueval_qa
 from bench.pipeline import Pipeline
-from bench.registry import load_llm
+from registry import load_llm
 from generate.prompt import build_messages
 from retrieval import BM25Retriever, Document
 
@@ -102,7 +102,7 @@ def test_batched_score_equals_one_by_one_with_padding(llm, tmp_path):
 
 def test_pipeline_overlap_order_and_gate(llm):
     from generate.gate import FaithfulnessGate
-    from bench.registry import load_faithfulness
+    from registry import load_faithfulness
 
     ds = load_halueval_qa(limit=200)
     q = ds.queries[list(ds.queries)[0]]
@@ -123,7 +123,7 @@ def test_pipeline_overlap_order_and_gate(llm):
 def test_history_is_part_of_the_overlapped_prefix(llm):
     """The conversation so far is known before reranking ends: it is prefilled with the question, and the
     answer with the reused prefix equals the answer computed from scratch."""
-    from bench.datasets import load_halueval_dialogue_histories
+    from data import load_halueval_dialogue_histories
 
     history = load_halueval_dialogue_histories(limit=1)[0]
     passages = [Document("a", "Robert Downey Jr. starred in Zodiac, a 2007 crime film directed by David Fincher.")]

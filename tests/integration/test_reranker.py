@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.datasets import data_root, load_beir
+from data import data_root, load_beir
 from bench.metrics import evaluate
-from bench.registry import Registry, load_cross_encoder
+from registry import Registry, load_cross_encoder
 from retrieval.retrievers import BM25Retriever
 
 pytestmark = pytest.mark.integration

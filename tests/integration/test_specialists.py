@@ -6,10 +6,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_committed_intent_model_beats_target_on_clinc_sample():
-    from bench.clinc import load_clinc150
-    from cascade.intent import IntentModel
+    from data.clinc import load_clinc150
+    from registry import load_intent_model
 
-    m = IntentModel.load("models/intent-clinc150")
+    m = load_intent_model("models/intent-clinc150")
     data = load_clinc150()
     tx, ty = data.split("test")
     ox, oy = data.split("oos_test")
@@ -23,12 +23,12 @@ def test_committed_intent_model_beats_target_on_clinc_sample():
 
 
 def test_smollm2_judge_counts_every_reply(tmp_path):
-    from bench.registry import load_llm
+    from registry import load_judge_prompts, load_llm, load_prices
     from distill.judge import LLMJudge
     from distill.ledger import Ledger
 
-    with Ledger(tmp_path / "l.sqlite") as led:
-        judge = LLMJudge(load_llm("smollm2"), ledger=led, pricing="tokens", priced_as="gpt-4o-mini")
+    with Ledger(tmp_path / "l.sqlite", load_prices()) as led:
+        judge = LLMJudge(load_llm("smollm2"), load_judge_prompts(), ledger=led, pricing="tokens", priced_as="gpt-4o-mini")
         v1 = judge.judge("faithfulness", evidence="The Eiffel Tower is in Paris.", claim="The Eiffel Tower is in Paris.")
         v2 = judge.judge("relevance", query="capital of France", passage="Paris is the capital of France.")
         assert judge.n_calls["faithfulness"] == judge.n_calls["relevance"] == 1
@@ -41,10 +41,11 @@ def test_smollm2_judge_counts_every_reply(tmp_path):
 def test_registered_faithfulness_specialist_meets_the_bar_on_held_out_length_matched_qa():
     """Issue 3's bar: balanced accuracy >= 0.80 and >= 0.10 above the length-only baseline."""
     import cascade.faithfulness as F
-    from bench.registry import load_faithfulness
+    import data.faithfulness as FD
+    from registry import load_faithfulness
 
     s = load_faithfulness("faithfulness")
-    rows = F.load_halueval("qa")
+    rows = FD.load_halueval("qa")
     train_idx, held = F.halueval_qa_split(len(rows), s.meta["recipe"]["heldout"])
     items = F.length_matched_eval(rows, held)
     y = np.array([c.label for c in items])
@@ -62,8 +63,9 @@ def test_relevance_cost_is_measured_on_the_serving_engine_and_keeps_fp32_ranking
     from bench.bench_specialists import bench_relevance
     from rerank.backends import resolve_backend
     from distill.ledger import Ledger
+    from registry import load_prices
 
-    with Ledger(tmp_path / "l.sqlite") as led:
+    with Ledger(tmp_path / "l.sqlite", load_prices()) as led:
         m = bench_relevance(led, None, "reranker-l6", limit=2, judge_limit=0, seed=0, backend="auto", cost_depth=40)
         rows = led.rows()
     eng = m["cost_engine"]

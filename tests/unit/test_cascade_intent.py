@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from bench.clinc import TextEmbeddingStore, load_clinc150
-from bench.datasets import DatasetError
+from data.clinc import TextEmbeddingStore, load_clinc150
+from data import DatasetError
 from cascade.intent import EmbeddingIntentClassifier
 
 

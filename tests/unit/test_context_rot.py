@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from generate.audit import has_answer
-from generate.context_rot import bootstrap_ci, build_items, load_nq_oracle, slots_for
+from data.nq_open import load_nq_oracle
+from generate.context_rot import bootstrap_ci, build_items, slots_for
 
 
 def test_slots_and_bootstrap():
@@ -19,7 +20,7 @@ def test_slots_and_bootstrap():
 
 
 def test_hard_distractors_never_contain_an_answer():
-    from bench.registry import load_embedder
+    from registry import load_embedder
 
     rows = load_nq_oracle()[:150]
     items = build_items(rows, load_embedder("minilm"), n_passages=5, limit=20, seed=0)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from bench.datasets import DatasetError, load_beir, load_documents_jsonl, load_halueval_qa
+from data import DatasetError, load_beir, load_documents_jsonl, load_halueval_qa
 
 
 def _write_beir(root, corpus, queries, qrels_text, split="test"):

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 import cascade.faithfulness as F
+import data.faithfulness as FD
 
 
 @pytest.fixture(scope="module")
 def qa_rows():
-    return F.load_halueval("qa")
+    return FD.load_halueval("qa")
 
 
 def test_split_is_disjoint_and_deterministic(qa_rows):
@@ -42,7 +43,7 @@ def test_length_matching_puts_the_length_baseline_at_chance(qa_rows):
 
 
 def test_scifact_pairs_use_train_claims_only(data_root):
-    pairs = F.scifact_claim_pairs()
+    pairs = FD.scifact_claim_pairs()
     test_ids = {line.split("\t")[0] for line in (data_root / "scifact/qrels/test.tsv").read_text().splitlines()[1:]}
     assert pairs and {p.label for p in pairs} == {0.0, 1.0}
     assert not {p.qid.split(":")[1] for p in pairs} & test_ids

@@ -1,7 +1,7 @@
 """Faithfulness gate: claims, verdicts, policies (failure mode II), with the project's lexical specialist."""
 import pytest
 
-from bench.registry import load_faithfulness
+from registry import load_faithfulness
 from generate.gate import ABSTAIN_TEXT, FaithfulnessGate, apply_policy, extractive_answer, is_abstention, split_claims
 
 P = ["Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891.",

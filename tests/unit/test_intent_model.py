@@ -35,10 +35,7 @@ def _data(seed=0):
     return texts, labels
 
 
-def test_fit_predict_oos_and_round_trip(tmp_path, monkeypatch):
-    import cascade.intent as I
-
-    monkeypatch.setattr(I, "_embed_cached", lambda emb, texts: emb.encode_queries(list(texts)))
+def test_fit_predict_oos_and_round_trip(tmp_path):
     texts, labels = _data()
     texts_oos = ["zebra xylophone quantum", "purple monkey dishwasher"]
     m = fit_intent_model(texts + texts_oos, labels + ["oos", "oos"], embedder=_BagEmbedder(), target_recall=0.95)
@@ -52,6 +49,25 @@ def test_fit_predict_oos_and_round_trip(tmp_path, monkeypatch):
     np.testing.assert_array_equal(back.predict(q), m.predict(q))
     assert back.oos_threshold == m.oos_threshold
     assert "| accuracy | 1.0000 |" in (tmp_path / "m" / "MODEL_CARD.md").read_text()
+
+
+def test_embedder_is_passed_in_and_checked(tmp_path):
+    """No registry inside cascade: a name is refused, a model without embedder says how to attach one, a wrong one is refused."""
+    texts, labels = _data()
+    with pytest.raises(TypeError, match="registry.load_embedder"):
+        fit_intent_model(texts, labels, embedder="minilm")
+    fit_intent_model(texts, labels, embedder=_BagEmbedder()).save(tmp_path / "m")
+    bare = IntentModel.load(tmp_path / "m")
+    with pytest.raises(RuntimeError, match="registry.load_intent_model"):
+        bare.predict(["rain"])
+
+    class _Other(_BagEmbedder):
+        fingerprint = "other-v1"
+
+    with pytest.raises(ValueError, match="fingerprint other-v1"):
+        IntentModel.load(tmp_path / "m", embedder=_Other())
+    bare.embedder = _BagEmbedder()
+    assert bare.predict(["rain forecast"])[0] == "weather"
 
 
 def test_format_version_checked(tmp_path):

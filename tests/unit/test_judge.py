@@ -3,6 +3,7 @@ import pytest
 
 from distill.judge import LLMJudge, load_judge_prompts
 from generate.backends import Generation
+from registry import load_judge_prompts as project_prompts
 
 
 class _Scripted:
@@ -18,7 +19,7 @@ class _Scripted:
 
 
 def test_prompts_versioned_and_complete():
-    p = load_judge_prompts()
+    p = project_prompts()
     assert p["version"] == "judge-v1"
     j = LLMJudge(_Scripted([]), prompts=p)
     msgs = j.messages("faithfulness", evidence="E", claim="C")
@@ -30,7 +31,7 @@ def test_prompts_versioned_and_complete():
 
 
 def test_parsing_and_counting():
-    j = LLMJudge(_Scripted(["Yes.", "no, because", "Maybe", "book_flight", "Book flight please", "weather?", "OOS"]))
+    j = LLMJudge(_Scripted(["Yes.", "no, because", "Maybe", "book_flight", "Book flight please", "weather?", "OOS"]), project_prompts())
     assert j.judge("relevance", query="q", passage="p").label == 1
     assert j.judge("relevance", query="q", passage="p").label == 0
     v = j.judge("faithfulness", evidence="e", claim="c")
@@ -44,3 +45,13 @@ def test_parsing_and_counting():
     assert j.n_calls["intent"] == 4
     with pytest.raises(ValueError, match="list of intent names"):
         j.judge("intent", text="t")
+
+
+def test_prompts_come_from_the_caller_and_are_checked(tmp_path):
+    """distill reads no config by itself: prompts are required, and a file missing a task's template is refused by name."""
+    with pytest.raises(TypeError, match="prompts"):
+        LLMJudge(_Scripted([]))  # noqa: the missing argument is the point
+    bad = tmp_path / "p.yaml"
+    bad.write_text("version: v0\ntasks:\n  relevance: {user: 'q {query}'}\n")
+    with pytest.raises(ValueError, match=r"p\.yaml: tasks\.faithfulness\.user"):
+        load_judge_prompts(bad)

@@ -76,7 +76,9 @@ def test_ledger_reopens_and_uses_wal(tmp_path):
 
 
 def test_prices_yaml_of_the_repo_loads():
-    p = Prices.load()
+    from registry import load_prices
+
+    p = load_prices()
     assert p.cpu_core_hour_usd > 0 and "gpt-4o-mini" in p.llms
     with pytest.raises(ValueError, match="cpu_core_hour_usd"):
         Prices({"llms": {}})
@@ -100,3 +102,11 @@ def test_report_cost_cli(tmp_path):
     add_parser(ap.add_subparsers())
     args = ap.parse_args(["cost", "--ledger", str(bad)])
     assert args.func(args) == 2
+
+
+def test_ledger_without_prices_refuses_to_price(tmp_path):
+    """No hidden config read inside distill: a Ledger given no prices says how to pass them."""
+    with Ledger(tmp_path / "l.sqlite") as led:
+        with pytest.raises(ValueError, match="registry.load_prices"):
+            led.record("intent", "gpt-4o-mini", kind="llm", tokens_in=10, tokens_out=1, wall_s=0.1)
+        assert led.rows() == []

@@ -75,7 +75,9 @@ def test_judge_over_http_records_in_ledger(server, tmp_path):
 
     raw = {"compute": {"cpu_core_hour_usd": 0.04}, "llms": {"tiny": {"input_per_mtok_usd": 1.0, "output_per_mtok_usd": 2.0}}}
     with Ledger(tmp_path / "l.sqlite", Prices(raw)) as led:
-        judge = LLMJudge(OpenAICompatBackend(server, "tiny", api_key_env=None), ledger=led)
+        from registry import load_judge_prompts
+
+        judge = LLMJudge(OpenAICompatBackend(server, "tiny", api_key_env=None), load_judge_prompts(), ledger=led)
         v = judge.judge("faithfulness", evidence="Paris is in France.", claim="Paris is in France.")
         # the echo server replies "echo: ..." -- not yes/no: counted, not dropped
         assert not v.parsed and v.label is None and judge.n_unparseable["faithfulness"] == 1

@@ -1,6 +1,6 @@
 import pytest
 
-from bench.registry import Registry, UnknownModelError, load_embedder
+from registry import Registry, UnknownModelError, load_embedder
 
 
 def test_known_names_include_the_packaged_models():

