@@ -16,17 +16,22 @@ between runs. The fix here is statistical, not a wider tolerance:
   closest recorded one with a wider tolerance, said in the report.
 
 Proof under load: ``ragfix perf proof --runs 20 --load 1`` (catch rate of injected 1.5x/2x/3x
-slowdowns and the false-failure rate of clean code, with one core kept busy). Needs only numpy and
-the standard library; copy this folder into your project as it is.
+slowdowns and the false-failure rate of clean code, with one core kept busy).
 
-Example (your own callable; runs as it stands):
-    >>> import numpy as np
-    >>> from perfguard import Guard, BaselineStore
-    >>> x = np.random.default_rng(0).standard_normal((64, 64))
-    >>> guard = Guard(BaselineStore("/tmp/perf_baseline_example.json"))
-    >>> _ = guard.record("my_matmul", lambda: x @ x @ x, reference=lambda: x @ x)
-    >>> guard.check("my_matmul", lambda: x @ x @ x, reference=lambda: x @ x).ok
-    True
+Lift-out needs: nothing (numpy and the standard library; pytest only for ``pytest_plugin``). The
+example below runs from a bare copy in ``tests/unit/test_liftout.py``.
+
+Example::
+
+    import numpy as np
+    from perfguard import BaselineStore, Guard, slowed
+
+    x = np.random.default_rng(0).standard_normal((64, 64))
+    guard = Guard(BaselineStore("perf_baseline.json"))
+    guard.record("my_matmul", lambda: x @ x @ x, reference=lambda: x @ x)   # once, on a quiet machine
+    verdict = guard.check("my_matmul", lambda: x @ x @ x, reference=lambda: x @ x)
+    print(verdict.message)   # my_matmul: ok, ratio 1.9... <= limit 3.0...
+    regressed = guard.check("my_matmul", slowed(lambda: x @ x @ x, 3.0), reference=lambda: x @ x)
 """
 from perfguard.baseline import BaselineStore, MachineClass, machine_class
 from perfguard.guard import Guard, Verdict

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FIX = ("retrieval", "rerank", "generate", "cascade", "distill", "monitor")
+FIX = ("retrieval", "rerank", "generate", "cascade", "distill", "monitor", "perfguard")
 UPPER = ("bench", "registry", "data")
 
 # What each example must have produced (run after the example, in the same namespace).
@@ -36,6 +36,7 @@ CHECKS = {
     "cascade": "assert derive_threshold(scores, labels, 'recall', 0.6, bound='point') == 0.8",
     "distill": "rows = Ledger.open('ledger.sqlite').by_task()\n"
                "assert len(rows) == 1 and rows[0]['task'] == 'intent' and abs(rows[0]['usd'] - 0.0001242) < 1e-12, rows",
+    "perfguard": "assert verdict.ok and not regressed.ok, (verdict.message, regressed.message)",
     "monitor": "assert abs(clopper_pearson(7, 10).estimate - 0.7) < 1e-12\n"
                "assert KSDrift(np.random.default_rng(0).normal(size=500)).predict(np.random.default_rng(1).normal(1.0, size=200)).is_drift",
 }
