@@ -40,9 +40,26 @@ def environment() -> dict:
         env["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     except ImportError:
         pass
-    try:
-        env["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                       cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        env["commit"] = None
+    env.update(_git())
+    env["command"] = " ".join(["ragfix" if Path(sys.argv[0]).name in ("ragfix", "cli.py") else Path(sys.argv[0]).name,
+                               *sys.argv[1:]])
+    from perfguard import machine_class
+
+    mc = machine_class()
+    env["cpu_flags"] = list(mc.flags)
+    from registry import resolved_models
+
+    env["models"] = resolved_models()
     return env
+
+
+def _git() -> dict:
+    """Commit of the checkout the code runs from, and whether tracked files differ from it (None outside git)."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=here, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                               cwd=here, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit or None, "dirty": bool(dirty) if commit else None}

@@ -15,6 +15,8 @@ its embedder attached by name).
 """
 from __future__ import annotations
 
+import hashlib
+
 import importlib.util
 import os
 import shutil
@@ -26,7 +28,8 @@ from typing import Any
 import yaml
 
 __all__ = ["ModelSpec", "Registry", "UnknownModelError", "load_embedder", "load_cross_encoder", "load_llm", "load_faithfulness",
-           "repo_root", "config_dir", "project_root", "load_prices", "load_judge_prompts", "load_intent_model"]
+           "repo_root", "config_dir", "project_root", "load_prices", "load_judge_prompts", "load_intent_model",
+           "resolved_models", "weights_sha256"]
 
 KINDS = ("embedder", "cross-encoder", "llm", "faithfulness")
 _DEFAULT_LOADER = {"embedder": "sentence-transformers", "cross-encoder": "sentence-transformers", "llm": "transformers",
@@ -75,6 +78,50 @@ class ModelSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+_RESOLVED: dict[str, ModelSpec] = {}
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".gguf", ".json", ".npy", ".npz", ".txt", ".model")
+_HASHES: dict[tuple, str] = {}
+
+
+def _noted(spec: ModelSpec) -> ModelSpec:
+    """Remember every model this process resolved, for the provenance of its results (:func:`resolved_models`)."""
+    _RESOLVED[spec.name] = spec
+    return spec
+
+
+def weights_sha256(path: Path | str) -> str:
+    """SHA-256 over a model's files (a file, or every weight/config/tokenizer file under a folder, by relative path).
+
+    Two models with the same digest load the same weights; cached per (path, sizes, mtimes) in-process.
+    """
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file() and f.suffix in _WEIGHT_SUFFIXES)
+    key = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(str(f.relative_to(path) if f != path else f.name).encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        _HASHES[key] = h.hexdigest()
+    return _HASHES[key]
+
+
+def resolved_models() -> dict[str, dict]:
+    """``{name: {"kind", "source", "path" or "hub_id", "sha256"}}`` for every model resolved in this process."""
+    out = {}
+    for name, spec in sorted(_RESOLVED.items()):
+        row: dict[str, Any] = {"kind": spec.kind, "source": spec.source}
+        if spec.path is not None and Path(spec.path).exists():
+            row["path"] = str(spec.path)
+            row["sha256"] = weights_sha256(spec.path)
+        else:
+            row["hub_id"] = spec.hub_id
+        out[name] = row
+    return out
+
+
 class Registry:
     def __init__(self, config: Path | str | None = None) -> None:
         config = Path(config or os.environ.get("RAGFIX_MODELS_CONFIG") or config_dir() / "models.yaml")
@@ -120,7 +167,7 @@ class Registry:
             else:
                 hub_id = e.pop("id")
                 _check_hub_allowed(name, hub_id)
-            return ModelSpec(name, kind, source, loader, path, hub_id, e)
+            return _noted(ModelSpec(name, kind, source, loader, path, hub_id, e))
         p = Path(name).expanduser()
         if p.exists():
             loader = _DEFAULT_LOADER[kind]
@@ -128,10 +175,10 @@ class Registry:
                 loader = "transformers-gguf"
             if kind == "faithfulness" and (p / "model.json").is_file():
                 loader = "lexical"
-            return ModelSpec(p.name, kind, "local", loader, p)
+            return _noted(ModelSpec(p.name, kind, "local", loader, p))
         if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
             _check_hub_allowed(name, name)
-            return ModelSpec(name, kind, "hub", _DEFAULT_LOADER[kind], None, name)
+            return _noted(ModelSpec(name, kind, "hub", _DEFAULT_LOADER[kind], None, name))
         raise UnknownModelError(
             f"unknown {kind} {name!r}; known {kind} names: {', '.join(self.names(kind)) or 'none'} "
             f"(or pass a local folder, or a hub id such as org/model when online); registry: {self.config}"
