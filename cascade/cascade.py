@@ -182,6 +182,7 @@ class Cascade:
         self.params = params
         self._cusum = BernoulliCUSUM(error_budget, alarm_ratio * error_budget, horizon=horizon, alpha=alpha)
         self._load()
+        self._data_version, self._fresh = None, False
         self.seq = self._max_seq()
 
     # -- persistence -----------------------------------------------------------------------------
@@ -194,6 +195,17 @@ class Cascade:
 
     def _put(self, key: str, value: Any) -> None:
         self._db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, json.dumps(value)))
+
+    def _refresh(self) -> None:
+        """Inside a write transaction: re-read the shared state if another connection committed since.
+
+        ``PRAGMA data_version`` changes only on other connections' commits; this object's own writes
+        keep its attributes current (``_fresh`` is cleared while a state write may still roll back).
+        """
+        dv = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if dv != self._data_version or not self._fresh:
+            self._load()
+            self._data_version, self._fresh = dv, True
 
     def _load(self) -> None:
         """Re-read the shared state (another process may have moved it); one query."""
@@ -251,7 +263,7 @@ class Cascade:
             raise ValueError(f"request_id must be a non-empty str (the caller's idempotency key) or None, got {request_id!r}")
         p = self.params
         with self._tx():  # reserve: the record exists before anything is paid
-            self._load()
+            self._refresh()
             row = None
             if request_id is not None:
                 row = self._db.execute("SELECT seq, route, confidence, cheap, expensive, error, cost, status FROM events "
@@ -311,7 +323,8 @@ class Cascade:
     def _complete(self, seq: int, route: str, conf: float, threshold: float, epoch: int, exp_answer: Hashable,
                   error: int | None) -> None:
         with self._tx():
-            self._load()
+            self._refresh()
+            self._fresh = False  # attributes change below; valid again only once this commits
             self._db.execute("UPDATE events SET expensive=?, error=?, status='done' WHERE seq=?",
                              (str(exp_answer), error, seq))
             # subtle: only audits of *confident* decisions feed the alarm; escalated ones say nothing
@@ -325,6 +338,7 @@ class Cascade:
                 if self.recal_left == 0:
                     self._recalibrate()
                 self._put("recal_left", self.recal_left)
+        self._fresh = True
 
     @property
     def alarm(self) -> bool:
@@ -333,9 +347,11 @@ class Cascade:
     def start_recalibration(self) -> None:
         """Audit every one of the next ``recal_window`` decisions, then re-derive the threshold."""
         with self._tx():
-            self._load()
+            self._refresh()
+            self._fresh = False
             self.recal_left = int(self.params["recal_window"])
             self._put("recal_left", self.recal_left)
+        self._fresh = True
 
     def _recalibrate(self) -> None:
         rows = self._db.execute("SELECT confidence, error FROM events WHERE route='recalibrate' AND epoch=? "

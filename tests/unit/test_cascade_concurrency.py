@@ -72,6 +72,8 @@ def test_two_processes_share_one_state_file(tmp_path):
     c = Cascade(path, **ARGS)
     s = c.stats()
     assert s["n"] == 600 and s["n_pending"] == 0 and c.seq == 600
+    # the alarm statistic saw every audit of both processes (state re-read under the lock: no lost update)
+    assert c._cusum.n_seen_ == routes.count("audit") > 0
 
 
 def test_nothing_is_paid_when_the_record_cannot_be_written(tmp_path):
