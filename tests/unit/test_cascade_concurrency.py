@@ -158,3 +158,22 @@ def test_paid_answer_is_handed_back_when_the_record_cannot_be_completed(tmp_path
         hold.execute("ROLLBACK")
         hold.close()
     assert c.stats()["n_pending"] == 1
+
+
+def test_state_file_of_the_previous_format_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "old.sqlite"
+    Cascade(path, **ARGS).close()
+    db = sqlite3.connect(path)  # rebuild the events table as the previous version wrote it, with one decision
+    db.executescript("""
+        DROP TABLE events; DROP INDEX IF EXISTS events_request;
+        CREATE TABLE events (seq INTEGER PRIMARY KEY, route TEXT NOT NULL, confidence REAL NOT NULL, cheap TEXT,
+            expensive TEXT, error INTEGER, cost REAL NOT NULL, threshold REAL NOT NULL, epoch INTEGER NOT NULL);
+        INSERT INTO events VALUES (1, 'escalate', 0.5, 'a', 'b', NULL, 11.0, 0.9, 0);""")
+    db.close()
+    c = Cascade(path, **ARGS)
+    assert c.seq == 1 and c.stats()["n"] == 1
+    c.decide(0.5, "a", lambda: "b", request_id="r")
+    assert c.stats()["n"] == 2 and c.seq == 2
+    (tmp_path / "notes.txt").write_text("not a database " * 100)
+    with pytest.raises(ValueError, match="not a cascade state file"):
+        Cascade(tmp_path / "notes.txt", **ARGS)
