@@ -178,7 +178,7 @@ def simulate(stages: dict, path: Path, threshold: float, idx: np.ndarray, shift_
     horizon = max(100, int(len(idx) * audit_rate * 2))
     c = Cascade(path, threshold, error_budget=budget, audit_rate=audit_rate, cheap_cost=costs[0],
                 expensive_cost=costs[1], horizon=horizon, alpha=0.05, alarm_ratio=alarm_ratio,
-                recal_window=recal_window, seed=seed)
+                recal_window=recal_window, seed=seed, synchronous="NORMAL")  # simulated calls cost nothing: no fsync each
     alarm_seq, recal_end = None, None
     routes = []
     for i in idx:

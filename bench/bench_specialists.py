@@ -3,7 +3,8 @@
 Single-LLM Overspend: one LLM scores relevance, checks faithfulness and classifies intents. This
 bench puts, per task, the project's specialist beside an LLM judge on the same items, and prices
 both from *measured* tokens and seconds recorded in an attribution ledger
-(:mod:`distill.ledger`, written next to ``--out`` as ``<out>.ledger.sqlite``):
+(:mod:`distill.ledger`, written next to ``--out`` as ``<out>.ledger.sqlite``; an existing one is replaced
+only with ``--overwrite-ledger`` and only when the run succeeds, the run writing to a temporary file beside it):
 
 - **relevance**: nDCG@10 on SciFact test. ``first_stage`` (hybrid BM25 + MiniLM, RRF), ``specialist``
   (the rerank stage over the hybrid top-100: z-score CombSUM of cross-encoder, BM25 and dense,
@@ -33,14 +34,19 @@ Leaves out: GPU serving of the judge, batching of judge calls, judges larger tha
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["run_specialists_bench", "markdown", "add_parser"]
+__all__ = ["run_specialists_bench", "markdown", "add_parser", "TASKS"]
+
+TASKS = ("relevance", "faithfulness", "intent")
 
 
 def _judge(name: str):
@@ -247,23 +253,68 @@ def run_specialists_bench(out: Path | str, limit: int | None = None, judge_limit
                           price_as: str = "gpt-4o-mini", relevance_model: str = "reranker-l6",
                           faithfulness_model: str = "faithfulness", intent_model: str = "models/intent-clinc150",
                           tasks: tuple[str, ...] = ("relevance", "faithfulness", "intent"), seed: int = 0,
-                          relevance_backend: str = "auto") -> dict:
-    from registry import Registry, load_judge_prompts, load_prices
-    from bench.report import write_results
-    from distill.judge import LLMJudge
+                          relevance_backend: str = "auto", overwrite_ledger: bool = False) -> dict:
+    """Run the bench; the ledger goes to ``<out>.ledger.sqlite``.
+
+    An existing ledger there is a user's file: without ``overwrite_ledger`` the run is refused
+    (:class:`FileExistsError`) before anything is loaded. The ledger is written to a temporary file in
+    the same folder and renamed over the target only when the run succeeds, so a failed or killed run
+    leaves the old ledger (or none) and no partial one.
+    """
     from distill.ledger import Ledger
+    from registry import load_prices
 
     out = Path(out)
+    ledger_path = out.with_suffix(".ledger.sqlite")
+    if ledger_path.exists() and not overwrite_ledger:
+        raise FileExistsError(f"{ledger_path}: a ledger already exists there; pass --overwrite-ledger to replace it "
+                              "(it is replaced only when the run succeeds), or choose another --out")
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"--tasks: unknown task(s) {', '.join(map(repr, unknown))}; choose from {', '.join(TASKS)}")
     prices = load_prices()
     prices.token_cost(price_as, 0, 0)  # fail now, not after an hour, if the API price is missing
     from rerank.backends import resolve_backend
 
     resolve_backend(relevance_backend)  # and an unusable backend
-    ledger_path = out.with_suffix(".ledger.sqlite")
     out.parent.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(ledger_path) + suffix).unlink(missing_ok=True)
-    ledger = Ledger(ledger_path, prices)
+    # a name of our own beside the target (same filesystem, so the final rename is atomic); created by
+    # SQLite, so it gets the user's umask
+    partial = ledger_path.with_name(f"{ledger_path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+    ledger = Ledger(partial, prices)
+    try:
+        doc = _run(out, ledger, partial, ledger_path, prices, limit, judge_limit, judge_model, price_as, relevance_model,
+                   faithfulness_model, intent_model, tasks, seed, relevance_backend)
+    except BaseException:
+        ledger.close()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(str(partial) + suffix).unlink(missing_ok=True)
+        raise
+    return doc
+
+
+def _replace_sqlite(src: Path, dst: Path) -> None:
+    """Rename a closed SQLite file over ``dst``; ``dst``'s stale ``-wal``/``-shm`` must not outlive it."""
+    if Path(str(src) + "-wal").exists():  # close() normally checkpoints and removes it; never drop its rows
+        import sqlite3
+
+        db = sqlite3.connect(src)
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute("PRAGMA journal_mode=DELETE")  # removes -wal; the file is whole on its own
+        db.execute("PRAGMA journal_mode=WAL")
+        db.close()
+    for suffix in ("-wal", "-shm"):
+        Path(str(src) + suffix).unlink(missing_ok=True)
+        Path(str(dst) + suffix).unlink(missing_ok=True)
+    os.replace(src, dst)
+
+
+def _run(out: Path, ledger, partial: Path, ledger_path: Path, prices, limit, judge_limit, judge_model, price_as,
+         relevance_model, faithfulness_model, intent_model, tasks, seed, relevance_backend) -> dict:
+    from bench.report import write_results
+    from distill.judge import LLMJudge
+    from registry import Registry, load_judge_prompts
+
     judge = LLMJudge(_judge(judge_model), load_judge_prompts(), ledger=ledger, pricing="tokens", priced_as=price_as) if judge_limit else None
     reg = Registry()
     metrics: dict[str, Any] = {}
@@ -296,7 +347,8 @@ def run_specialists_bench(out: Path | str, limit: int | None = None, judge_limit
               "price_as_read_on": prices.llms[price_as].get("read_on"), "cpu_core_hour_usd": prices.cpu_core_hour_usd,
               "relevance_model": relevance_model, "relevance_backend": relevance_backend, "faithfulness_model": faithfulness_model, "intent_model": intent_model,
               "seed": seed, "judge_prompt_version": judge.version if judge else None, "ledger": str(ledger_path)}
-    ledger.close()
+    ledger.close()  # checkpoints the WAL into the file: one self-contained file to rename
+    _replace_sqlite(partial, ledger_path)
     doc = write_results(out, config, metrics, markdown=None, cost_per_1k=cost, notes=notes, wall_s=round(time.time() - t0, 1))
     out.with_suffix(".md").write_text(markdown(doc))
     return doc
@@ -346,9 +398,13 @@ def markdown(doc: dict) -> str:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    doc = run_specialists_bench(args.out, args.limit, args.judge_limit, args.judge_model, args.price_as, args.relevance_model,
-                                args.faithfulness_model, args.intent_model, tuple(args.tasks.split(",")), args.seed,
-                                args.relevance_backend)
+    try:
+        doc = run_specialists_bench(args.out, args.limit, args.judge_limit, args.judge_model, args.price_as,
+                                    args.relevance_model, args.faithfulness_model, args.intent_model,
+                                    tuple(args.tasks.split(",")), args.seed, args.relevance_backend, args.overwrite_ledger)
+    except FileExistsError as exc:
+        print(f"ragfix: error: {exc}", file=sys.stderr)
+        return 2
     print(Path(args.out).with_suffix(".md").read_text())
     return 0 if doc else 1
 
@@ -368,4 +424,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", default="relevance,faithfulness,intent")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="results JSON (Markdown and the ledger are written beside it)")
+    p.add_argument("--overwrite-ledger", action="store_true",
+                   help="replace an existing <out>.ledger.sqlite (only when the run succeeds); without it the run "
+                        "refuses to start (exit 2)")
     p.set_defaults(func=_cmd)

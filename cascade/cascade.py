@@ -18,9 +18,28 @@ or even fall, and nothing measured on the old held-out set moves. Mechanism of t
 * recalibration: after an alarm, audit *every* decision for a window, re-derive the threshold
   on that unbiased sample of today's traffic, reset the alarm.
 
-State (parameters, threshold, alarm statistic and every decision) lives in SQLite with WAL, so
-a restarted process continues the same audit, alarm and recalibration. The audit draw is a hash
-of ``(seed, sequence number)``, so a restart does not replay or skip draws.
+State (parameters, threshold, alarm statistic and every decision) lives in SQLite
+(:func:`monitor.sqlite_store.connect`: WAL, ``synchronous=FULL``), so a restarted process continues
+the same audit, alarm and recalibration, and several processes may share one state file. The audit
+draw is a hash of ``(seed, sequence number)``, so a restart does not replay or skip draws.
+
+Paid work and crashes. Sequence numbers are allocated inside the database (``MAX(seq) + 1`` under
+``BEGIN IMMEDIATE``), and the threshold, window and alarm statistic are re-read under the same lock,
+so two processes never collide or act on stale state. A decision that needs the expensive stage is
+recorded *before* it is paid for: a ``pending`` row (sequence, route, cheap answer, the full cost)
+is committed first, and only then is ``expensive()`` called; its answer completes the row in a
+second transaction. Hence:
+
+- the record cannot be written (file locked past ``busy_timeout_s``, read-only, disk full): the
+  error is raised and nothing is paid;
+- ``expensive()`` raises: the row is marked ``failed`` and the error re-raised;
+- kill -9 after paying, before the completing commit (the only window; no I/O but that commit):
+  that one answer is lost, but not silently -- the row stays ``pending`` (``stats()["n_pending"]``)
+  with its cost counted. Pass the caller's ``request_id`` to :meth:`Cascade.decide` and a rerun of
+  the same request completes that row (``attempts`` 2, both payments in ``cost``) instead of
+  creating another, and a request already ``done`` is answered from its record without paying again.
+  Two *live* processes deciding the same ``request_id`` at once both pay: the id is the caller's
+  idempotency key, not a lock.
 
 Proved by ``ragfix bench cascade`` (CLINC150, traffic shifting to intents unseen by the cheap
 stage; ``results/cascade.md``). The "error" audited is disagreement with the expensive stage:
@@ -40,10 +59,22 @@ import numpy as np
 from cascade.thresholds import UnattainableTargetError, derive_threshold
 from monitor.bounds import clopper_pearson
 from monitor.sequential import BernoulliCUSUM
+from monitor.sqlite_store import DEFAULT_BUSY_TIMEOUT_S, StoreLockedError, connect, write_transaction
 
-__all__ = ["Cascade", "Decision", "ROUTES"]
+__all__ = ["Cascade", "Decision", "ROUTES", "UnrecordedDecisionError", "StoreLockedError"]
 
 ROUTES = ("pass", "audit", "escalate", "recalibrate")
+
+
+class UnrecordedDecisionError(RuntimeError):
+    """The expensive stage ran (and was paid for) but its record could not be completed.
+
+    ``decision`` holds the paid answer so the caller does not lose it; the record stays ``pending``.
+    """
+
+    def __init__(self, message: str, decision: "Decision") -> None:
+        super().__init__(message)
+        self.decision = decision
 
 
 class Decision(NamedTuple):
@@ -69,8 +100,11 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY, route TEXT NOT NULL, confidence REAL NOT NULL, cheap TEXT, expensive TEXT,
-    error INTEGER, cost REAL NOT NULL, threshold REAL NOT NULL, epoch INTEGER NOT NULL);
-"""
+    error INTEGER, cost REAL NOT NULL, threshold REAL NOT NULL, epoch INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'done', request_id TEXT, attempts INTEGER NOT NULL DEFAULT 1)"""
+# Files written before statuses existed hold only finished decisions: the defaults describe them.
+_ADDED_COLUMNS = {"status": "TEXT NOT NULL DEFAULT 'done'", "request_id": "TEXT", "attempts": "INTEGER NOT NULL DEFAULT 1"}
+_STATE_KEYS = ("threshold", "cusum", "recal_left", "epoch")
 
 
 class Cascade:
@@ -84,6 +118,10 @@ class Cascade:
         error_budget: acceptable pass-through error (disagreement with the expensive stage).
         audit_rate: fraction of confident decisions escalated anyway, for the audit.
         cheap_cost, expensive_cost: cost per call of each stage (e.g. USD from measured CPU seconds).
+        busy_timeout_s: how long a decision waits for another process's write lock before raising
+            :class:`~monitor.sqlite_store.StoreLockedError` (before anything is paid for).
+        synchronous: SQLite durability, ``FULL`` (default: a committed decision survives power loss)
+            or ``NORMAL`` (simulations whose rows cost nothing; still crash-consistent).
         horizon, alpha: the CUSUM is built with ``p0 = error_budget``, ``p1 = alarm_ratio * budget``
             and ``h = ln(horizon / alpha)``, so the false-alarm probability within ``horizon`` audited
             decisions is at most ``alpha`` when the true pass-through error is within budget.
@@ -91,13 +129,15 @@ class Cascade:
         confidence: confidence of the Clopper-Pearson bounds (threshold derivation, estimates).
         seed: seeds the audit draws.
 
-    Use: ``d = cascade.decide(confidence, cheap_answer, expensive_fn)`` per request;
-    ``cascade.stats()`` for the dashboard numbers.
+    Use: ``d = cascade.decide(confidence, cheap_answer, expensive_fn, request_id=...)`` per request;
+    ``cascade.stats()`` for the dashboard numbers. Several processes may share one ``path``; one
+    object is for one thread.
     """
 
     def __init__(self, path: Path | str, threshold: float, error_budget: float = 0.05, audit_rate: float = 0.1,
                  cheap_cost: float = 0.0, expensive_cost: float = 1.0, horizon: int = 1000, alpha: float = 0.05,
-                 alarm_ratio: float = 2.0, recal_window: int = 300, confidence: float = 0.95, seed: int = 0) -> None:
+                 alarm_ratio: float = 2.0, recal_window: int = 300, confidence: float = 0.95, seed: int = 0,
+                 busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S, synchronous: str = "FULL") -> None:
         if not (0.0 < error_budget < 0.5):
             raise ValueError(f"error_budget must be in (0, 0.5), got {error_budget}")
         if not (0.0 < audit_rate <= 1.0):
@@ -111,39 +151,78 @@ class Cascade:
                   "recal_window": recal_window, "confidence": confidence, "seed": seed}
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        stored = self._get("params")
-        if stored is None:
-            with self._db:
-                self._put("params", params)
-                self._put("threshold", float(threshold))
-                self._put("cusum", {"statistic": 0.0, "n_seen": 0, "alarm_at": None})
-                self._put("recal_left", 0)
-                self._put("epoch", 0)
-        elif stored != params:
-            diff = {k: (stored.get(k), v) for k, v in params.items() if stored.get(k) != v}
-            raise ValueError(f"{self.path} holds a cascade with other parameters {diff} (stored, given); "
-                             "open it with the stored parameters or use a new file")
+        self.busy_timeout_s = float(busy_timeout_s)
+        try:
+            self._db = connect(self.path, busy_timeout_s=self.busy_timeout_s, synchronous=synchronous)
+        except sqlite3.DatabaseError as exc:
+            raise ValueError(f"{self.path}: not a cascade state file (not an SQLite database: {exc})") from None
+        try:
+            with self._tx():
+                for stmt in _SCHEMA.split(";"):
+                    self._db.execute(stmt)
+                cols = {r[1] for r in self._db.execute("PRAGMA table_info(events)")}
+                for col, decl in _ADDED_COLUMNS.items():
+                    if col not in cols:
+                        self._db.execute(f"ALTER TABLE events ADD COLUMN {col} {decl}")
+                self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS events_request ON events(request_id)")
+                stored = self._get("params")
+                if stored is None:
+                    self._put("params", params)
+                    self._put("threshold", float(threshold))
+                    self._put("cusum", {"statistic": 0.0, "n_seen": 0, "alarm_at": None})
+                    self._put("recal_left", 0)
+                    self._put("epoch", 0)
+                elif stored != params:
+                    diff = {k: (stored.get(k), v) for k, v in params.items() if stored.get(k) != v}
+                    raise ValueError(f"{self.path} holds a cascade with other parameters {diff} (stored, given); "
+                                     "open it with the stored parameters or use a new file")
+        except BaseException:
+            self._db.close()
+            raise
         self.params = params
         self._cusum = BernoulliCUSUM(error_budget, alarm_ratio * error_budget, horizon=horizon, alpha=alpha)
-        c = self._get("cusum")
-        self._cusum.statistic_, self._cusum.n_seen_, self._cusum.alarm_at_ = c["statistic"], c["n_seen"], c["alarm_at"]
-        self.threshold = float(self._get("threshold"))
-        self.recal_left = int(self._get("recal_left"))
-        self.epoch = int(self._get("epoch"))
-        row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-        self.seq = int(row[0])
+        self._load()
+        self._data_version, self._fresh = None, False
+        self.seq = self._max_seq()
 
     # -- persistence -----------------------------------------------------------------------------
+    def _tx(self):
+        return write_transaction(self._db, self.path, self.busy_timeout_s)
+
     def _get(self, key: str) -> Any:
         row = self._db.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
     def _put(self, key: str, value: Any) -> None:
         self._db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, json.dumps(value)))
+
+    def _refresh(self) -> None:
+        """Inside a write transaction: re-read the shared state if another connection committed since.
+
+        ``PRAGMA data_version`` changes only on other connections' commits; this object's own writes
+        keep its attributes current (``_fresh`` is cleared while a state write may still roll back).
+        """
+        dv = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if dv != self._data_version or not self._fresh:
+            self._load()
+            self._data_version, self._fresh = dv, True
+
+    def _load(self) -> None:
+        """Re-read the shared state (another process may have moved it); one query."""
+        rows = dict(self._db.execute(f"SELECT key, value FROM state WHERE key IN ({','.join('?' * len(_STATE_KEYS))})",
+                                     _STATE_KEYS))
+        c = json.loads(rows["cusum"])
+        self._cusum.statistic_, self._cusum.n_seen_, self._cusum.alarm_at_ = c["statistic"], c["n_seen"], c["alarm_at"]
+        self.threshold = float(json.loads(rows["threshold"]))
+        self.recal_left = int(json.loads(rows["recal_left"]))
+        self.epoch = int(json.loads(rows["epoch"]))
+
+    def _put_cusum(self) -> None:
+        self._put("cusum", {"statistic": self._cusum.statistic_, "n_seen": self._cusum.n_seen_,
+                            "alarm_at": self._cusum.alarm_at_})
+
+    def _max_seq(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()
@@ -162,46 +241,104 @@ class Cascade:
         h = hashlib.sha256(f"{self.params['seed']}:{seq}".encode()).digest()
         return int.from_bytes(h[:8], "big") / 2**64
 
-    def decide(self, confidence: float, cheap_answer: Hashable, expensive: Callable[[], Hashable]) -> Decision:
-        """Route one request. ``expensive()`` is called only when the request escalates or is audited."""
+    def decide(self, confidence: float, cheap_answer: Hashable, expensive: Callable[[], Hashable],
+               request_id: str | None = None) -> Decision:
+        """Route one request. ``expensive()`` is called only when the request escalates or is audited,
+        and only after its record is committed (module docstring: paid work and crashes).
+
+        ``request_id``: the caller's idempotency key (optional). A request already decided is answered
+        from its record without calling anything; one left ``pending`` or ``failed`` (a crash, an
+        exception) is retried under its original sequence number and route.
+
+        Raises :class:`~monitor.sqlite_store.StoreLockedError` (another writer held the file past
+        ``busy_timeout_s``) or :class:`sqlite3.OperationalError` (file not writable) *before* paying;
+        whatever ``expensive()`` raises, after marking the record ``failed``;
+        :class:`UnrecordedDecisionError` (with the paid answer in ``.decision``) if the record cannot be
+        completed after paying.
+        """
         conf = float(confidence)
         if not np.isfinite(conf):
             raise ValueError(f"cheap-stage confidence is {conf}; a NaN confidence cannot be routed -- fix the cheap stage")
-        self.seq += 1
+        if request_id is not None and (not isinstance(request_id, str) or not request_id):
+            raise ValueError(f"request_id must be a non-empty str (the caller's idempotency key) or None, got {request_id!r}")
         p = self.params
-        if self.recal_left > 0:
-            route = "recalibrate"
-        elif conf < self.threshold:
-            route = "escalate"
-        elif self._audit_draw(self.seq) < p["audit_rate"]:
-            route = "audit"
-        else:
-            route = "pass"
-        cost = p["cheap_cost"]
-        exp_answer, error = None, None
-        if route != "pass":
+        with self._tx():  # reserve: the record exists before anything is paid
+            self._refresh()
+            row = None
+            if request_id is not None:
+                row = self._db.execute("SELECT seq, route, confidence, cheap, expensive, error, cost, status FROM events "
+                                       "WHERE request_id=?", (request_id,)).fetchone()
+            if row is not None and row[7] == "done":
+                seq, route, conf0, _, exp_s, error, cost, _ = row
+                self.seq = seq
+                # subtle: answers are stored as str; where the stored one equals this call's cheap answer,
+                # return the caller's own object (its type), else the stored text
+                answer = cheap_answer if route == "pass" or exp_s is None or exp_s == str(cheap_answer) else exp_s
+                return Decision(answer, route, conf0, error, self.alarm, cost)
+            if row is not None:  # pending (crashed) or failed: retry under the same record
+                seq, route = int(row[0]), str(row[1])
+                self._db.execute("UPDATE events SET status='pending', attempts=attempts+1, cost=cost+? WHERE seq=?",
+                                 (p["expensive_cost"], seq))
+                conf, cost = float(row[2]), float(row[6]) + p["expensive_cost"]
+                threshold, epoch = self._db.execute("SELECT threshold, epoch FROM events WHERE seq=?", (seq,)).fetchone()
+            else:
+                seq = self._max_seq() + 1
+                threshold, epoch = self.threshold, self.epoch
+                if self.recal_left > 0:
+                    route = "recalibrate"
+                elif conf < threshold:
+                    route = "escalate"
+                elif self._audit_draw(seq) < p["audit_rate"]:
+                    route = "audit"
+                else:
+                    route = "pass"
+                cost = p["cheap_cost"] + (0.0 if route == "pass" else p["expensive_cost"])
+                self._db.execute("INSERT INTO events (seq, route, confidence, cheap, expensive, error, cost, threshold, epoch,"
+                                 " status, request_id) VALUES (?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?, ?)",
+                                 (seq, route, conf, str(cheap_answer), cost, threshold, epoch,
+                                  "done" if route == "pass" else "pending", request_id))
+            self.seq = seq
+        if route == "pass":
+            return Decision(cheap_answer, route, conf, None, self.alarm, cost)
+        try:
             exp_answer = expensive()
-            cost += p["expensive_cost"]
-            if route in ("audit", "recalibrate"):
-                error = int(exp_answer != cheap_answer)
-        # subtle: only audits of *confident* decisions feed the alarm; escalated ones say nothing
-        # about pass-through error, and recalibration-window items below threshold would bias it.
-        if route == "audit" or (route == "recalibrate" and conf >= self.threshold):
-            self._cusum.update(error)
-        answer = cheap_answer if route == "pass" else exp_answer
-        with self._db:
-            self._db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                             (self.seq, route, conf, str(cheap_answer), None if exp_answer is None else str(exp_answer),
-                              error, cost, self.threshold, self.epoch))
-            if route == "recalibrate":
+        except BaseException:
+            try:
+                with self._tx():
+                    self._db.execute("UPDATE events SET status='failed' WHERE seq=?", (seq,))
+            except (sqlite3.Error, StoreLockedError):
+                pass  # the row stays 'pending'; the expensive stage's own error is the one to report
+            raise
+        error = int(exp_answer != cheap_answer) if route in ("audit", "recalibrate") else None
+        try:
+            self._complete(seq, route, conf, threshold, epoch, exp_answer, error)
+        except (sqlite3.Error, StoreLockedError) as exc:
+            decision = Decision(exp_answer, route, conf, error, self.alarm, cost)
+            raise UnrecordedDecisionError(
+                f"{self.path}: decision {seq} was paid for but its record could not be completed ({exc}); "
+                "the answer is in this error's .decision, the record stays 'pending' (stats()['n_pending'])",
+                decision) from exc
+        return Decision(exp_answer, route, conf, error, self.alarm, cost)
+
+    def _complete(self, seq: int, route: str, conf: float, threshold: float, epoch: int, exp_answer: Hashable,
+                  error: int | None) -> None:
+        with self._tx():
+            self._refresh()
+            self._fresh = False  # attributes change below; valid again only once this commits
+            self._db.execute("UPDATE events SET expensive=?, error=?, status='done' WHERE seq=?",
+                             (str(exp_answer), error, seq))
+            # subtle: only audits of *confident* decisions feed the alarm; escalated ones say nothing
+            # about pass-through error, and recalibration-window items below threshold would bias it.
+            # A decision reserved before another process recalibrated (older epoch) feeds nothing.
+            if epoch == self.epoch and (route == "audit" or (route == "recalibrate" and conf >= threshold)):
+                self._cusum.update(error)
+                self._put_cusum()
+            if route == "recalibrate" and epoch == self.epoch and self.recal_left > 0:
                 self.recal_left -= 1
                 if self.recal_left == 0:
                     self._recalibrate()
                 self._put("recal_left", self.recal_left)
-            if error is not None:
-                self._put("cusum", {"statistic": self._cusum.statistic_, "n_seen": self._cusum.n_seen_,
-                                    "alarm_at": self._cusum.alarm_at_})
-        return Decision(answer, route, conf, error, self.alarm, cost)
+        self._fresh = True
 
     @property
     def alarm(self) -> bool:
@@ -209,13 +346,16 @@ class Cascade:
 
     def start_recalibration(self) -> None:
         """Audit every one of the next ``recal_window`` decisions, then re-derive the threshold."""
-        with self._db:
+        with self._tx():
+            self._refresh()
+            self._fresh = False
             self.recal_left = int(self.params["recal_window"])
             self._put("recal_left", self.recal_left)
+        self._fresh = True
 
     def _recalibrate(self) -> None:
-        rows = self._db.execute("SELECT confidence, error FROM events WHERE route='recalibrate' AND epoch=?",
-                                (self.epoch,)).fetchall()
+        rows = self._db.execute("SELECT confidence, error FROM events WHERE route='recalibrate' AND epoch=? "
+                                "AND status='done'", (self.epoch,)).fetchall()
         conf = np.array([r[0] for r in rows])
         correct = 1 - np.array([r[1] for r in rows])
         try:
@@ -231,12 +371,21 @@ class Cascade:
 
     # -- reporting -------------------------------------------------------------------------------
     def stats(self, since_seq: int = 0, until_seq: int | None = None) -> dict[str, Any]:
-        """Escalation rate, cost, audited pass-through error with its bound, calibration gap, alarm."""
-        until = self.seq if until_seq is None else until_seq
-        rows = self._db.execute("SELECT route, confidence, error, cost, threshold FROM events WHERE seq>? AND seq<=?",
-                                (since_seq, until)).fetchall()
+        """Escalation rate, cost, audited pass-through error with its bound, calibration gap, alarm.
+
+        Over finished (``done``) decisions with ``since_seq < seq <= until_seq`` (default: all, from every
+        process sharing the file); ``n_pending`` / ``n_failed`` count the records in that range whose
+        expensive call is in flight or was lost to a crash / raised.
+        """
+        self._load()
+        until = self._max_seq() if until_seq is None else until_seq
+        rows = self._db.execute("SELECT route, confidence, error, cost, threshold FROM events WHERE seq>? AND seq<=? "
+                                "AND status='done' ORDER BY seq", (since_seq, until)).fetchall()
+        open_ = dict(self._db.execute("SELECT status, COUNT(*) FROM events WHERE seq>? AND seq<=? AND status!='done' "
+                                      "GROUP BY status", (since_seq, until)).fetchall())
         n = len(rows)
-        out: dict[str, Any] = {"n": n, "threshold": self.threshold, "alarm": self.alarm,
+        out: dict[str, Any] = {"n": n, "n_pending": open_.get("pending", 0), "n_failed": open_.get("failed", 0),
+                               "threshold": self.threshold, "alarm": self.alarm,
                                "alarm_at_audit": self._cusum.alarm_at_, "recalibrating": self.recal_left > 0}
         if n == 0:
             return out

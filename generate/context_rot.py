@@ -29,6 +29,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from monitor.sqlite_store import DEFAULT_BUSY_TIMEOUT_S, connect, write_transaction
+
 __all__ = ["RotItem", "build_items", "slots_for", "position_curve", "evaluate_orders", "bootstrap_ci",
            "LITM_INSTRUCTION", "PromptCache"]
 
@@ -100,19 +102,23 @@ class PromptCache:
     """Results of (prompt, answer) runs in SQLite, so a curve of thousands of prompts survives a kill and resumes.
 
     The key covers the model's fingerprint, its dtype, ``max_new_tokens``, the full prompt and the
-    scored answer; a row is committed per question, never half-written.
+    scored answer; a row is committed per question, never half-written. Opened like the project's
+    other stores (:func:`monitor.sqlite_store.connect`): WAL, so runs sharing the file read while one
+    writes, and the shared busy timeout (a writer held past it raises
+    :class:`~monitor.sqlite_store.StoreLockedError`); ``synchronous=NORMAL``, because a row lost to a
+    power cut costs one recomputation, not money.
     """
 
-    def __init__(self, path: str | Path | None, tag: str) -> None:
+    def __init__(self, path: str | Path | None, tag: str, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> None:
         self.tag = tag
         self.db = None
         self.hits = self.misses = 0
         if path is not None:
-            import sqlite3
-
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(path))
-            self.db.execute("CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, loglik REAL NOT NULL, text TEXT NOT NULL)")
+            self.path, self.busy_timeout_s = Path(path), float(busy_timeout_s)
+            self.db = connect(self.path, busy_timeout_s=self.busy_timeout_s, synchronous="NORMAL")
+            with write_transaction(self.db, self.path, self.busy_timeout_s):
+                self.db.execute("CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, loglik REAL NOT NULL, text TEXT NOT NULL)")
 
     def key(self, messages: list[dict], answer: str) -> str:
         import hashlib
@@ -130,7 +136,7 @@ class PromptCache:
 
     def put_many(self, rows: Sequence[tuple[str, float, str]]) -> None:
         if self.db is not None:
-            with self.db:
+            with write_transaction(self.db, self.path, self.busy_timeout_s):
                 self.db.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?)", rows)
 
 

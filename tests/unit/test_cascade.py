@@ -26,7 +26,7 @@ def _run(c: Cascade, conf, correct):
 
 def _cascade(tmp_path, name="c.sqlite", **kw):
     args = dict(threshold=0.9, error_budget=0.08, audit_rate=0.2, horizon=2000, alpha=0.05, recal_window=400,
-                cheap_cost=1.0, expensive_cost=10.0, seed=0)
+                cheap_cost=1.0, expensive_cost=10.0, seed=0, synchronous="NORMAL")  # logic tests: no fsync per decision
     args.update(kw)
     return Cascade(tmp_path / name, **args)
 
