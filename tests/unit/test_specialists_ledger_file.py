@@ -6,10 +6,11 @@ import pytest
 import bench.bench_specialists as bs
 from bench.cli import main
 from distill.ledger import Ledger
+from registry import load_prices
 
 
 def _user_ledger(path):
-    with Ledger(path) as led:
+    with Ledger(path, load_prices()) as led:
         led.record("intent", "gpt-4o-mini", tokens_in=123)
     return path.read_bytes()
 
