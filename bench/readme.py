@@ -1,4 +1,4 @@
-"""``ragfix report readme``: regenerate the README's results tables from ``results/*.md``.
+"""``ragfix report readme``: regenerate the results tables of README.md and ``docs/*.md`` from ``results/*.md``.
 
 Every block ``<!-- results:NAME -->`` ... ``<!-- /results:NAME -->`` in README.md is replaced by the
 Markdown a benchmark wrote to ``results/NAME.md``, so the README can only show numbers a
@@ -34,15 +34,18 @@ def refresh_readme(readme: Path, results_dir: Path) -> list[str]:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    done = refresh_readme(args.readme, args.results)
-    print(f"refreshed {len(done)} block(s): {', '.join(done) or 'none'}")
+    pages = [args.readme, *sorted((args.readme.parent / "docs").glob("*.md"))]
+    for page in pages:
+        done = refresh_readme(page, args.results)
+        if done:
+            print(f"{page}: refreshed {len(done)} block(s): {', '.join(done)}")
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from registry import repo_root
 
-    p = sub.add_parser("readme", help="regenerate README results tables from results/*.md")
+    p = sub.add_parser("readme", help="regenerate the results tables of README.md and docs/*.md from results/*.md")
     p.add_argument("--readme", type=Path, default=repo_root() / "README.md")
     p.add_argument("--results", type=Path, default=repo_root() / "results")
     p.set_defaults(func=_cmd)
