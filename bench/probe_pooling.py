@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -64,8 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.probe_pooling", description=__doc__.splitlines()[0])
     p.add_argument("--pairs", type=int, default=800)
     p.add_argument("--layers", default="2,6")
+    p.add_argument("--out", type=Path, default=None, help="results JSON (with provenance); Markdown beside it")
     a = p.parse_args(argv)
-    print(json.dumps(probe_pooling(a.pairs, tuple(int(x) for x in a.layers.split(","))), indent=2))
+    res = probe_pooling(a.pairs, tuple(int(x) for x in a.layers.split(",")))
+    print(json.dumps(res, indent=2))
+    if a.out:
+        from bench.report import write_results
+
+        rows = "\n".join(f"| {k} | {v['spread']:.4f} | {np.mean(v['probe_auc_folds']):.3f} |"
+                         for k, v in res.items() if isinstance(v, dict) and "spread" in v)
+        md = (f"Pooling probe ({res['pairs']} SciFact pairs): spread of the pooled state across inputs and a 5-fold "
+              f"logistic-regression probe's AUC for relevance.\n\n| layers_pooling | spread | probe AUC |\n|---|---|---|\n{rows}\n")
+        write_results(a.out, {"pairs": a.pairs, "layers": a.layers}, res, md)
     return 0
 
 
