@@ -9,14 +9,13 @@ appending their module to ``CALIBRATE_MODULES`` (each exposes ``add_parser(subpa
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from bench.datasets import DatasetError, read_jsonl
+from bench.datasets import DatasetError, csv_rows, read_jsonl
 
 __all__ = ["read_scores", "add_parser", "CALIBRATE_MODULES", "summary_lines"]
 
@@ -25,36 +24,51 @@ CALIBRATE_MODULES: list[str] = []
 
 def read_scores(path: Path | str, score_field: str = "score", label_field: str = "label",
                 cohort_field: str | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """``(scores, labels or None, cohorts or None)`` from JSONL or CSV; NaN scores are kept (callers refuse them)."""
+    """``(scores, labels or None, cohorts or None)`` from JSONL or CSV; NaN scores are kept (callers refuse them).
+
+    UTF-8 (a BOM is accepted). Labels must be 0 or 1 (``1.0`` and ``true`` count): a label such as
+    ``0.7``, ``2``, ``Infinity`` or ``NaN`` raises :class:`DatasetError` naming the file and the line,
+    rather than being truncated; so do non-UTF-8 bytes and CSV fields over the csv module's size limit.
+    """
     path = Path(path)
-    rows: list[dict] = []
+    rows: list[tuple[int, dict]] = []
     if path.suffix.lower() == ".csv":
-        if not path.is_file():
-            raise DatasetError(f"{path}: file not found")
-        with open(path, encoding="utf-8", newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        start = 2
+        rows = list(csv_rows(path, header=True))
     else:
-        rows = [obj for _, obj in read_jsonl(path)]
-        start = 1
+        rows = list(read_jsonl(path))
     if not rows:
         raise DatasetError(f"{path}: no rows; expected one {{'{score_field}': ..., '{label_field}': ...}} per line")
     scores, labels, cohorts = [], [], []
-    for i, r in enumerate(rows, start=start):
+    for i, r in rows:
         if score_field not in r:
-            raise DatasetError(f"{path}: row {i} has no {score_field!r} field (fields: {', '.join(map(str, r))})")
+            raise DatasetError(f"{path}:{i}: no {score_field!r} field (fields: {', '.join(map(str, r))})")
         try:
             scores.append(float(r[score_field]) if r[score_field] not in (None, "") else math.nan)
         except (TypeError, ValueError):
-            raise DatasetError(f"{path}: row {i}: score {r[score_field]!r} is not a number") from None
+            raise DatasetError(f"{path}:{i}: score {r[score_field]!r} is not a number") from None
         if label_field in r and r[label_field] not in (None, ""):
-            labels.append(int(float(r[label_field])))
+            labels.append(_binary_label(r[label_field], path, i))
         if cohort_field:
             cohorts.append(str(r.get(cohort_field, "")))
     lab = np.array(labels) if labels else None
     if lab is not None and lab.size != len(scores):
         raise DatasetError(f"{path}: {len(scores) - lab.size} rows lack a {label_field!r}; label every row or none")
     return np.array(scores, dtype=np.float64), lab, (np.array(cohorts, dtype=object) if cohort_field else None)
+
+
+def _binary_label(value, path: Path, line: int) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return int(value.strip().lower() == "true")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}:{line}: label {value!r} is not a number; labels are 0 or 1") from None
+    if v not in (0.0, 1.0):
+        raise DatasetError(f"{path}:{line}: label {value!r} is not 0 or 1; thresholds are derived from binary labels "
+                           "(map graded labels to 0/1 yourself, e.g. relevant = grade >= 1)")
+    return int(v)
 
 
 def summary_lines(a: dict) -> list[str]:
