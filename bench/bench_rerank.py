@@ -38,6 +38,7 @@ import numpy as np
 from bench.datasets import RetrievalDataset, load_beir
 from bench.metrics import evaluate
 from bench.report import markdown_table, write_results
+from bench.argtypes import fraction, positive_int
 
 __all__ = ["VARIANTS", "run_rerank_bench", "pareto_plot", "add_parser"]
 
@@ -318,28 +319,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rerank", help="reranker latency on the request path: naive vs each fix vs best (VIII)")
     p.add_argument("--data", required=True, type=Path, help="BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/)")
     p.add_argument("--split", default="test")
-    p.add_argument("--k", type=int, default=100, help="first-stage (BM25) candidates per query")
-    p.add_argument("--limit", type=int, default=None, help="first N judged queries only")
+    p.add_argument("--k", type=positive_int, default=100, help="first-stage (BM25) candidates per query")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N judged queries only")
     p.add_argument("--out", type=Path, default=None, help="results JSON (.md and Pareto .png written beside it)")
     p.add_argument("--model", default="reranker-l6", help="the cross-encoder whose ranking counts (registry name or folder)")
     p.add_argument("--pruner", default="reranker-l2", help="small cross-encoder for the cascade ('' for none)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list from {', '.join(VARIANTS)}")
-    p.add_argument("--keep", type=int, default=20, help="cascade: candidates the pruner passes to the model")
-    p.add_argument("--max-doc-tokens", type=int, default=64, help="truncate variant: document tokens kept")
-    p.add_argument("--best-ranker-doc-tokens", type=int, default=None, help="best: document tokens kept by the model (default all)")
-    p.add_argument("--max-tokens-per-batch", type=int, default=4096, help="length-aware batching: padded tokens per forward pass")
+    p.add_argument("--keep", type=positive_int, default=20, help="cascade: candidates the pruner passes to the model")
+    p.add_argument("--max-doc-tokens", type=positive_int, default=64, help="truncate variant: document tokens kept")
+    p.add_argument("--best-ranker-doc-tokens", type=positive_int, default=None, help="best: document tokens kept by the model (default all)")
+    p.add_argument("--max-tokens-per-batch", type=positive_int, default=4096, help="length-aware batching: padded tokens per forward pass")
     p.add_argument("--int8-backend", default="onnx-int8", choices=["int8", "onnx-int8"])
     p.add_argument("--best-backend", default="onnx-int8", choices=["fp32", "bf16", "int8", "onnx", "onnx-int8"],
                    help="best: the model's backend (bf16 keeps its ranking best where the CPU has native bf16)")
     p.add_argument("--best-pruner-backend", default="onnx-int8", choices=["fp32", "bf16", "int8", "onnx", "onnx-int8"],
                    help="best: the pruner's backend (its errors only matter where they cross the --keep boundary)")
-    p.add_argument("--pruner-doc-tokens", type=int, default=None,
+    p.add_argument("--pruner-doc-tokens", type=positive_int, default=None,
                    help="best: document tokens the pruner sees (default all; cutting them cost the pruner its agreement here)")
     p.add_argument("--fastest-backend", default="onnx-int8", choices=["fp32", "bf16", "int8", "onnx", "onnx-int8"],
                    help="fastest: the model's backend")
-    p.add_argument("--min-k", type=int, default=20, help="adaptive: never fewer candidates than this")
-    p.add_argument("--adaptive-target", type=float, default=0.98, help="adaptive: share of relevant candidates kept on train")
+    p.add_argument("--min-k", type=positive_int, default=20, help="adaptive: never fewer candidates than this")
+    p.add_argument("--adaptive-target", type=fraction, default=0.98, help="adaptive: share of relevant candidates kept on train")
     p.add_argument("--force-bf16", action="store_true", help="measure bf16 even without native CPU support")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--progress", action="store_true", help="print each query's latencies")
     p.set_defaults(func=_cmd)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.datasets import DatasetError, csv_rows, read_jsonl
+from bench.argtypes import fraction, non_negative_float, open_fraction
 
 __all__ = ["read_scores", "add_parser", "CALIBRATE_MODULES", "summary_lines"]
 
@@ -115,7 +116,7 @@ def add_scores_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cohort-field", default=None, help="field holding a cohort name (query length bucket, segment...)")
     p.add_argument("--direction", choices=("above", "below"), default="above",
                    help="flag items with score >= threshold (above) or <= threshold (below)")
-    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--confidence", type=open_fraction, default=0.95)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -126,9 +127,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = cal_sub.add_parser("threshold", help="threshold from a precision/recall/cost target, saved as a versioned spec (III)")
     add_scores_args(p)
     p.add_argument("--metric", choices=("precision", "recall", "cost"), required=True)
-    p.add_argument("--target", type=float, default=None, help="target value of --metric (precision/recall)")
-    p.add_argument("--cost-fp", type=float, default=1.0, help="cost of a false positive (--metric cost)")
-    p.add_argument("--cost-fn", type=float, default=1.0, help="cost of a false negative (--metric cost)")
+    p.add_argument("--target", type=fraction, default=None, help="target value of --metric (precision/recall)")
+    p.add_argument("--cost-fp", type=non_negative_float, default=1.0, help="cost of a false positive (--metric cost)")
+    p.add_argument("--cost-fn", type=non_negative_float, default=1.0, help="cost of a false negative (--metric cost)")
     p.add_argument("--scorer-fingerprint", required=True, help="fingerprint of the model that produced the scores")
     p.add_argument("--scorer-name", default="")
     p.add_argument("--task", default="")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from bench.argtypes import positive_int, unit_interval
 
 __all__ = ["add_parser"]
 
@@ -40,8 +41,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("answers", help="separate retrieval misses from unfaithful answers in a logged JSONL")
     p.add_argument("--log", required=True, help="JSONL of {query, passages, answer[, reference_answers]}")
     p.add_argument("--faithfulness", default="faithfulness", help="registry name or folder of the faithfulness specialist")
-    p.add_argument("--threshold", type=float, default=None, help="P(supported) cutoff (default: the model's own)")
+    p.add_argument("--threshold", type=unit_interval, default=None, help="P(supported) cutoff (default: the model's own)")
     p.add_argument("--skip-malformed", action="store_true", help="skip malformed rows (reported) instead of stopping")
-    p.add_argument("--examples", type=int, default=3, help="examples kept per category")
+    p.add_argument("--examples", type=positive_int, default=3, help="examples kept per category")
     p.add_argument("--out", default=None, help="JSON report")
     p.set_defaults(func=_cmd)

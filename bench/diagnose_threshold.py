@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from bench.argtypes import finite_float
 
 __all__ = ["add_parser"]
 
@@ -51,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("threshold", help="precision/recall of a cutoff per cohort; spec guard check (III)")
     add_scores_args(p)
-    p.add_argument("--threshold", type=float, default=None, help="cutoff to diagnose (default: the spec's)")
+    p.add_argument("--threshold", type=finite_float, default=None, help="cutoff to diagnose (default: the spec's)")
     p.add_argument("--spec", type=Path, default=None, help="a ThresholdSpec JSON to check the scores against")
     p.add_argument("--scorer-fingerprint", default=None, help="fingerprint of the scorer that produced --scores")
     p.add_argument("--out", type=Path, default=None, help="write the report as JSON")

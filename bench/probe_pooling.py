@@ -16,6 +16,7 @@ import argparse
 import json
 
 import numpy as np
+from bench.argtypes import positive_int
 
 __all__ = ["probe_pooling"]
 
@@ -61,7 +62,7 @@ def probe_pooling(n_pairs: int = 800, layers: tuple[int, ...] = (2, 6), max_leng
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.probe_pooling", description=__doc__.splitlines()[0])
-    p.add_argument("--pairs", type=int, default=800)
+    p.add_argument("--pairs", type=positive_int, default=800)
     p.add_argument("--layers", default="2,6")
     a = p.parse_args(argv)
     print(json.dumps(probe_pooling(a.pairs, tuple(int(x) for x in a.layers.split(","))), indent=2))

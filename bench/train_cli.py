@@ -12,6 +12,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from bench.argtypes import non_negative_int, positive_float, positive_int
 
 __all__ = ["add_parser", "train_reranker_cmd", "evaluate_reranker", "stage_fusions", "write_model_card"]
 
@@ -22,12 +23,12 @@ def add_parser(subparsers) -> None:
     p = sub.add_parser("reranker", help="relevance cross-encoder from the MiniLM weights")
     p.add_argument("--data", default=None, help="BEIR-layout folder with qrels/train.tsv (default: SciFact)")
     p.add_argument("--layers", type=int, choices=(6, 2), default=6)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--max-pairs", type=int, default=None, help="cap on training pairs after shuffling")
-    p.add_argument("--ict-queries", type=int, default=2000, help="inverse-cloze pseudo-queries from the corpus")
-    p.add_argument("--hotpot-queries", type=int, default=800, help="HaluEval/HotpotQA questions (0 to skip)")
-    p.add_argument("--nq-queries", type=int, default=800, help="NQ-open oracle questions (0 to skip)")
-    p.add_argument("--negatives", type=int, default=3, help="hard negatives per positive")
+    p.add_argument("--epochs", type=positive_int, default=1)
+    p.add_argument("--max-pairs", type=positive_int, default=None, help="cap on training pairs after shuffling")
+    p.add_argument("--ict-queries", type=non_negative_int, default=2000, help="inverse-cloze pseudo-queries from the corpus")
+    p.add_argument("--hotpot-queries", type=non_negative_int, default=800, help="HaluEval/HotpotQA questions (0 to skip)")
+    p.add_argument("--nq-queries", type=non_negative_int, default=800, help="NQ-open oracle questions (0 to skip)")
+    p.add_argument("--negatives", type=positive_int, default=3, help="hard negatives per positive")
     from rerank.train import MINERS  # light: numpy and the standard library
 
     p.add_argument("--miner", choices=MINERS, default="bm25",
@@ -38,20 +39,20 @@ def add_parser(subparsers) -> None:
                         "distill: fit --teacher's softmax over each group (the cascade pruner's recipe)")
     p.add_argument("--teacher", default=None,
                    help="--loss distill: the trained CrossEncoder folder whose scores are learned, e.g. models/reranker-minilm-l6")
-    p.add_argument("--candidates", type=int, default=0,
+    p.add_argument("--candidates", type=non_negative_int, default=0,
                    help="distillation data shaped like the cascade's input: this many of each train query's BM25 top "
                         "--depth (plus --ict-queries pseudo-queries) instead of 1 positive + --negatives")
-    p.add_argument("--depth", type=int, default=100, help="--candidates: the first-stage depth sampled from")
+    p.add_argument("--depth", type=positive_int, default=100, help="--candidates: the first-stage depth sampled from")
     p.add_argument("--pooling", choices=("cls", "mean"), default="cls",
                    help="head input: [CLS] (BERT's) or the token mean (rerank.meanpool; what a 2-layer stage needs)")
     p.add_argument("--bf16", action="store_true",
                    help="bf16 autocast for training and teacher scores (only on CPUs with native bf16: AVX512_BF16/AMX)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--seed", type=int, default=13)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy 2-core box)")
-    p.add_argument("--stop-at-step", type=int, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--lr", type=positive_float, default=5e-5)
+    p.add_argument("--max-length", type=positive_int, default=128)
+    p.add_argument("--seed", type=non_negative_int, default=13)
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (1 is fastest on a busy 2-core box)")
+    p.add_argument("--stop-at-step", type=positive_int, default=None,
                    help="end at this optimiser step (full-run LR schedule): reproduces an interim checkpoint")
     p.add_argument("--init", default=None,
                    help="start from this CrossEncoder folder (its first --layers layers), e.g. the trained 6-layer model")
@@ -61,12 +62,12 @@ def add_parser(subparsers) -> None:
 
     e = sub.add_parser("eval-reranker", help="nDCG@10 on SciFact test: BM25, hybrid, CE over each, fusion")
     e.add_argument("--model", required=True, help="registry name or CrossEncoder folder")
-    e.add_argument("--depth", type=int, default=100, help="first-stage candidates reranked per query")
-    e.add_argument("--limit", type=int, default=None, help="first N test queries only")
-    e.add_argument("--max-length", type=int, default=None)
+    e.add_argument("--depth", type=positive_int, default=100, help="first-stage candidates reranked per query")
+    e.add_argument("--limit", type=positive_int, default=None, help="first N test queries only")
+    e.add_argument("--max-length", type=positive_int, default=None)
     e.add_argument("--backend", default="fp32", help="fp32 (the reference) or a RerankEngine backend: bf16, int8, onnx, onnx-int8")
     e.add_argument("--windows", default=None, help="WORDS,STRIDE: score each document as its best window (e.g. 80,40)")
-    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--threads", type=positive_int, default=None)
     e.add_argument("--out", default=None, help="JSON report")
     e.set_defaults(func=_eval_cmd)
 

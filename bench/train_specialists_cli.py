@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench.argtypes import fraction, non_negative_int, positive_float, positive_int, unit_interval
 
 __all__ = ["add_train_parsers", "train_faithfulness_cmd", "train_lexical_faithfulness", "train_intent_cmd"]
 
@@ -30,18 +31,18 @@ def add_train_parsers(sub) -> None:
     f.add_argument("--arch", choices=("lexical", "cross-encoder"), default="lexical",
                    help="lexical: support features + logistic regression (default, seconds on CPU); "
                         "cross-encoder: MiniLM fine-tune (hours on CPU)")
-    f.add_argument("--qa-rows", type=int, default=None,
+    f.add_argument("--qa-rows", type=non_negative_int, default=None,
                    help="HaluEval QA train rows, 2 items each (default: 7000 lexical, 1150 cross-encoder)")
-    f.add_argument("--dialogue-rows", type=int, default=None, help="HaluEval dialogue rows (default: 0 lexical, 250 cross-encoder)")
-    f.add_argument("--scifact-pairs", type=int, default=250, help="SciFact train SUPPORT/CONTRADICT pairs (0 to skip)")
-    f.add_argument("--augment", type=float, default=0.35, help="share of QA rows giving length counter-examples")
-    f.add_argument("--heldout", type=int, default=3000, help="HaluEval QA rows held out for evaluation")
-    f.add_argument("--epochs", type=int, default=1)
-    f.add_argument("--batch-size", type=int, default=16)
-    f.add_argument("--lr", type=float, default=7e-5)
-    f.add_argument("--max-length", type=int, default=128)
-    f.add_argument("--seed", type=int, default=13)
-    f.add_argument("--threads", type=int, default=None)
+    f.add_argument("--dialogue-rows", type=non_negative_int, default=None, help="HaluEval dialogue rows (default: 0 lexical, 250 cross-encoder)")
+    f.add_argument("--scifact-pairs", type=non_negative_int, default=250, help="SciFact train SUPPORT/CONTRADICT pairs (0 to skip)")
+    f.add_argument("--augment", type=unit_interval, default=0.35, help="share of QA rows giving length counter-examples")
+    f.add_argument("--heldout", type=positive_int, default=3000, help="HaluEval QA rows held out for evaluation")
+    f.add_argument("--epochs", type=positive_int, default=1)
+    f.add_argument("--batch-size", type=positive_int, default=16)
+    f.add_argument("--lr", type=positive_float, default=7e-5)
+    f.add_argument("--max-length", type=positive_int, default=128)
+    f.add_argument("--seed", type=non_negative_int, default=13)
+    f.add_argument("--threads", type=positive_int, default=None)
     f.add_argument("--work", default="runs/faithfulness-minilm", help="cross-encoder: checkpoints, pairs and logs")
     f.add_argument("--out", default=None, help="model folder (default: models/faithfulness-lexical or models/faithfulness-minilm)")
     f.add_argument("--eval-only", action="store_true", help="skip training; evaluate --out and rewrite its card")
@@ -52,8 +53,8 @@ def add_train_parsers(sub) -> None:
     i.add_argument("--test", default=None, help="CSV or JSONL of text,label (default: CLINC150 test)")
     i.add_argument("--oos-label", default="oos", help="label of out-of-scope examples (excluded from training)")
     i.add_argument("--embedder", default="minilm", help="registry name of the embedder")
-    i.add_argument("--C", type=float, default=10.0)
-    i.add_argument("--oos-target-recall", type=float, default=None,
+    i.add_argument("--C", type=positive_float, default=10.0)
+    i.add_argument("--oos-target-recall", type=fraction, default=None,
                    help="pick the max-probability threshold on the train set's held-out fold to reach this "
                         "in-scope recall (default 0.95)")
     i.add_argument("--out", default="models/intent-clinc150")
