@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from bench.argtypes import positive_int, unit_interval
 
 __all__ = ["add_parser"]
@@ -19,6 +18,10 @@ def _cmd(args: argparse.Namespace) -> int:
     from generate.audit import audit_answers, read_answer_log
     from generate.gate import FaithfulnessGate
 
+    if args.out:  # before the audit, not after it
+        from bench.report import check_output_path
+
+        check_output_path(args.out)
     errors: list[str] = []
     rows = list(read_answer_log(args.log, skip_malformed=args.skip_malformed, errors=errors))
     if not rows:
@@ -32,7 +35,9 @@ def _cmd(args: argparse.Namespace) -> int:
         for e in ex[:1]:
             print(f"  e.g. {cat} (line {e['line']}): {e['query'][:70]!r} -> {e['answer'][:70]!r}")
     if args.out:
-        Path(args.out).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        from bench.report import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(report.to_dict(), indent=2) + "\n")
         print(f"wrote {args.out}")
     return 0
 
