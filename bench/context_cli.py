@@ -3,7 +3,8 @@
 ``diagnose context-rot --model NAME [--positions 10] [--passages 10] [--limit N]``: the model's
 curve on a seeded sample of ``N`` NQ-open oracle questions (JSON + PNG), the order it
 favours (:func:`generate.ordering.choose_order`) stored with the model's fingerprint in
-``--orders`` (default ``configs/context_orders.json``) for the pipeline to use.
+``--orders PATH`` (e.g. ``configs/context_orders.json``, which the pipeline and the demo read) for
+the pipeline to use; without ``--orders`` nothing outside ``--out`` is written.
 
 ``bench context [--heldout M]``: the same run, then every order on ``M`` *other* questions, paired against rank
 order with bootstrap intervals; JSON (``metrics.<order>.{mean_loglik,accuracy}`` with intervals,
@@ -246,7 +247,9 @@ def _args(p) -> None:
                    help="SQLite file keeping finished prompts so a killed run resumes ($RAGFIX_CACHE/context_rot.sqlite); '' for none")
     p.add_argument("--max-words", type=positive_int, default=100, help="words kept per passage")
     p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--orders", default="configs/context_orders.json", help="where the chosen order is stored per model")
+    p.add_argument("--orders", default=None,
+                   help="JSON file to store the chosen order in, per model (the pipeline and demo read "
+                        "configs/context_orders.json); default: not stored")
 
 
 def _diagnose(args: argparse.Namespace) -> int:

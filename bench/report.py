@@ -9,7 +9,8 @@ from typing import Mapping, Sequence
 
 from bench.environment import environment
 
-__all__ = ["write_results", "markdown_table", "user_file_mode", "atomic_write_text", "check_output_path"]
+__all__ = ["write_results", "markdown_table", "user_file_mode", "atomic_write_text", "check_output_path",
+           "check_output_folder"]
 
 
 def user_file_mode() -> int:
@@ -49,6 +50,24 @@ def check_output_path(out: Path | str, make_parent: bool = False) -> Path:
             raise ValueError(f"{out}: folder {parent} does not exist; create it or choose another --out")
     if not os.access(parent, os.W_OK):
         raise ValueError(f"{out}: folder {parent} is not writable; choose another --out")
+    return out
+
+
+def check_output_folder(out: Path | str, force: bool = False, flag: str = "--out") -> Path:
+    """Refuse, before any work, to write a model into an existing non-empty folder unless ``force``
+    (a trained model folder such as the shipped ``models/intent-clinc150`` is not overwritten by a
+    command run from the repository root); the parent must be writable. Raises ``ValueError``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{flag} {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ValueError(f"{flag} {out}: folder exists and is not empty; pass --force to overwrite it, "
+                         "or choose a new folder")
+    parent = out.parent if str(out.parent) else Path(".")
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{flag} {out}: {parent} is not writable; choose another folder")
     return out
 
 

@@ -57,7 +57,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--init", default=None,
                    help="start from this CrossEncoder folder (its first --layers layers), e.g. the trained 6-layer model")
     p.add_argument("--work", default=None, help="checkpoints and logs (default: runs/<out name>)")
-    p.add_argument("--out", default=None, help="fp16 model folder (default: models/reranker-minilm-l<layers>)")
+    p.add_argument("--out", required=True,
+                   help="fp16 model folder to write (required: no default, so the shipped models/ are never overwritten "
+                        "by accident)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists and is not empty")
     p.set_defaults(func=train_reranker_cmd)
 
     e = sub.add_parser("eval-reranker", help="nDCG@10 on a BEIR test split (default SciFact): BM25, hybrid, CE over each, fusion")
@@ -83,7 +86,9 @@ def add_parser(subparsers) -> None:
 def train_reranker_cmd(args: argparse.Namespace) -> int:
     import rerank.train as T
 
-    out = Path(args.out or f"models/reranker-minilm-l{args.layers}")
+    from bench.report import check_output_folder
+
+    out = check_output_folder(args.out, args.force)
     work = Path(args.work or Path("runs") / out.name)
     if args.bf16:  # refused before any data is built or written
         from rerank.backends import bf16_refusal
