@@ -95,7 +95,9 @@ class EmbeddingIntentClassifier:
         """
         from sklearn.linear_model import LogisticRegression
 
-        coef, intercept = np.asarray(coef, dtype=np.float64), np.asarray(intercept, dtype=np.float64)
+        coef, intercept = np.asarray(coef), np.asarray(intercept)  # dtype kept: the fit's own (float32 here)
+        if coef.dtype.kind != "f" or intercept.dtype.kind != "f":
+            raise ValueError(f"from_arrays: coef and intercept must be float arrays, got {coef.dtype} and {intercept.dtype}")
         classes = np.asarray(list(classes))
         rows = 1 if len(classes) == 2 else len(classes)
         if len(classes) < 2 or coef.ndim != 2 or coef.shape[0] != rows or intercept.shape != (rows,):
@@ -247,8 +249,8 @@ class IntentModel:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         clf = self.classifier
-        np.save(folder / "coef.npy", np.asarray(clf.model_.coef_, dtype=np.float64), allow_pickle=False)
-        np.save(folder / "intercept.npy", np.asarray(clf.model_.intercept_, dtype=np.float64), allow_pickle=False)
+        np.save(folder / "coef.npy", np.asarray(clf.model_.coef_), allow_pickle=False)
+        np.save(folder / "intercept.npy", np.asarray(clf.model_.intercept_), allow_pickle=False)
         state = {"format": INTENT_FORMAT, "classes": [str(c) for c in clf.classes_], "C": float(clf.C),
                  "embedder_name": self.embedder_name, "embedder_fingerprint": self.embedder_fingerprint,
                  "oos_threshold": float(self.oos_threshold), "oos_label": self.oos_label,
