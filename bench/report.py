@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 from bench.environment import environment
 
 __all__ = ["write_results", "markdown_table", "user_file_mode", "atomic_write_text", "check_output_path",
-           "check_output_folder"]
+           "check_output_folder", "check_work_manifest"]
 
 
 def user_file_mode() -> int:
@@ -69,6 +69,46 @@ def check_output_folder(out: Path | str, force: bool = False, flag: str = "--out
     if not os.access(parent, os.W_OK):
         raise ValueError(f"{flag} {out}: {parent} is not writable; choose another folder")
     return out
+
+
+def _path_fingerprint(path: Path) -> list:
+    """(relative name, size, mtime) of a data file or of every file in a data folder: cheap, and any
+    edit, swap or regeneration of the data changes it."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path] if path.exists() else []
+    return [[str(f.relative_to(path) if path.is_dir() else f.name), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
+def check_work_manifest(work: Path | str, settings: Mapping, data_paths: Sequence[Path | str] = ()) -> Path:
+    """Resume only the run a work folder was started for.
+
+    The first run writes ``<work>/manifest.json`` (the settings that shape the training pairs and the
+    schedule, and the size/mtime of every data file); a rerun with other settings or changed data
+    raises ``ValueError`` listing what differs, instead of silently resuming on the old pairs. A work
+    folder with frozen pairs but no manifest (made before manifests) is refused too: it cannot be checked.
+    """
+    work = Path(work)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in settings.items()}
+    data = {str(Path(p).resolve()): _path_fingerprint(Path(p)) for p in data_paths if p}
+    path = work / "manifest.json"
+    want = {"format": 1, "settings": settings, "data": data}
+    if path.is_file():
+        have = json.loads(path.read_text(encoding="utf-8"))
+        diff = [k for k in sorted(set(have.get("settings", {})) | set(settings))
+                if have.get("settings", {}).get(k) != settings.get(k)]
+        msgs = [f"{k}: {have.get('settings', {}).get(k)!r} then, {settings.get(k)!r} now" for k in diff]
+        if have.get("data") != data:
+            msgs.append(f"data: {sorted(have.get('data', {}))} then (with their sizes/dates), {sorted(data)} now")
+        if msgs:
+            raise ValueError(f"{work}: this work folder belongs to another run ({'; '.join(msgs)}); rerun with the "
+                             "same settings and data to resume, or give a new --work")
+        return path
+    if (work / "pairs.jsonl").exists() or (work / "checkpoint").exists():
+        raise ValueError(f"{work}: holds a run without manifest.json, so resuming it cannot be checked against "
+                         "this command's data and settings; give a new --work (or delete this folder)")
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(want, indent=1) + "\n")
+    return path
 
 
 def atomic_write_text(out: Path | str, text: str) -> Path:

@@ -96,10 +96,17 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
         why = bf16_refusal()
         if why:
             raise SystemExit(f"--bf16: {why}: drop --bf16")
-    work.mkdir(parents=True, exist_ok=True)
+    from bench.datasets import data_root
+    from bench.report import check_work_manifest
+
+    shape = ("data", "layers", "epochs", "max_pairs", "ict_queries", "hotpot_queries", "nq_queries", "negatives", "miner",
+             "loss", "teacher", "candidates", "depth", "pooling", "bf16", "batch_size", "lr", "max_length", "seed", "init")
+    data_folder = Path(args.data) if args.data else data_root() / "scifact"
+    check_work_manifest(work, {k: getattr(args, k) for k in shape},
+                        [data_folder] + [p for p in (args.teacher, args.init) if p])
     pairs_file = work / "pairs.jsonl"
     if pairs_file.is_file():
-        pairs = T.load_pairs(pairs_file)  # restart: the same pairs, whatever the builders would give now
+        pairs = T.load_pairs(pairs_file)  # restart: the same pairs (the manifest says they are this run's)
     elif args.candidates:
         from bench.datasets import data_root
 

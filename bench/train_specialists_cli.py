@@ -195,9 +195,13 @@ def train_faithfulness_cmd(args: argparse.Namespace) -> int:
     args.qa_rows = args.qa_rows or 1150
     args.dialogue_rows = 250 if args.dialogue_rows is None else args.dialogue_rows
     out, work = Path(args.out), Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
     pairs_file = work / "pairs.jsonl"
     if not args.eval_only:
+        from bench.report import check_work_manifest
+
+        check_work_manifest(work, {k: getattr(args, k) for k in ("qa_rows", "dialogue_rows", "scifact_pairs", "augment",
+                                                                 "heldout", "epochs", "batch_size", "lr", "max_length",
+                                                                 "seed")})
         if pairs_file.is_file():
             pairs = T.load_pairs(pairs_file)
             print(f"resuming with the {len(pairs)} pairs frozen in {pairs_file}")

@@ -63,7 +63,7 @@ import numpy as np
 __all__ = [
     "TrainPair", "check_pairs", "check_no_test_leak", "scifact_qrel_pairs", "ict_pairs", "hotpotqa_pairs",
     "nq_oracle_pairs", "hotpotqa_draw", "candidate_groups", "drop_test_queries", "build_training_pairs", "train_cross_encoder", "teacher_scores", "save_fp16", "minilm_path", "LAYERS",
-    "MINERS",
+    "MINERS", "load_checkpoint_state",
 ]
 
 LAYERS = (6, 2)
@@ -589,7 +589,7 @@ def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: in
         opt, lambda s: min((s + 1) / n_warm, max(0.0, (total - s) / max(1, total - n_warm))))
     step = 0
     if resume:
-        state = torch.load(ckpt / "state.pt", weights_only=False)
+        state = load_checkpoint_state(ckpt / "state.pt")
         if state["total"] != total:
             raise ValueError(f"{ckpt}: checkpoint was made for {state['total']} steps, this run has {total}; "
                              "use the same pairs/epochs/batch size, or delete the checkpoint folder")
@@ -645,6 +645,26 @@ def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: in
     final = out / "final"
     model.save(str(final))
     return final
+
+
+def load_checkpoint_state(path: Path | str) -> dict:
+    """The optimiser/scheduler/RNG state saved beside a checkpoint, read with ``weights_only=True``.
+
+    Tensors, numbers, strings and containers only: a ``state.pt`` holding any other object (a crafted
+    pickle that would run code) raises ``ValueError`` naming the file instead of being executed.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise ValueError(f"{path}: not a plain training state (tensors and numbers only; {str(exc).splitlines()[0]}); "
+                         "refusing to load it -- delete the checkpoint folder to start over") from None
+    if not isinstance(state, dict) or not {"opt", "sched", "step", "total", "torch_rng"} <= set(state):
+        raise ValueError(f"{path}: not a ragfix training state (keys opt, sched, step, total, torch_rng)")
+    return state
 
 
 def _checkpoint(model, ckpt: Path, state: dict) -> None:
