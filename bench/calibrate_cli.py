@@ -87,6 +87,14 @@ def summary_lines(a: dict) -> list[str]:
 def _cmd_threshold(args: argparse.Namespace) -> int:
     from cascade.thresholds import ThresholdSpec
 
+    if not (args.scorer or args.scorer_fingerprint):
+        raise ValueError("give --scorer NAME (the model that produced the scores; fingerprint computed from its files) "
+                         "or --scorer-fingerprint")
+    if args.scorer and not args.scorer_fingerprint:
+        from bench.registry import model_fingerprint
+
+        args.scorer_fingerprint = model_fingerprint(args.scorer, args.scorer_kind)
+        args.scorer_name = args.scorer_name or args.scorer
     scores, labels, cohorts = read_scores(args.scores, args.score_field, args.label_field, args.cohort_field)
     if labels is None:
         raise ValueError(f"{args.scores}: no {args.label_field!r} field; deriving a threshold needs labelled data")
@@ -130,7 +138,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", type=fraction, default=None, help="target value of --metric (precision/recall)")
     p.add_argument("--cost-fp", type=non_negative_float, default=1.0, help="cost of a false positive (--metric cost)")
     p.add_argument("--cost-fn", type=non_negative_float, default=1.0, help="cost of a false negative (--metric cost)")
-    p.add_argument("--scorer-fingerprint", required=True, help="fingerprint of the model that produced the scores")
+    p.add_argument("--scorer", default=None,
+                   help="registry name or folder of the model that produced the scores: its fingerprint is computed "
+                        "from its files and recorded, with the name, in the spec (what the guard later checks)")
+    p.add_argument("--scorer-kind", default="cross-encoder", choices=("cross-encoder", "embedder", "faithfulness", "llm"))
+    p.add_argument("--scorer-fingerprint", default=None,
+                   help="fingerprint of the model that produced the scores, given by hand (instead of --scorer)")
     p.add_argument("--scorer-name", default="")
     p.add_argument("--task", default="")
     p.add_argument("--out", required=True, type=Path, help="spec JSON to write")

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 __all__ = ["ModelSpec", "Registry", "UnknownModelError", "load_embedder", "load_cross_encoder", "load_llm", "load_faithfulness",
-           "repo_root"]
+           "repo_root", "model_fingerprint"]
 
 KINDS = ("embedder", "cross-encoder", "llm", "faithfulness")
 _DEFAULT_LOADER = {"embedder": "sentence-transformers", "cross-encoder": "sentence-transformers", "llm": "transformers",
@@ -52,15 +52,8 @@ class Registry:
         config = Path(config or os.environ.get("RAGFIX_MODELS_CONFIG") or repo_root() / "configs" / "models.yaml")
         if not config.is_file():
             raise FileNotFoundError(f"model registry {config} not found; set RAGFIX_MODELS_CONFIG or restore configs/models.yaml")
-        with open(config, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh) or {}
         self.config = config
-        self._entries: dict[str, dict] = dict(raw.get("models") or {})
-        for name, e in self._entries.items():
-            if e.get("kind") not in KINDS:
-                raise ValueError(f"{config}: model {name!r} has kind {e.get('kind')!r}; allowed: {', '.join(KINDS)}")
-            if e.get("source") not in SOURCES:
-                raise ValueError(f"{config}: model {name!r} has source {e.get('source')!r}; allowed: {', '.join(SOURCES)}")
+        self._entries: dict[str, dict] = _read_registry(config)
 
     def names(self, kind: str | None = None) -> list[str]:
         return sorted(n for n, e in self._entries.items() if kind is None or e["kind"] == kind)
@@ -107,6 +100,73 @@ class Registry:
             f"unknown {kind} {name!r}; known {kind} names: {', '.join(self.names(kind)) or 'none'} "
             f"(or pass a local folder, or a hub id such as org/model when online); registry: {self.config}"
         )
+
+
+_NEEDS = {"pypi": "package", "project": "path", "local": "path", "hub": "id"}
+
+
+def _read_registry(config: Path) -> dict[str, dict]:
+    """Parse and check ``models.yaml``; every malformed entry raises naming the file and the line."""
+    try:
+        text = config.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = config.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{config}:{line}: not UTF-8 (byte at offset {exc.start}); re-save the file as UTF-8") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"{config}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if raw is None:
+        return {}
+    lines: dict[str, int] = {}
+    if isinstance(root, yaml.MappingNode):
+        for k, v in root.value:
+            if k.value == "models" and isinstance(v, yaml.MappingNode):
+                lines = {kk.value: kk.start_mark.line + 1 for kk, _ in v.value}
+    if not isinstance(raw, dict) or not isinstance(raw.get("models") or {}, dict):
+        raise ValueError(f"{config}:1: expected a mapping 'models:' of name -> {{kind, source, loader, ...}}")
+    entries = dict(raw.get("models") or {})
+    for name, e in entries.items():
+        at = f"{config}:{lines.get(str(name), 1)}"
+        if not isinstance(e, dict):
+            raise ValueError(f"{at}: model {name!r} must be a mapping with kind, source and loader, got {type(e).__name__}")
+        if e.get("kind") not in KINDS:
+            raise ValueError(f"{at}: model {name!r} has kind {e.get('kind')!r}; allowed: {', '.join(KINDS)}")
+        if e.get("source") not in SOURCES:
+            raise ValueError(f"{at}: model {name!r} has source {e.get('source')!r}; allowed: {', '.join(SOURCES)}")
+        if not isinstance(e.get("loader"), str):
+            raise ValueError(f"{at}: model {name!r} has no 'loader' (a string such as sentence-transformers)")
+        need = _NEEDS[e["source"]]
+        if not isinstance(e.get(need), str):
+            raise ValueError(f"{at}: model {name!r} (source {e['source']}) needs a string {need!r}")
+    return entries
+
+
+def model_fingerprint(name: str, kind: str = "cross-encoder", registry: "Registry | None" = None) -> str:
+    """Fingerprint (16 hex) of the weights a name loads now: sha256 over the model's weight and config files.
+
+    What a threshold spec and its guard compare: swapping the files behind a registry name changes it.
+    Embedders give their own ``fingerprint`` (the one specs made by ``ragfix bench thresholds`` carry).
+    Hub ids have no local files to hash and raise :class:`UnknownModelError`.
+    """
+    from retrieval.embedders import fingerprint_files
+
+    if kind == "embedder":
+        return load_embedder(name, registry).fingerprint
+    spec = _registry(registry).resolve(name, kind)
+    if spec.path is None:
+        raise UnknownModelError(f"{name!r} is a hub id with no local files to fingerprint; pass the fingerprint yourself")
+    path = Path(spec.path)
+    suffixes = {".safetensors", ".bin", ".json", ".npy", ".onnx", ".gguf", ".txt", ".model"}
+    meta = {"training.json", "meta.json"}  # metrics written beside the weights, not the weights
+    files = ([p for p in path.rglob("*") if p.is_file() and p.suffix in suffixes and p.name not in meta]
+             if path.is_dir() else [path])
+    if not files:
+        raise UnknownModelError(f"{path}: no weight or config files to fingerprint")
+    return fingerprint_files(files, kind)
 
 
 def _check_hub_allowed(name: str, hub_id: str) -> None:
