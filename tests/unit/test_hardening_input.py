@@ -102,3 +102,43 @@ def test_scores_csv_bom_and_non_utf8(tmp_path):
     p.write_bytes(b"score,label,c\n0.5,1,a\n0.2,0,caf\xe9\n")
     with pytest.raises(DatasetError, match=r"s.csv:3: not UTF-8"):
         read_scores(p)
+
+
+# ----------------------------------------------------------------------------- model dictionaries
+
+@pytest.mark.parametrize("body,msg", [
+    ("models:\n  good:\n    kind: embedder\n    source: local\n    loader: sentence-transformers\n    path: /x\n"
+     "  bad: just-a-string\n", r"models.yaml:7: model 'bad' must be a mapping"),
+    ("models:\n  a:\n    kind: embedder\n    source: local\n    path: /x\n", r"models.yaml:2: model 'a' has no 'loader'"),
+    ("models:\n  a:\n    kind: cross-encoder\n    source: project\n    loader: x\n", r"models.yaml:2: .* needs a string 'path'"),
+    ("models: [1, 2]\n", r"models.yaml:1: expected a mapping"),
+    ("models:\n  a: {kind: embedder\n", r"models.yaml:\d+: not valid YAML"),
+])
+def test_malformed_model_registry_names_file_and_line(tmp_path, monkeypatch, body, msg):
+    from bench.registry import Registry
+
+    cfg = tmp_path / "models.yaml"
+    cfg.write_text(body)
+    with pytest.raises(ValueError, match=msg):
+        Registry(cfg)
+
+
+@pytest.mark.parametrize("edit,msg", [
+    (lambda b: [1, 2], r"model.json:1: expected a JSON object"),
+    (lambda b: {**b, "coef": b["coef"][:-1]}, r"field 'coef' must be a list of 11 finite numbers"),
+    (lambda b: {k: v for k, v in b.items() if k != "intercept"}, r"field 'intercept' must be a finite number"),
+    (lambda b: {**b, "scale": ["x"] * 11}, r"field 'scale' must be"),
+    (lambda b: {**b, "max_words": "many"}, r"field 'max_words' must be a positive integer"),
+])
+def test_malformed_faithfulness_model_dictionary(tmp_path, edit, msg):
+    import shutil
+    from pathlib import Path
+
+    from cascade.support_features import LexicalFaithfulnessScorer
+
+    src = Path(__file__).resolve().parents[2] / "models" / "faithfulness-lexical"
+    shutil.copytree(src, tmp_path / "m")
+    body = json.loads((tmp_path / "m" / "model.json").read_text())
+    (tmp_path / "m" / "model.json").write_text(json.dumps(edit(body)))
+    with pytest.raises(ValueError, match=msg):
+        LexicalFaithfulnessScorer.load(tmp_path / "m")
