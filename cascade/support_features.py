@@ -157,7 +157,8 @@ class LexicalFaithfulnessScorer:
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: train it with `ragfix train faithfulness --out {folder}`")
         try:
-            body = json.loads(path.read_bytes().decode("utf-8-sig"))
+            text = path.read_bytes().decode("utf-8-sig")
+            body = json.loads(text)
         except UnicodeDecodeError as exc:
             line = path.read_bytes()[: exc.start].count(b"\n") + 1
             raise ValueError(f"{path}:{line}: not UTF-8; re-train with `ragfix train faithfulness`") from None
@@ -166,8 +167,12 @@ class LexicalFaithfulnessScorer:
         if not isinstance(body, dict):
             raise ValueError(f"{path}:1: expected a JSON object, got {type(body).__name__}; re-train with `ragfix train faithfulness`")
         if body.get("format") != FORMAT or tuple(body.get("features", ())) != FEATURES:
-            raise ValueError(f"{path}: format {body.get('format')!r} with features {body.get('features')}; this code reads "
+            raise ValueError(f"{path}:1: format {body.get('format')!r} with features {body.get('features')}; this code reads "
                              f"{FORMAT} with {list(FEATURES)}; re-train with `ragfix train faithfulness`")
+        def _at(key: str) -> str:  # file:line of the key's first occurrence (line 1 when absent)
+            i = text.find(f'"{key}"')
+            return f"{path}:{text.count(chr(10), 0, i) + 1 if i >= 0 else 1}"
+
         def _numbers(key: str, n: int | None) -> list[float] | float:
             v = body.get(key)
             vals = v if n is not None else [v]
@@ -175,7 +180,7 @@ class LexicalFaithfulnessScorer:
                                                 for x in vals) and (n is None or len(vals) == n)
             if not ok:
                 want = f"a list of {n} finite numbers" if n is not None else "a finite number"
-                raise ValueError(f"{path}: field {key!r} must be {want}, got {str(v)[:80]}; the file is damaged: "
+                raise ValueError(f"{_at(key)}: field {key!r} must be {want}, got {str(v)[:80]}; the file is damaged: "
                                  "re-train with `ragfix train faithfulness`")
             return vals if n is not None else vals[0]
 
@@ -184,9 +189,9 @@ class LexicalFaithfulnessScorer:
         intercept, threshold = _numbers("intercept", None), _numbers("threshold", None)
         max_words = body.get("max_words")
         if not isinstance(max_words, int) or isinstance(max_words, bool) or max_words < 1:
-            raise ValueError(f"{path}: field 'max_words' must be a positive integer, got {max_words!r}")
+            raise ValueError(f"{_at('max_words')}: field 'max_words' must be a positive integer, got {max_words!r}")
         if not 0.0 < threshold < 1.0:
-            raise ValueError(f"{path}: field 'threshold' must be in (0, 1), got {threshold}")
+            raise ValueError(f"{_at('threshold')}: field 'threshold' must be in (0, 1), got {threshold}")
         meta = body.get("meta")
         return cls(coef, intercept, mean, scale, threshold=threshold, max_words=max_words,
                    meta=meta if isinstance(meta, dict) else None)
