@@ -1,7 +1,11 @@
 """Issue 16: the reranker evaluation's score cache never returns another query's score."""
 import json
 
+import pytest
+
 from bench.train_cli import evaluate_reranker
+
+pytestmark = pytest.mark.integration
 
 
 def _beir(root, queries):

@@ -2,7 +2,11 @@
 unless a variant uses the adaptive rule, which then takes its documented default)."""
 import json
 
+import pytest
+
 from bench.cli import main
+
+pytestmark = pytest.mark.integration
 
 
 def _beir_test_only(root):
