@@ -380,12 +380,15 @@ def _intent_card(info: dict) -> str:
     m = info.get("metrics", {})
     fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
     rows = "\n".join(f"| {k} | {fmt(v)} |" for k, v in m.items())
+    oos = (f"out-of-scope when the max probability is below {info['oos_threshold']:.4f} (the threshold keeping 95% of a\n"
+           "held-out in-scope fold of the training data, unless the command says otherwise)"
+           if info["oos_threshold"] > 0 else
+           "no out-of-scope cutoff (the training data had no out-of-scope class and none was asked for)")
     return f"""# intent classifier
 
 Multinomial logistic regression (scikit-learn, C from the command) on L2-normalised embeddings of
 `{info['embedder']}` (fingerprint `{info['embedder_fingerprint']}`); {info['n_intents']} intents;
-out-of-scope when the max probability is below {info['oos_threshold']:.4f} (the threshold keeping 95% of a
-held-out in-scope fold of the training data, unless the command says otherwise). Code: `cascade/intent.py`
+{oos}. Code: `cascade/intent.py`
 (`IntentModel`, `fit_intent_model`). Files: `model.json` (format {info['format']}, checked on load) with
 `coef.npy` and `intercept.npy` (no pickle: loading cannot run code), `meta.json`.
 

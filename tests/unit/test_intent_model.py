@@ -145,7 +145,10 @@ def test_no_oos_cutoff_without_an_oos_class(tmp_path, monkeypatch):
 
     monkeypatch.setattr(I, "_embed_cached", lambda emb, texts: emb.encode_queries(list(texts)))
     texts, labels = _data()
-    assert fit_intent_model(texts, labels, embedder=_BagEmbedder()).oos_threshold == 0.0
+    plain = fit_intent_model(texts, labels, embedder=_BagEmbedder())
+    assert plain.oos_threshold == 0.0
+    plain.save(tmp_path / "plain")
+    assert "no out-of-scope cutoff" in (tmp_path / "plain" / "MODEL_CARD.md").read_text()
     with_oos = fit_intent_model(texts + ["zebra xylophone"], labels + ["oos"], embedder=_BagEmbedder())
     assert with_oos.oos_threshold > 0.0
     assert fit_intent_model(texts, labels, embedder=_BagEmbedder(), target_recall=0.9).oos_threshold > 0.0
