@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from bench.argtypes import non_negative_int, positive_int
 
 __all__ = ["add_parser", "run_faithfulness_bench"]

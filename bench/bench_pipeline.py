@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
 from bench.argtypes import positive_int
 
 __all__ = ["add_parser", "run_pipeline_bench"]

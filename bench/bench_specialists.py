@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from bench.argtypes import non_negative_int, positive_int
 
 __all__ = ["run_specialists_bench", "markdown", "add_parser"]

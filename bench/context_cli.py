@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
 from bench.argtypes import non_negative_int, positive_int
 
 __all__ = ["add_diagnose_parser", "add_bench_parser", "run_context", "measured_order", "HELDOUT_ORDERS"]

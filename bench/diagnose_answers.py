@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+
 from bench.argtypes import positive_int, unit_interval
 
 __all__ = ["add_parser"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+
 from bench.argtypes import finite_float
 
 __all__ = ["add_parser", "EXIT_STATUS"]

@@ -19,6 +19,7 @@ import json
 import random
 
 import numpy as np
+
 from bench.argtypes import non_negative_int, positive_int
 
 __all__ = ["held_out_hotpot_queries", "probe_fusion", "TRAINED_HOTPOT_SAMPLES"]

@@ -16,6 +16,7 @@ import argparse
 import json
 
 import numpy as np
+
 from bench.argtypes import positive_int
 
 __all__ = ["probe_pooling"]

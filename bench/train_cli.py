@@ -12,6 +12,7 @@ import json
 import platform
 import time
 from pathlib import Path
+
 from bench.argtypes import non_negative_int, positive_float, positive_int
 
 __all__ = ["add_parser", "train_reranker_cmd", "evaluate_reranker", "stage_fusions", "write_model_card", "PairScoreCache"]

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from bench.argtypes import fraction, non_negative_int, positive_float, positive_int, unit_interval
 
 __all__ = ["add_train_parsers", "train_faithfulness_cmd", "train_lexical_faithfulness", "train_intent_cmd"]
