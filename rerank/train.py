@@ -457,8 +457,9 @@ def teacher_scores(pairs: Sequence[TrainPair], teacher: str | Path, out: Path | 
                    batch_size: int = 64, bf16: bool = False) -> np.ndarray:
     """The teacher cross-encoder's logits for every pair, cached in ``out/teacher_scores.npy``.
 
-    The cache is keyed by the teacher folder, the pair count and a hash of the pairs, so a changed
-    teacher or data set recomputes instead of silently reusing stale scores.
+    The cache is keyed by the teacher folder and a sha256 of its weight and config files, the pair
+    count and a hash of the pairs, so a changed teacher (new weights under the same path) or data set
+    recomputes instead of silently reusing stale scores.
     """
     import hashlib
 
@@ -472,7 +473,13 @@ def teacher_scores(pairs: Sequence[TrainPair], teacher: str | Path, out: Path | 
     h = hashlib.sha256()
     for p in pairs:
         h.update(f"{p.qid}\t{p.query}\t{p.passage}\n".encode())
-    key = {"teacher": str(Path(teacher).resolve()), "n": len(pairs), "pairs_sha256": h.hexdigest(), "max_length": max_length,
+    wh = hashlib.sha256()
+    tpath = Path(teacher)
+    for f in sorted(tpath.rglob("*")) if tpath.is_dir() else []:
+        if f.is_file() and f.suffix in (".safetensors", ".bin", ".json"):
+            wh.update(f.name.encode())
+            wh.update(f.read_bytes())
+    key = {"teacher": str(tpath.resolve()), "teacher_sha256": wh.hexdigest()[:16], "n": len(pairs), "pairs_sha256": h.hexdigest(), "max_length": max_length,
            **({"bf16": True} if bf16 else {})}
     npy, meta = out / "teacher_scores.npy", out / "teacher_scores.json"
     if npy.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:

@@ -35,3 +35,26 @@ def test_changed_query_texts_with_the_same_ids_are_rescored(tmp_path):
     # and the scores are the model's for these texts, not the cached ones of the old queries
     fresh = evaluate_reranker("reranker-l2", depth=6, data=c, cache_dir=tmp_path / "fresh")
     assert changed["metrics"] == fresh["metrics"]
+
+
+def test_teacher_score_cache_notices_new_weights_under_the_same_path(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    import numpy as np
+
+    from rerank.train import TrainPair, teacher_scores
+
+    repo = Path(__file__).resolve().parents[2]
+    pairs = [TrainPair("what causes scurvy", "vitamin C deficiency causes scurvy", 1.0, "t", "q1"),
+             TrainPair("what causes scurvy", "insulin regulates blood glucose", 0.0, "t", "q1")]
+    teacher = tmp_path / "teacher"
+    shutil.copytree(repo / "models" / "reranker-minilm-l2", teacher)
+    a = teacher_scores(pairs, teacher, tmp_path / "work")
+    np.testing.assert_array_equal(teacher_scores(pairs, teacher, tmp_path / "work"), a)  # cached
+    shutil.rmtree(teacher)
+    shutil.copytree(repo / "models" / "reranker-minilm-l6", teacher)  # another model, same path
+    b = teacher_scores(pairs, teacher, tmp_path / "work")
+    fresh = teacher_scores(pairs, teacher, tmp_path / "fresh")
+    np.testing.assert_array_equal(b, fresh)
+    assert not np.array_equal(a, b)
