@@ -5,7 +5,7 @@ from bench.cli import main
 
 
 @pytest.mark.parametrize("argv", [
-    ["bench", "retrieval", "--k", "0"],
+    ["bench", "retrieval", "--data", "x", "--k", "0"],
     ["bench", "rerank", "--data", "x", "--k", "0"],
     ["bench", "rerank", "--data", "x", "--limit", "-3"],
     ["bench", "rerank", "--data", "x", "--adaptive-target", "1.5"],
