@@ -39,6 +39,7 @@ from cascade.cascade import Cascade
 from cascade.intent import EmbeddingIntentClassifier
 from monitor.bounds import clopper_pearson
 from monitor.calibration import TemperatureScaling, expected_calibration_error, reliability_diagram
+from bench.argtypes import fraction, non_negative_int, positive_int, unit_interval
 
 __all__ = ["load_prices", "build_stages", "simulate", "run_cascade_bench", "add_parser"]
 
@@ -340,16 +341,16 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cascade", help="audited cheap->expensive cascade under intent shift: alarm, recalibration (X)")
-    p.add_argument("--limit", type=int, default=4000, help="requests per simulated stream (shift after the first third)")
-    p.add_argument("--runs", type=int, default=30, help="seeded runs for requests-to-alarm and the false-alarm rate")
-    p.add_argument("--unseen", type=int, default=30, help="intents held out from the cheap stage")
+    p.add_argument("--limit", type=positive_int, default=4000, help="requests per simulated stream (shift after the first third)")
+    p.add_argument("--runs", type=positive_int, default=30, help="seeded runs for requests-to-alarm and the false-alarm rate")
+    p.add_argument("--unseen", type=non_negative_int, default=30, help="intents held out from the cheap stage")
     p.add_argument("--unseen-mode", choices=("lookalike", "random"), default="lookalike",
                    help="which intents the cheap stage never sees: look-alikes of kept intents, or random")
-    p.add_argument("--shift-share", type=float, default=0.2, help="share of post-shift traffic from unseen intents")
-    p.add_argument("--budget", type=float, default=0.02, help="pass-through error budget (disagreement with the expensive stage)")
-    p.add_argument("--recal-window", type=int, default=1500, help="decisions audited in full when recalibrating")
-    p.add_argument("--audit-rate", type=float, default=0.1, help="fraction of confident decisions audited")
-    p.add_argument("--train-per-intent", type=int, default=50, help="CLINC train utterances per intent (cheap stage)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shift-share", type=unit_interval, default=0.2, help="share of post-shift traffic from unseen intents")
+    p.add_argument("--budget", type=unit_interval, default=0.02, help="pass-through error budget (disagreement with the expensive stage)")
+    p.add_argument("--recal-window", type=positive_int, default=1500, help="decisions audited in full when recalibrating")
+    p.add_argument("--audit-rate", type=fraction, default=0.1, help="fraction of confident decisions audited")
+    p.add_argument("--train-per-intent", type=positive_int, default=50, help="CLINC train utterances per intent (cheap stage)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", type=Path, default=None, help="results JSON (.md and _reliability.png beside it)")
     p.set_defaults(func=_cmd)

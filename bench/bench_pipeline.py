@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.argtypes import positive_int
+
 __all__ = ["add_parser", "run_pipeline_bench"]
 
 
@@ -297,18 +299,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=str(data_root() / "scifact"), help="BEIR-layout folder (test split)")
     p.add_argument("--model", default="reranker-l6")
     p.add_argument("--pruner", default=None, help="2-layer cascade stage (e.g. reranker-l2)")
-    p.add_argument("--keep", type=int, default=20)
+    p.add_argument("--keep", type=positive_int, default=20)
     p.add_argument("--backend", default="onnx-int8", choices=["fp32", "int8", "onnx", "onnx-int8"])
-    p.add_argument("--token-budget", type=int, default=8192)
+    p.add_argument("--token-budget", type=positive_int, default=8192)
     p.add_argument("--llm", default="smollm2")
-    p.add_argument("--k", type=int, default=100)
-    p.add_argument("--context-k", type=int, default=3)
-    p.add_argument("--max-new-tokens", type=int, default=24)
-    p.add_argument("--limit", type=int, default=8, help="requests (SciFact test claims)")
+    p.add_argument("--k", type=positive_int, default=100)
+    p.add_argument("--context-k", type=positive_int, default=3)
+    p.add_argument("--max-new-tokens", type=positive_int, default=24)
+    p.add_argument("--limit", type=positive_int, default=8, help="requests (SciFact test claims)")
     p.add_argument("--concurrency", default="1,4,8")
     p.add_argument("--history-words", default="0,250,500",
                    help="overlap sweep at concurrency 1: words of real chat history (HaluEval dialogue) before each question")
-    p.add_argument("--rounds", type=int, default=1, help="blocks per variant at concurrency > 1 (median round reported)")
-    p.add_argument("--rerank-rounds", type=int, default=3, help="alternating per-request / cross-request rounds (median)")
+    p.add_argument("--rounds", type=positive_int, default=1, help="blocks per variant at concurrency > 1 (median round reported)")
+    p.add_argument("--rerank-rounds", type=positive_int, default=3, help="alternating per-request / cross-request rounds (median)")
     p.add_argument("--out", default="results/pipeline.json")
     p.set_defaults(func=_cmd)

@@ -15,7 +15,9 @@ Variants:
     int8        ``--int8-backend`` (default ONNX Runtime dynamic int8), batch 32
     bf16        torch bf16 autocast, batch 32 (skipped, with the reason, on CPUs without native bf16)
     cascade     the ``--pruner`` model scores all K, the model ranks the ``--keep`` best (rerank.cascade)
-    adaptive    per-query candidate count from the BM25 scores, ratio fitted on the train split
+    adaptive    per-query candidate count from the BM25 scores, ratio fitted on the train split (fitted only
+                when a variant uses it; a folder without ``qrels/train.tsv`` gets the unfitted default
+                ratio ``DEFAULT_ADAPTIVE_RATIO`` = 0.5, and the results say so)
     microbatch  the length engine behind the cross-request MicroBatcher, one request at a time
     fastest     adaptive -> the model on ``--fastest-backend`` (ONNX int8), length-aware batching: the
                 fastest combination, which trades the full rerank's ranking for BM25's below the cut
@@ -38,8 +40,12 @@ import numpy as np
 from data import RetrievalDataset, load_beir
 from bench.metrics import evaluate
 from bench.report import markdown_table, write_results
+from bench.argtypes import fraction, positive_int
 
-__all__ = ["VARIANTS", "run_rerank_bench", "pareto_plot", "add_parser"]
+__all__ = ["VARIANTS", "DEFAULT_ADAPTIVE_RATIO", "run_rerank_bench", "pareto_plot", "add_parser"]
+
+# The adaptive rule's ratio when the data has no train split to fit it on (documented in the results).
+DEFAULT_ADAPTIVE_RATIO = 0.5
 
 VARIANTS = ("naive", "length", "truncate", "int8", "bf16", "cascade", "adaptive", "microbatch", "fastest", "pruner", "best",
             "onnx_peer")
@@ -68,6 +74,38 @@ def _fit_adaptive(data: Path, k: int, min_k: int, target: float, n_queries: int 
     return AdaptiveCandidateCount(min_k=min_k, max_k=k).fit(scores, masks, target=target)
 
 
+def _wanted_variants(args: argparse.Namespace) -> list[str]:
+    """The ``--variants`` list, checked (names, bf16 support) before any model is loaded."""
+    from rerank.backends import bf16_refusal
+
+    wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
+    bad = sorted(set(wanted) - set(VARIANTS))
+    if bad or not wanted:
+        raise ValueError(f"--variants: unknown {bad or 'empty list'}; allowed: {', '.join(VARIANTS)}")
+    no_bf16 = None if args.force_bf16 else bf16_refusal()
+    for opt, variant in (("best_backend", "best"), ("best_pruner_backend", "best"), ("fastest_backend", "fastest")):
+        if no_bf16 and variant in wanted and getattr(args, opt) == "bf16":
+            raise ValueError(f"--{opt.replace('_', '-')} bf16: {no_bf16}; pick onnx-int8 or fp32, or pass --force-bf16")
+    return wanted
+
+
+def _uses_adaptive(wanted: Sequence[str], pruner: str | None) -> bool:
+    return "adaptive" in wanted or "fastest" in wanted or ("best" in wanted and not pruner)
+
+
+def _adaptive_for(args: argparse.Namespace, wanted: Sequence[str]):
+    """The adaptive candidate rule if a variant uses it: fitted on ``qrels/train.tsv``, or the default
+    ratio when there is no train split; ``(rule or None, how it was chosen)``."""
+    from rerank.candidates import AdaptiveCandidateCount
+
+    if not _uses_adaptive(wanted, args.pruner):
+        return None, "not used by the variants run"
+    if not (Path(args.data) / "qrels" / "train.tsv").is_file():
+        return (AdaptiveCandidateCount(DEFAULT_ADAPTIVE_RATIO, min(args.min_k, args.k), args.k),
+                f"default ratio {DEFAULT_ADAPTIVE_RATIO} ({args.data} has no qrels/train.tsv to fit it on)")
+    return _fit_adaptive(args.data, args.k, min(args.min_k, args.k), args.adaptive_target), "fitted on the train split"
+
+
 def _build_variants(args: argparse.Namespace, model, pruner, adaptive) -> tuple[dict[str, Callable], dict[str, str]]:
     """variant -> f(query, texts, first_stage_scores) -> (order over texts, pairs scored)."""
     from rerank.backends import bf16_refusal
@@ -75,14 +113,8 @@ def _build_variants(args: argparse.Namespace, model, pruner, adaptive) -> tuple[
     from rerank.engine import RerankEngine
     from rerank.microbatch import MicroBatcher
 
-    wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
-    bad = sorted(set(wanted) - set(VARIANTS))
-    if bad:
-        raise ValueError(f"--variants: unknown {bad}; allowed: {', '.join(VARIANTS)}")
+    wanted = _wanted_variants(args)
     no_bf16 = None if args.force_bf16 else bf16_refusal()
-    for opt, variant in (("best_backend", "best"), ("best_pruner_backend", "best"), ("fastest_backend", "fastest")):
-        if no_bf16 and variant in wanted and getattr(args, opt) == "bf16":
-            raise ValueError(f"--{opt.replace('_', '-')} bf16: {no_bf16}; pick onnx-int8 or fp32, or pass --force-bf16")
     budget = args.max_tokens_per_batch
     fns: dict[str, Callable] = {}
     skipped: dict[str, str] = {}
@@ -181,9 +213,17 @@ def run_rerank_bench(ds: RetrievalDataset, args: argparse.Namespace) -> tuple[di
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Everything that can be wrong with the arguments is found before a model loads.
+    from registry import Registry
+
+    wanted = _wanted_variants(args)
+    registry = Registry()
+    for name in filter(None, (args.model, args.pruner)):
+        if not Path(name).exists():
+            registry.resolve(name, "cross-encoder")
+    adaptive, adaptive_how = _adaptive_for(args, wanted)
     model = _load_ce(args.model)
     pruner = _load_ce(args.pruner) if args.pruner else None
-    adaptive = _fit_adaptive(args.data, args.k, args.min_k, args.adaptive_target)
     fns, skipped = _build_variants(args, model, pruner, adaptive)
     names = list(fns)
 
@@ -245,8 +285,10 @@ def run_rerank_bench(ds: RetrievalDataset, args: argparse.Namespace) -> tuple[di
             metrics[n]["base_p50_ms"] = base["p50_ms"]
             metrics[n]["base_ndcg@10"] = base["ndcg@10"]
     extra = {"floor_ms": floor_ms, "matmul_gflops": rate, "matmul_gflops_median": float(np.median(rates)),
-             "skipped": skipped, "adaptive": {"ratio": adaptive.ratio, "fit_kept_share": adaptive.kept_share_,
-                                              "fit_mean_k": adaptive.mean_k_, "min_k": adaptive.min_k},
+             "skipped": skipped,
+             "adaptive": None if adaptive is None else {
+                 "ratio": adaptive.ratio, "how": adaptive_how, "fit_kept_share": getattr(adaptive, "kept_share_", None),
+                 "fit_mean_k": getattr(adaptive, "mean_k_", None), "min_k": adaptive.min_k},
              "first_stage": f"BM25 top {args.k}"}
     return metrics, extra
 
@@ -318,28 +360,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rerank", help="reranker latency on the request path: naive vs each fix vs best (VIII)")
     p.add_argument("--data", required=True, type=Path, help="BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/)")
     p.add_argument("--split", default="test")
-    p.add_argument("--k", type=int, default=100, help="first-stage (BM25) candidates per query")
-    p.add_argument("--limit", type=int, default=None, help="first N judged queries only")
+    p.add_argument("--k", type=positive_int, default=100, help="first-stage (BM25) candidates per query")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N judged queries only")
     p.add_argument("--out", type=Path, default=None, help="results JSON (.md and Pareto .png written beside it)")
     p.add_argument("--model", default="reranker-l6", help="the cross-encoder whose ranking counts (registry name or folder)")
     p.add_argument("--pruner", default="reranker-l2", help="small cross-encoder for the cascade ('' for none)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list from {', '.join(VARIANTS)}")
-    p.add_argument("--keep", type=int, default=20, help="cascade: candidates the pruner passes to the model")
-    p.add_argument("--max-doc-tokens", type=int, default=64, help="truncate variant: document tokens kept")
-    p.add_argument("--best-ranker-doc-tokens", type=int, default=None, help="best: document tokens kept by the model (default all)")
-    p.add_argument("--max-tokens-per-batch", type=int, default=4096, help="length-aware batching: padded tokens per forward pass")
+    p.add_argument("--keep", type=positive_int, default=20, help="cascade: candidates the pruner passes to the model")
+    p.add_argument("--max-doc-tokens", type=positive_int, default=64, help="truncate variant: document tokens kept")
+    p.add_argument("--best-ranker-doc-tokens", type=positive_int, default=None, help="best: document tokens kept by the model (default all)")
+    p.add_argument("--max-tokens-per-batch", type=positive_int, default=4096, help="length-aware batching: padded tokens per forward pass")
     p.add_argument("--int8-backend", default="onnx-int8", choices=["int8", "onnx-int8"])
     p.add_argument("--best-backend", default="onnx-int8", choices=["fp32", "bf16", "int8", "onnx", "onnx-int8"],
                    help="best: the model's backend (bf16 keeps its ranking best where the CPU has native bf16)")
     p.add_argument("--best-pruner-backend", default="onnx-int8", choices=["fp32", "bf16", "int8", "onnx", "onnx-int8"],
                    help="best: the pruner's backend (its errors only matter where they cross the --keep boundary)")
-    p.add_argument("--pruner-doc-tokens", type=int, default=None,
+    p.add_argument("--pruner-doc-tokens", type=positive_int, default=None,
                    help="best: document tokens the pruner sees (default all; cutting them cost the pruner its agreement here)")
     p.add_argument("--fastest-backend", default="onnx-int8", choices=["fp32", "bf16", "int8", "onnx", "onnx-int8"],
                    help="fastest: the model's backend")
-    p.add_argument("--min-k", type=int, default=20, help="adaptive: never fewer candidates than this")
-    p.add_argument("--adaptive-target", type=float, default=0.98, help="adaptive: share of relevant candidates kept on train")
+    p.add_argument("--min-k", type=positive_int, default=20, help="adaptive: never fewer candidates than this")
+    p.add_argument("--adaptive-target", type=fraction, default=0.98, help="adaptive: share of relevant candidates kept on train")
     p.add_argument("--force-bf16", action="store_true", help="measure bf16 even without native CPU support")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--progress", action="store_true", help="print each query's latencies")
     p.set_defaults(func=_cmd)

@@ -17,6 +17,7 @@ from bench.metrics import evaluate, run_from_results
 from registry import load_embedder
 from bench.report import markdown_table, write_results
 from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever, Retriever
+from bench.argtypes import positive_int
 
 __all__ = ["build_retriever", "run_retrieval_bench", "paired_randomization_p", "add_parser"]
 
@@ -101,9 +102,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--systems", default="bm25,minilm,e5-small,hybrid",
                    help="comma list: bm25, registry embedder names, hybrid (= bm25+minilm) or hybrid:a+b")
-    p.add_argument("--k", type=int, default=100, help="depth retrieved per query")
-    p.add_argument("--limit", type=int, default=None, help="first N judged queries only")
-    p.add_argument("--corpus-sample", type=int, default=None,
+    p.add_argument("--k", type=positive_int, default=100, help="depth retrieved per query")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N judged queries only")
+    p.add_argument("--corpus-sample", type=positive_int, default=None,
                    help="index only the judged documents plus random others, N in all (for slow encoders)")
     p.add_argument("--out", type=Path, default=None, help="results JSON (a .md table is written beside it)")
     p.set_defaults(func=_cmd)

@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.argtypes import non_negative_int, positive_int
+
 __all__ = ["run_specialists_bench", "markdown", "add_parser", "TASKS"]
 
 TASKS = ("relevance", "faithfulness", "intent")
@@ -411,8 +413,8 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("specialists", help="relevance / faithfulness / intent: specialist vs LLM judge, quality and cost per 1k")
-    p.add_argument("--limit", type=int, default=None, help="cap on specialist eval items per task (relevance: queries)")
-    p.add_argument("--judge-limit", type=int, default=20, help="LLM-judge calls per task (relevance: //10 queries x top 10)")
+    p.add_argument("--limit", type=positive_int, default=None, help="cap on specialist eval items per task (relevance: queries)")
+    p.add_argument("--judge-limit", type=positive_int, default=20, help="LLM-judge calls per task (relevance: //10 queries x top 10)")
     p.add_argument("--judge-model", default="smollm2", help="registry name of the judge LLM")
     p.add_argument("--price-as", default="gpt-4o-mini", help="API model in configs/prices.yaml whose token prices the judge is charged")
     p.add_argument("--relevance-model", default="reranker-l6")
@@ -422,7 +424,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--faithfulness-model", default="faithfulness")
     p.add_argument("--intent-model", default="models/intent-clinc150")
     p.add_argument("--tasks", default="relevance,faithfulness,intent")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", required=True, help="results JSON (Markdown and the ledger are written beside it)")
     p.add_argument("--overwrite-ledger", action="store_true",
                    help="replace an existing <out>.ledger.sqlite (only when the run succeeds); without it the run "

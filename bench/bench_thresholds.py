@@ -38,6 +38,7 @@ from data import data_root, load_beir
 from bench.report import markdown_table, write_results
 from cascade.intent import EmbeddingIntentClassifier
 from cascade.thresholds import ScorerMismatchError, ThresholdGuard, ThresholdSpec, UnattainableTargetError, achieved
+from bench.argtypes import fraction, non_negative_int, positive_int
 
 __all__ = ["scifact_relevance_pairs", "clinc_oos_scores", "threshold_task", "run_thresholds_bench", "add_parser"]
 
@@ -261,11 +262,11 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("thresholds", help="round cutoff vs target-derived threshold, before/after a model swap (III)")
-    p.add_argument("--limit", type=int, default=100,
+    p.add_argument("--limit", type=positive_int, default=100,
                    help="SciFact: first N test claims; CLINC: at most N utterances per intent per split (10N OOS)")
-    p.add_argument("--train-per-intent", type=int, default=50, help="CLINC train utterances per intent for the classifier")
-    p.add_argument("--scifact-recall", type=float, default=0.8, help="recall target for SciFact relevance")
-    p.add_argument("--clinc-recall", type=float, default=0.8, help="recall target for CLINC out-of-scope")
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration/evaluation split")
+    p.add_argument("--train-per-intent", type=positive_int, default=50, help="CLINC train utterances per intent for the classifier")
+    p.add_argument("--scifact-recall", type=fraction, default=0.8, help="recall target for SciFact relevance")
+    p.add_argument("--clinc-recall", type=fraction, default=0.8, help="recall target for CLINC out-of-scope")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the calibration/evaluation split")
     p.add_argument("--out", type=Path, default=None, help="results JSON (.md beside it, specs in <stem>_specs/)")
     p.set_defaults(func=_cmd)

@@ -9,14 +9,14 @@ appending their module to ``CALIBRATE_MODULES`` (each exposes ``add_parser(subpa
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from data import DatasetError, read_jsonl
+from bench.argtypes import fraction, non_negative_float, open_fraction
+from data import DatasetError, csv_rows, read_jsonl
 
 __all__ = ["read_scores", "add_parser", "CALIBRATE_MODULES", "summary_lines"]
 
@@ -25,36 +25,51 @@ CALIBRATE_MODULES: list[str] = []
 
 def read_scores(path: Path | str, score_field: str = "score", label_field: str = "label",
                 cohort_field: str | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """``(scores, labels or None, cohorts or None)`` from JSONL or CSV; NaN scores are kept (callers refuse them)."""
+    """``(scores, labels or None, cohorts or None)`` from JSONL or CSV; NaN scores are kept (callers refuse them).
+
+    UTF-8 (a BOM is accepted). Labels must be 0 or 1 (``1.0`` and ``true`` count): a label such as
+    ``0.7``, ``2``, ``Infinity`` or ``NaN`` raises :class:`DatasetError` naming the file and the line,
+    rather than being truncated; so do non-UTF-8 bytes and CSV fields over the csv module's size limit.
+    """
     path = Path(path)
-    rows: list[dict] = []
+    rows: list[tuple[int, dict]] = []
     if path.suffix.lower() == ".csv":
-        if not path.is_file():
-            raise DatasetError(f"{path}: file not found")
-        with open(path, encoding="utf-8", newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        start = 2
+        rows = list(csv_rows(path, header=True))
     else:
-        rows = [obj for _, obj in read_jsonl(path)]
-        start = 1
+        rows = list(read_jsonl(path))
     if not rows:
         raise DatasetError(f"{path}: no rows; expected one {{'{score_field}': ..., '{label_field}': ...}} per line")
     scores, labels, cohorts = [], [], []
-    for i, r in enumerate(rows, start=start):
+    for i, r in rows:
         if score_field not in r:
-            raise DatasetError(f"{path}: row {i} has no {score_field!r} field (fields: {', '.join(map(str, r))})")
+            raise DatasetError(f"{path}:{i}: no {score_field!r} field (fields: {', '.join(map(str, r))})")
         try:
             scores.append(float(r[score_field]) if r[score_field] not in (None, "") else math.nan)
         except (TypeError, ValueError):
-            raise DatasetError(f"{path}: row {i}: score {r[score_field]!r} is not a number") from None
+            raise DatasetError(f"{path}:{i}: score {r[score_field]!r} is not a number") from None
         if label_field in r and r[label_field] not in (None, ""):
-            labels.append(int(float(r[label_field])))
+            labels.append(_binary_label(r[label_field], path, i))
         if cohort_field:
             cohorts.append(str(r.get(cohort_field, "")))
     lab = np.array(labels) if labels else None
     if lab is not None and lab.size != len(scores):
         raise DatasetError(f"{path}: {len(scores) - lab.size} rows lack a {label_field!r}; label every row or none")
     return np.array(scores, dtype=np.float64), lab, (np.array(cohorts, dtype=object) if cohort_field else None)
+
+
+def _binary_label(value, path: Path, line: int) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return int(value.strip().lower() == "true")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}:{line}: label {value!r} is not a number; labels are 0 or 1") from None
+    if v not in (0.0, 1.0):
+        raise DatasetError(f"{path}:{line}: label {value!r} is not 0 or 1; thresholds are derived from binary labels "
+                           "(map graded labels to 0/1 yourself, e.g. relevant = grade >= 1)")
+    return int(v)
 
 
 def summary_lines(a: dict) -> list[str]:
@@ -72,6 +87,14 @@ def summary_lines(a: dict) -> list[str]:
 def _cmd_threshold(args: argparse.Namespace) -> int:
     from cascade.thresholds import ThresholdSpec
 
+    if not (args.scorer or args.scorer_fingerprint):
+        raise ValueError("give --scorer NAME (the model that produced the scores; fingerprint computed from its files) "
+                         "or --scorer-fingerprint")
+    if args.scorer and not args.scorer_fingerprint:
+        from registry import model_fingerprint
+
+        args.scorer_fingerprint = model_fingerprint(args.scorer, args.scorer_kind)
+        args.scorer_name = args.scorer_name or args.scorer
     scores, labels, cohorts = read_scores(args.scores, args.score_field, args.label_field, args.cohort_field)
     if labels is None:
         raise ValueError(f"{args.scores}: no {args.label_field!r} field; deriving a threshold needs labelled data")
@@ -101,7 +124,7 @@ def add_scores_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cohort-field", default=None, help="field holding a cohort name (query length bucket, segment...)")
     p.add_argument("--direction", choices=("above", "below"), default="above",
                    help="flag items with score >= threshold (above) or <= threshold (below)")
-    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--confidence", type=open_fraction, default=0.95)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -112,10 +135,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = cal_sub.add_parser("threshold", help="threshold from a precision/recall/cost target, saved as a versioned spec (III)")
     add_scores_args(p)
     p.add_argument("--metric", choices=("precision", "recall", "cost"), required=True)
-    p.add_argument("--target", type=float, default=None, help="target value of --metric (precision/recall)")
-    p.add_argument("--cost-fp", type=float, default=1.0, help="cost of a false positive (--metric cost)")
-    p.add_argument("--cost-fn", type=float, default=1.0, help="cost of a false negative (--metric cost)")
-    p.add_argument("--scorer-fingerprint", required=True, help="fingerprint of the model that produced the scores")
+    p.add_argument("--target", type=fraction, default=None, help="target value of --metric (precision/recall)")
+    p.add_argument("--cost-fp", type=non_negative_float, default=1.0, help="cost of a false positive (--metric cost)")
+    p.add_argument("--cost-fn", type=non_negative_float, default=1.0, help="cost of a false negative (--metric cost)")
+    p.add_argument("--scorer", default=None,
+                   help="registry name or folder of the model that produced the scores: its fingerprint is computed "
+                        "from its files and recorded, with the name, in the spec (what the guard later checks)")
+    p.add_argument("--scorer-kind", default="cross-encoder", choices=("cross-encoder", "embedder", "faithfulness", "llm"))
+    p.add_argument("--scorer-fingerprint", default=None,
+                   help="fingerprint of the model that produced the scores, given by hand (instead of --scorer)")
     p.add_argument("--scorer-name", default="")
     p.add_argument("--task", default="")
     p.add_argument("--out", required=True, type=Path, help="spec JSON to write")

@@ -3,7 +3,8 @@
 ``diagnose context-rot --model NAME [--positions 10] [--passages 10] [--limit N]``: the model's
 curve on a seeded sample of ``N`` NQ-open oracle questions (JSON + PNG), the order it
 favours (:func:`generate.ordering.choose_order`) stored with the model's fingerprint in
-``--orders`` (default ``configs/context_orders.json``) for the pipeline to use.
+``--orders PATH`` (e.g. ``configs/context_orders.json``, which the pipeline and the demo read) for
+the pipeline to use; without ``--orders`` nothing outside ``--out`` is written.
 
 ``bench context [--heldout M]``: the same run, then every order on ``M`` *other* questions, paired against rank
 order with bootstrap intervals; JSON (``metrics.<order>.{mean_loglik,accuracy}`` with intervals,
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from bench.argtypes import non_negative_int, positive_int
 
 __all__ = ["add_diagnose_parser", "add_bench_parser", "run_context", "measured_order", "HELDOUT_ORDERS"]
 
@@ -237,16 +240,18 @@ def markdown(r: dict, command: str) -> str:
 
 def _args(p) -> None:
     p.add_argument("--model", default="smollm2", help="registry LLM")
-    p.add_argument("--positions", type=int, default=10, help="gold positions measured (spread over the context)")
-    p.add_argument("--passages", type=int, default=10, help="passages per prompt (gold + hard distractors)")
-    p.add_argument("--limit", type=int, default=20, help="questions the curve is measured on")
+    p.add_argument("--positions", type=positive_int, default=10, help="gold positions measured (spread over the context)")
+    p.add_argument("--passages", type=positive_int, default=10, help="passages per prompt (gold + hard distractors)")
+    p.add_argument("--limit", type=positive_int, default=20, help="questions the curve is measured on")
     p.add_argument("--dtype", default="auto", help="auto (bf16 where native), fp32 or bf16")
-    p.add_argument("--max-new-tokens", type=int, default=16, help="greedy answer length for the accuracy test")
+    p.add_argument("--max-new-tokens", type=positive_int, default=16, help="greedy answer length for the accuracy test")
     p.add_argument("--cache", default="default",
                    help="SQLite file keeping finished prompts so a killed run resumes ($RAGFIX_CACHE/context_rot.sqlite); '' for none")
-    p.add_argument("--max-words", type=int, default=100, help="words kept per passage")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--orders", default="configs/context_orders.json", help="where the chosen order is stored per model")
+    p.add_argument("--max-words", type=positive_int, default=100, help="words kept per passage")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--orders", default=None,
+                   help="JSON file to store the chosen order in, per model (the pipeline and demo read "
+                        "configs/context_orders.json); default: not stored")
 
 
 def _diagnose(args: argparse.Namespace) -> int:
@@ -281,7 +286,7 @@ def add_diagnose_parser(sub) -> None:
 def add_bench_parser(sub) -> None:
     p = sub.add_parser("context", help="context orders on held-out NQ-open questions: rank vs reverse vs edges vs curve")
     _args(p)
-    p.add_argument("--heldout", type=int, default=20, help="other questions every order is judged on")
+    p.add_argument("--heldout", type=non_negative_int, default=20, help="other questions every order is judged on")
     p.add_argument("--curve-from", default=None,
                    help="reuse the curve of an earlier result JSON (same model, questions and settings); run only the held-out questions")
     p.add_argument("--heldout-orders", default=",".join(HELDOUT_ORDERS),

@@ -13,6 +13,7 @@ from registry import Registry, load_cross_encoder, load_embedder, load_llm
 from bench.report import markdown_table
 from bench.pipeline import Pipeline, PipelineResult
 from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
+from bench.argtypes import positive_int
 
 __all__ = ["run_demo", "add_parser", "DEFAULT_RERANKER"]
 
@@ -70,8 +71,8 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="embedded default data, a few questions end to end, per-stage latency")
-    p.add_argument("--questions", type=int, default=3)
-    p.add_argument("--corpus-size", type=int, default=2000, help="HaluEval QA rows to index (max 10000)")
+    p.add_argument("--questions", type=positive_int, default=3)
+    p.add_argument("--corpus-size", type=positive_int, default=2000, help="HaluEval QA rows to index (max 10000)")
     p.add_argument("--llm", default="smollm2")
     p.add_argument("--embedder", default="minilm")
     p.add_argument("--reranker", default=DEFAULT_RERANKER, help="registry cross-encoder; skipped while not trained")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from bench.argtypes import positive_int, unit_interval
 
 __all__ = ["add_parser"]
 
@@ -18,6 +19,10 @@ def _cmd(args: argparse.Namespace) -> int:
     from generate.audit import audit_answers, read_answer_log
     from generate.gate import FaithfulnessGate
 
+    if args.out:  # before the audit, not after it
+        from bench.report import check_output_path
+
+        check_output_path(args.out)
     errors: list[str] = []
     rows = list(read_answer_log(args.log, skip_malformed=args.skip_malformed, errors=errors))
     if not rows:
@@ -31,7 +36,9 @@ def _cmd(args: argparse.Namespace) -> int:
         for e in ex[:1]:
             print(f"  e.g. {cat} (line {e['line']}): {e['query'][:70]!r} -> {e['answer'][:70]!r}")
     if args.out:
-        Path(args.out).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        from bench.report import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(report.to_dict(), indent=2) + "\n")
         print(f"wrote {args.out}")
     return 0
 
@@ -40,8 +47,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("answers", help="separate retrieval misses from unfaithful answers in a logged JSONL")
     p.add_argument("--log", required=True, help="JSONL of {query, passages, answer[, reference_answers]}")
     p.add_argument("--faithfulness", default="faithfulness", help="registry name or folder of the faithfulness specialist")
-    p.add_argument("--threshold", type=float, default=None, help="P(supported) cutoff (default: the model's own)")
+    p.add_argument("--threshold", type=unit_interval, default=None, help="P(supported) cutoff (default: the model's own)")
     p.add_argument("--skip-malformed", action="store_true", help="skip malformed rows (reported) instead of stopping")
-    p.add_argument("--examples", type=int, default=3, help="examples kept per category")
+    p.add_argument("--examples", type=positive_int, default=3, help="examples kept per category")
     p.add_argument("--out", default=None, help="JSON report")
     p.set_defaults(func=_cmd)

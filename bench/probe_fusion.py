@@ -20,6 +20,8 @@ import random
 
 import numpy as np
 
+from bench.argtypes import non_negative_int, positive_int
+
 __all__ = ["held_out_hotpot_queries", "probe_fusion", "TRAINED_HOTPOT_SAMPLES"]
 
 # (seed, questions) of each reranker-l6 training stage's HotpotQA sample (`--seed`, `--hotpot-queries`).
@@ -84,11 +86,11 @@ def probe_fusion(n_queries: int = 150, model: str = "reranker-l6", backend: str 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--queries", type=int, default=150)
+    ap.add_argument("--queries", type=positive_int, default=150)
     ap.add_argument("--model", default="reranker-l6")
     ap.add_argument("--backend", default="auto")
-    ap.add_argument("--depth", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--depth", type=positive_int, default=100)
+    ap.add_argument("--seed", type=non_negative_int, default=0)
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     rep = probe_fusion(a.queries, a.model, a.backend, a.depth, a.seed)

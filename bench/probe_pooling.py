@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.argtypes import positive_int
+
 __all__ = ["probe_pooling"]
 
 
@@ -63,7 +65,7 @@ def probe_pooling(n_pairs: int = 800, layers: tuple[int, ...] = (2, 6), max_leng
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.probe_pooling", description=__doc__.splitlines()[0])
-    p.add_argument("--pairs", type=int, default=800)
+    p.add_argument("--pairs", type=positive_int, default=800)
     p.add_argument("--layers", default="2,6")
     p.add_argument("--out", type=Path, default=None, help="results JSON (with provenance); Markdown beside it")
     a = p.parse_args(argv)

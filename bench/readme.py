@@ -45,7 +45,8 @@ def _cmd(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from registry import repo_root
 
-    p = sub.add_parser("readme", help="regenerate the results tables of README.md and docs/*.md from results/*.md")
-    p.add_argument("--readme", type=Path, default=repo_root() / "README.md")
+    p = sub.add_parser("readme", help="developer command: regenerate the results tables of README.md and docs/*.md from results/*.md")
+    p.add_argument("--readme", type=Path, required=True,
+                   help="the README to rewrite in place, and the docs/*.md beside it (required: this command never picks a file to rewrite itself)")
     p.add_argument("--results", type=Path, default=repo_root() / "results")
     p.set_defaults(func=_cmd)

@@ -13,7 +13,9 @@ import platform
 import time
 from pathlib import Path
 
-__all__ = ["add_parser", "train_reranker_cmd", "evaluate_reranker", "stage_fusions", "write_model_card"]
+from bench.argtypes import non_negative_int, positive_float, positive_int
+
+__all__ = ["add_parser", "train_reranker_cmd", "evaluate_reranker", "stage_fusions", "write_model_card", "PairScoreCache"]
 
 
 def add_parser(subparsers) -> None:
@@ -22,12 +24,12 @@ def add_parser(subparsers) -> None:
     p = sub.add_parser("reranker", help="relevance cross-encoder from the MiniLM weights")
     p.add_argument("--data", default=None, help="BEIR-layout folder with qrels/train.tsv (default: SciFact)")
     p.add_argument("--layers", type=int, choices=(6, 2), default=6)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--max-pairs", type=int, default=None, help="cap on training pairs after shuffling")
-    p.add_argument("--ict-queries", type=int, default=2000, help="inverse-cloze pseudo-queries from the corpus")
-    p.add_argument("--hotpot-queries", type=int, default=800, help="HaluEval/HotpotQA questions (0 to skip)")
-    p.add_argument("--nq-queries", type=int, default=800, help="NQ-open oracle questions (0 to skip)")
-    p.add_argument("--negatives", type=int, default=3, help="hard negatives per positive")
+    p.add_argument("--epochs", type=positive_int, default=1)
+    p.add_argument("--max-pairs", type=positive_int, default=None, help="cap on training pairs after shuffling")
+    p.add_argument("--ict-queries", type=non_negative_int, default=2000, help="inverse-cloze pseudo-queries from the corpus")
+    p.add_argument("--hotpot-queries", type=non_negative_int, default=800, help="HaluEval/HotpotQA questions (0 to skip)")
+    p.add_argument("--nq-queries", type=non_negative_int, default=800, help="NQ-open oracle questions (0 to skip)")
+    p.add_argument("--negatives", type=positive_int, default=3, help="hard negatives per positive")
     from data.rerank_pairs import MINERS  # light: numpy and the standard library
 
     p.add_argument("--miner", choices=MINERS, default="bm25",
@@ -38,35 +40,42 @@ def add_parser(subparsers) -> None:
                         "distill: fit --teacher's softmax over each group (the cascade pruner's recipe)")
     p.add_argument("--teacher", default=None,
                    help="--loss distill: the trained CrossEncoder folder whose scores are learned, e.g. models/reranker-minilm-l6")
-    p.add_argument("--candidates", type=int, default=0,
+    p.add_argument("--candidates", type=non_negative_int, default=0,
                    help="distillation data shaped like the cascade's input: this many of each train query's BM25 top "
                         "--depth (plus --ict-queries pseudo-queries) instead of 1 positive + --negatives")
-    p.add_argument("--depth", type=int, default=100, help="--candidates: the first-stage depth sampled from")
+    p.add_argument("--depth", type=positive_int, default=100, help="--candidates: the first-stage depth sampled from")
     p.add_argument("--pooling", choices=("cls", "mean"), default="cls",
                    help="head input: [CLS] (BERT's) or the token mean (rerank.meanpool; what a 2-layer stage needs)")
     p.add_argument("--bf16", action="store_true",
                    help="bf16 autocast for training and teacher scores (only on CPUs with native bf16: AVX512_BF16/AMX)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--seed", type=int, default=13)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy 2-core box)")
-    p.add_argument("--stop-at-step", type=int, default=None,
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--lr", type=positive_float, default=5e-5)
+    p.add_argument("--max-length", type=positive_int, default=128)
+    p.add_argument("--seed", type=non_negative_int, default=13)
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (1 is fastest on a busy 2-core box)")
+    p.add_argument("--stop-at-step", type=positive_int, default=None,
                    help="end at this optimiser step (full-run LR schedule): reproduces an interim checkpoint")
     p.add_argument("--init", default=None,
                    help="start from this CrossEncoder folder (its first --layers layers), e.g. the trained 6-layer model")
     p.add_argument("--work", default=None, help="checkpoints and logs (default: runs/<out name>)")
-    p.add_argument("--out", default=None, help="fp16 model folder (default: models/reranker-minilm-l<layers>)")
+    p.add_argument("--out", required=True,
+                   help="fp16 model folder to write (required: no default, so the shipped models/ are never overwritten "
+                        "by accident)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists and is not empty")
     p.set_defaults(func=train_reranker_cmd)
 
-    e = sub.add_parser("eval-reranker", help="nDCG@10 on SciFact test: BM25, hybrid, CE over each, fusion")
+    e = sub.add_parser("eval-reranker", help="nDCG@10 on a BEIR test split (default SciFact): BM25, hybrid, CE over each, fusion")
     e.add_argument("--model", required=True, help="registry name or CrossEncoder folder")
-    e.add_argument("--depth", type=int, default=100, help="first-stage candidates reranked per query")
-    e.add_argument("--limit", type=int, default=None, help="first N test queries only")
-    e.add_argument("--max-length", type=int, default=None)
-    e.add_argument("--backend", default="fp32", help="fp32 (the reference) or a RerankEngine backend: bf16, int8, onnx, onnx-int8")
+    e.add_argument("--data", default=None, help="BEIR-layout folder with qrels/test.tsv (default: $RAGFIX_DATA/scifact)")
+    e.add_argument("--cache-dir", default="runs/eval-cache",
+                   help="cross-encoder score cache (keyed on model, settings and query/document text hashes)")
+    e.add_argument("--depth", type=positive_int, default=100, help="first-stage candidates reranked per query")
+    e.add_argument("--limit", type=positive_int, default=None, help="first N test queries only")
+    e.add_argument("--max-length", type=positive_int, default=None)
+    e.add_argument("--backend", default="fp32", choices=("fp32", "bf16", "int8", "onnx", "onnx-int8"),
+                   help="fp32 (the reference) or a RerankEngine backend: bf16, int8, onnx, onnx-int8")
     e.add_argument("--windows", default=None, help="WORDS,STRIDE: score each document as its best window (e.g. 80,40)")
-    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--threads", type=positive_int, default=None)
     e.add_argument("--out", default=None, help="JSON report")
     e.set_defaults(func=_eval_cmd)
 
@@ -79,7 +88,9 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
     import data.rerank_pairs as P
     import rerank.train as T
 
-    out = Path(args.out or f"models/reranker-minilm-l{args.layers}")
+    from bench.report import check_output_folder
+
+    out = check_output_folder(args.out, args.force)
     work = Path(args.work or Path("runs") / out.name)
     if args.bf16:  # refused before any data is built or written
         from rerank.backends import bf16_refusal
@@ -87,10 +98,17 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
         why = bf16_refusal()
         if why:
             raise SystemExit(f"--bf16: {why}: drop --bf16")
-    work.mkdir(parents=True, exist_ok=True)
+    from data import data_root
+    from bench.report import check_work_manifest
+
+    shape = ("data", "layers", "epochs", "max_pairs", "ict_queries", "hotpot_queries", "nq_queries", "negatives", "miner",
+             "loss", "teacher", "candidates", "depth", "pooling", "bf16", "batch_size", "lr", "max_length", "seed", "init")
+    data_folder = Path(args.data) if args.data else data_root() / "scifact"
+    check_work_manifest(work, {k: getattr(args, k) for k in shape},
+                        [data_folder] + [p for p in (args.teacher, args.init) if p])
     pairs_file = work / "pairs.jsonl"
     if pairs_file.is_file():
-        pairs = T.load_pairs(pairs_file)  # restart: the same pairs, whatever the builders would give now
+        pairs = T.load_pairs(pairs_file)  # restart: the same pairs (the manifest says they are this run's)
     elif args.candidates:
         from data import data_root
 
@@ -145,6 +163,56 @@ def _model_key(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+class PairScoreCache:
+    """Cross-encoder scores on disk, keyed on content: ``sha256(query text)`` and ``sha256(title, text)``.
+
+    One JSONL file per scorer configuration (``name``: weights fingerprint, max length, backend,
+    windows), one ``[query_hash, doc_hash, score]`` row per pair, appended as scored so an interrupted
+    evaluation resumes. Keyed on texts, not ids: a data set that reuses query or document ids with
+    other texts (the eval cache used to return 382 of 1,305 scores from other queries) misses the cache
+    instead of reading another pair's score. Rows of a file whose name differs are never read.
+    """
+
+    FORMAT = "v2"  # v1 files keyed (query id, doc id); their names differ, so they are never read
+
+    def __init__(self, directory: Path | str, name: str) -> None:
+        self.path = Path(directory) / f"{name}-{self.FORMAT}.jsonl"
+        self._scores: dict[tuple[str, str], float] = {}
+        if self.path.is_file():
+            with open(self.path, encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        q, d, v = json.loads(line)
+                    except (ValueError, TypeError):
+                        continue  # a line cut short by a kill: rescored
+                    self._scores[(q, d)] = float(v)
+
+    @staticmethod
+    def key(query: str, title: str, text: str) -> tuple[str, str]:
+        import hashlib
+
+        qh = hashlib.sha256(query.encode("utf-8")).hexdigest()[:24]
+        dh = hashlib.sha256(title.encode("utf-8") + b"\x00" + text.encode("utf-8")).hexdigest()[:24]
+        return qh, dh
+
+    def get(self, key: tuple[str, str]) -> float | None:
+        return self._scores.get(key)
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._scores
+
+    def __getitem__(self, key: tuple[str, str]) -> float:
+        return self._scores[key]
+
+    def add(self, items: list[tuple[tuple[str, str], float]]) -> None:
+        """Remember and append ``(key, score)`` rows (flushed before returning)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            for (q, d), v in items:
+                self._scores[(q, d)] = float(v)
+                fh.write(json.dumps([q, d, float(v)]) + "\n")
+
+
 def stage_fusions() -> dict:
     """The rerank stage and its ablations, by report name: ``name -> (fuse, weights)`` over the
     signals ``ce`` (logits), ``bm25`` and ``dense`` (``rerank.fusion``; fixed weights)."""
@@ -158,7 +226,7 @@ def stage_fusions() -> dict:
 def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, max_length: int | None = None,
                       threads: int | None = None, cache_dir: Path | str = "runs/eval-cache", data: Path | str | None = None,
                       backend: str = "fp32", windows: tuple[int, int] | None = None) -> dict:
-    """nDCG@10 on SciFact test (BEIR layout) of the first stages and of the reranker over them.
+    """nDCG@10 on a BEIR test split (default SciFact) of the first stages and of the reranker over them.
 
     Systems: ``bm25``; ``hybrid`` (RRF of BM25 and MiniLM, depth 1000, as ``retrieval.HybridRetriever``);
     ``ce_only_bm25`` (the cross-encoder alone reranking BM25's top ``depth``); ``ce_only_hybrid``;
@@ -166,8 +234,10 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
     logit, BM25 and dense scores, ``rerank.fusion.zsum_scores``, fixed equal weights); ``fusion_no_ce`` (the
     same fusion without the cross-encoder: the ablation); ``specialist_rrf`` / ``fusion_no_ce_rrf`` /
     ``fusion_ce_bm25_rrf`` (reciprocal-rank fusion of the same signals, the stage's first design,
-    kept beside it). Cross-encoder scores are cached per (model weights, query, doc) under
-    ``cache_dir`` so an interrupted evaluation resumes where it stopped.
+    kept beside it). Cross-encoder scores are cached under ``cache_dir`` (:class:`PairScoreCache`: one
+    file per weights fingerprint, max length, backend and windows; rows keyed on the query's and the
+    document's text hashes, never on ids) so an interrupted evaluation resumes where it stopped.
+    ``model`` and ``backend`` are checked before any data or model is loaded.
 
     ``backend``: ``fp32`` scores with the reference :class:`rerank.CrossEncoderReranker`; any other
     :data:`rerank.backends.BACKENDS` entry with :class:`rerank.RerankEngine` (faster, its own cache).
@@ -184,9 +254,17 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
 
     if threads:
         torch.set_num_threads(threads)
+    # Names and inputs first: a typo in --model must not cost a corpus encoding.
+    spec_path = Path(model) if Path(model).exists() else Registry().resolve(model, "cross-encoder").path
+    if backend != "fp32":
+        from rerank.backends import BACKENDS
+
+        if backend not in BACKENDS:
+            raise ValueError(f"backend {backend!r}: allowed fp32, {', '.join(BACKENDS)}")
     ds = load_beir(Path(data) if data else data_root() / "scifact", "test").limit(limit)
     qids = list(ds.queries)
     texts = [ds.queries[q] for q in qids]
+    ce = load_cross_encoder(model, **({"max_length": max_length} if max_length else {}))
     bm25 = BM25Retriever().index(ds.corpus)
     dense = DenseRetriever(load_embedder("minilm")).index(ds.corpus)
     r_bm25 = bm25.search(texts, 1000)
@@ -194,8 +272,6 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
     hybrid = HybridRetriever([bm25, dense])
     r_hyb = hybrid.search(texts, depth)  # re-searches both; cheap next to the cross-encoder
 
-    spec_path = Registry().resolve(model, "cross-encoder").path if not Path(model).exists() else Path(model)
-    ce = load_cross_encoder(model, **({"max_length": max_length} if max_length else {}))
     ranker = ce
     tag = ""
     if backend != "fp32":
@@ -207,49 +283,42 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
 
         ranker = WindowedRanker(ranker, *windows)
         tag += f"-w{windows[0]}s{windows[1]}"
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    cache_file = cache_dir / f"{_model_key(Path(spec_path))}-len{ce.max_length}{tag}.jsonl"
-    cache: dict[tuple[str, str], float] = {}
-    if cache_file.is_file():
-        for line in cache_file.read_text().splitlines():
-            q, d, v = json.loads(line)
-            cache[(q, d)] = v
+    cache = PairScoreCache(cache_dir, f"{_model_key(Path(spec_path))}-len{ce.max_length}{tag}")
 
     fusions = stage_fusions()
     runs = {k: {} for k in ("bm25", "hybrid", "ce_only_bm25", "ce_only_hybrid", *fusions)}
     t_ce, n_scored = 0.0, 0
-    with open(cache_file, "a") as fh:
-        for qi, qid in enumerate(qids):
-            bm = {int(j): float(s) for j, s in zip(r_bm25.indices[qi], r_bm25.scores[qi]) if j >= 0}
-            dn = {int(j): float(s) for j, s in zip(r_dense.indices[qi], r_dense.scores[qi]) if j >= 0}
-            cand_b = [int(j) for j in r_bm25.indices[qi][:depth] if j >= 0]
-            cand_h = [int(j) for j in r_hyb.indices[qi] if j >= 0]
-            todo = [j for j in dict.fromkeys(cand_b + cand_h) if (qid, ds.corpus[j].id) not in cache]
-            if todo:
-                t0 = time.perf_counter()
-                sc = ranker.score_documents(ds.queries[qid], [ds.corpus[j] for j in todo])
-                t_ce += time.perf_counter() - t0
-                n_scored += len(todo)
-                for j, v in zip(todo, sc):
-                    cache[(qid, ds.corpus[j].id)] = float(v)
-                    fh.write(json.dumps([qid, ds.corpus[j].id, float(v)]) + "\n")
-                fh.flush()
-            cid = lambda j: ds.corpus[j].id  # noqa: E731
-            runs["bm25"][qid] = {cid(j): bm[j] for j in cand_b}
-            runs["hybrid"][qid] = {cid(j): float(s) for j, s in zip(r_hyb.indices[qi], r_hyb.scores[qi]) if j >= 0}
-            runs["ce_only_bm25"][qid] = {cid(j): cache[(qid, cid(j))] for j in cand_b}
-            runs["ce_only_hybrid"][qid] = {cid(j): cache[(qid, cid(j))] for j in cand_h}
-            ce_vals = [cache[(qid, cid(j))] for j in cand_h]
-            # Fusion works on logits: the engine returns them, the fp32 reference its sigmoid.
-            sig = {"ce": ce.to_logits(ce_vals) if backend == "fp32" else np.asarray(ce_vals, dtype=np.float64),
-                   "bm25": np.array([bm.get(j, -np.inf) for j in cand_h]),
-                   "dense": np.array([dn.get(j, -np.inf) for j in cand_h])}
-            for name, (fuse, w) in fusions.items():
-                f = fuse(sig, w)
-                runs[name][qid] = {cid(j): float(v) for j, v in zip(cand_h, f)}
-            if (qi + 1) % 25 == 0:
-                print(f"eval {qi + 1}/{len(qids)} queries, {n_scored} pairs scored", flush=True)
+    for qi, qid in enumerate(qids):
+        query = ds.queries[qid]
+        keys = {}  # corpus index -> content key of (this query, that document)
+        bm = {int(j): float(s) for j, s in zip(r_bm25.indices[qi], r_bm25.scores[qi]) if j >= 0}
+        dn = {int(j): float(s) for j, s in zip(r_dense.indices[qi], r_dense.scores[qi]) if j >= 0}
+        cand_b = [int(j) for j in r_bm25.indices[qi][:depth] if j >= 0]
+        cand_h = [int(j) for j in r_hyb.indices[qi] if j >= 0]
+        for j in dict.fromkeys(cand_b + cand_h):
+            keys[j] = PairScoreCache.key(query, ds.corpus[j].title, ds.corpus[j].text)
+        todo = [j for j in keys if keys[j] not in cache]
+        if todo:
+            t0 = time.perf_counter()
+            sc = ranker.score_documents(query, [ds.corpus[j] for j in todo])
+            t_ce += time.perf_counter() - t0
+            n_scored += len(todo)
+            cache.add([(keys[j], float(v)) for j, v in zip(todo, sc)])
+        cid = lambda j: ds.corpus[j].id  # noqa: E731
+        runs["bm25"][qid] = {cid(j): bm[j] for j in cand_b}
+        runs["hybrid"][qid] = {cid(j): float(s) for j, s in zip(r_hyb.indices[qi], r_hyb.scores[qi]) if j >= 0}
+        runs["ce_only_bm25"][qid] = {cid(j): cache[keys[j]] for j in cand_b}
+        runs["ce_only_hybrid"][qid] = {cid(j): cache[keys[j]] for j in cand_h}
+        ce_vals = [cache[keys[j]] for j in cand_h]
+        # Fusion works on logits: the engine returns them, the fp32 reference its sigmoid.
+        sig = {"ce": ce.to_logits(ce_vals) if backend == "fp32" else np.asarray(ce_vals, dtype=np.float64),
+               "bm25": np.array([bm.get(j, -np.inf) for j in cand_h]),
+               "dense": np.array([dn.get(j, -np.inf) for j in cand_h])}
+        for name, (fuse, w) in fusions.items():
+            f = fuse(sig, w)
+            runs[name][qid] = {cid(j): float(v) for j, v in zip(cand_h, f)}
+        if (qi + 1) % 25 == 0:
+            print(f"eval {qi + 1}/{len(qids)} queries, {n_scored} pairs scored", flush=True)
     metrics = {name: evaluate(ds.qrels, run, ("ndcg@10", "recall@100")) for name, run in runs.items()}
     return {"model": model, "model_key": _model_key(Path(spec_path)), "data": str(ds.name), "split": "test", "queries": len(qids), "depth": depth,
             "max_length": ce.max_length, "backend": backend, "windows": list(windows) if windows else None,
@@ -267,14 +336,27 @@ def _eval_cmd(args: argparse.Namespace) -> int:
             w, s_ = (int(v) for v in args.windows.split(","))
         except ValueError:
             raise SystemExit(f"--windows: expected WORDS,STRIDE such as 80,40; got {args.windows!r}")
+        if w < 1 or s_ < 1:
+            raise SystemExit(f"--windows: WORDS and STRIDE must be >= 1; got {args.windows!r}")
         windows = (w, s_)
+    if args.out:
+        _check_writable(Path(args.out))
     report = evaluate_reranker(args.model, args.depth, args.limit, args.max_length, args.threads,
-                               backend=args.backend, windows=windows)
+                               cache_dir=args.cache_dir, data=args.data, backend=args.backend, windows=windows)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        from bench.report import atomic_write_text
+
+        atomic_write_text(args.out, text + "\n")
     return 0
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an output whose folder is missing or read-only before hours of work, not after."""
+    from bench.report import check_output_path
+
+    check_output_path(out)
 
 
 _PAIR_SOURCES = """- scifact-train: SciFact train qrels (claim -> cited abstract), BM25 hard negatives (ranks 2-30).

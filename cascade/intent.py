@@ -9,10 +9,12 @@ two score scales can be compared honestly. Takes embeddings, not texts: the embe
 caller's choice and its fingerprint goes into :attr:`fingerprint`.
 
 :class:`IntentModel` wraps the classifier for deployment: texts in (it holds the embedder's
-registry name and fingerprint), an out-of-scope threshold on the max probability, chosen on a held-out
-fold of the training data for a target in-scope recall, and ``save``/``load`` (joblib, with a format
-version that ``load`` checks and an embedder fingerprint it compares). ``ragfix train intent`` builds it
-from CLINC150 or a user's CSV/JSONL of ``text,label`` (:func:`load_text_labels`).
+registry name and fingerprint), an optional out-of-scope threshold on the max probability, and
+``save``/``load``. The saved form cannot run code: ``model.json`` (format version, classes, settings,
+the classifier fingerprint) beside ``coef.npy`` and ``intercept.npy`` read with ``allow_pickle=False``;
+``load`` checks the version and recomputes the fingerprint from the arrays. A folder holding only a
+pickle (``model.joblib``, format 1) is refused, never unpickled: unpickling a crafted file runs its code.
+``ragfix train intent`` builds a model from CLINC150 or a user's CSV/JSONL (:func:`load_text_labels`).
 
 Leaves out: fine-tuning the encoder, an explicit out-of-scope class.
 """
@@ -26,10 +28,14 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["EmbeddingIntentClassifier", "IntentModel", "load_text_labels", "fit_intent_model", "evaluate_intent",
-           "INTENT_FORMAT"]
+__all__ = ["EmbeddingIntentClassifier", "IntentModel", "IntentModelFormatError", "load_text_labels",
+           "fit_intent_model", "evaluate_intent", "INTENT_FORMAT"]
 
-INTENT_FORMAT = 1
+INTENT_FORMAT = 2  # 1 was a joblib pickle (refused); 2 is model.json + coef.npy + intercept.npy
+
+
+class IntentModelFormatError(ValueError):
+    """An intent model folder is not in the safe format this code reads (or is damaged)."""
 
 
 class EmbeddingIntentClassifier:
@@ -69,10 +75,43 @@ class EmbeddingIntentClassifier:
             raise ValueError("intents hold a single class; a classifier needs at least two")
         self.model_ = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(x, y)
         self.classes_ = np.asarray(self.model_.classes_)
-        h = hashlib.sha256(self.embedder_fingerprint.encode())
-        h.update(self.model_.coef_.astype(np.float32).tobytes())
-        h.update(self.model_.intercept_.astype(np.float32).tobytes())
-        self.fingerprint_ = h.hexdigest()[:16]
+        self.fingerprint_ = self._fingerprint(self.embedder_fingerprint, self.model_.coef_, self.model_.intercept_)
+        return self
+
+    @staticmethod
+    def _fingerprint(embedder_fingerprint: str, coef: np.ndarray, intercept: np.ndarray) -> str:
+        h = hashlib.sha256(embedder_fingerprint.encode())
+        h.update(np.asarray(coef).astype(np.float32).tobytes())
+        h.update(np.asarray(intercept).astype(np.float32).tobytes())
+        return h.hexdigest()[:16]
+
+    @classmethod
+    def from_arrays(cls, coef: np.ndarray, intercept: np.ndarray, classes: Sequence[str], C: float = 10.0,
+                    embedder_fingerprint: str = "") -> "EmbeddingIntentClassifier":
+        """A fitted classifier from its learned arrays (what ``IntentModel.save`` stores), no refit.
+
+        ``coef`` is ``(n_classes, dim)`` (``(1, dim)`` for two classes), ``intercept`` ``(n_classes,)``
+        (``(1,)``); shapes that do not fit ``classes`` raise.
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        coef, intercept = np.asarray(coef), np.asarray(intercept)  # dtype kept: the fit's own (float32 here)
+        if coef.dtype.kind != "f" or intercept.dtype.kind != "f":
+            raise ValueError(f"from_arrays: coef and intercept must be float arrays, got {coef.dtype} and {intercept.dtype}")
+        classes = np.asarray(list(classes))
+        rows = 1 if len(classes) == 2 else len(classes)
+        if len(classes) < 2 or coef.ndim != 2 or coef.shape[0] != rows or intercept.shape != (rows,):
+            raise ValueError(f"from_arrays: coef {coef.shape} and intercept {intercept.shape} do not fit "
+                             f"{len(classes)} classes (expected ({rows}, dim) and ({rows},))")
+        if not (np.all(np.isfinite(coef)) and np.all(np.isfinite(intercept))):
+            raise ValueError("from_arrays: coef or intercept has NaN or infinite values")
+        self = cls(C=C, embedder_fingerprint=embedder_fingerprint)
+        lr = LogisticRegression(C=C)
+        lr.coef_, lr.intercept_, lr.classes_ = coef, intercept, classes
+        lr.n_features_in_ = coef.shape[1]
+        lr.n_iter_ = np.zeros(1, dtype=np.int32)
+        self.model_, self.classes_ = lr, classes
+        self.fingerprint_ = cls._fingerprint(embedder_fingerprint, coef, intercept)
         return self
 
     def _fitted(self) -> None:
@@ -96,43 +135,71 @@ class EmbeddingIntentClassifier:
 
 # ----------------------------------------------------------------------------- texts in, deployable
 
-def load_text_labels(path: Path | str) -> tuple[list[str], list[str]]:
-    """``(texts, labels)`` from a CSV (header with ``text`` and ``label`` columns) or JSONL (``{"text", "label"}``)."""
+def _utf8_lines(path: Path):
+    """``(line_number, text)`` per line of a UTF-8 file (BOM dropped); bad bytes raise naming the line."""
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                yield n, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                                 "re-save the file as UTF-8") from None
+
+
+def load_text_labels(path: Path | str, text_column: str = "text",
+                     label_column: str = "label") -> tuple[list[str], list[str]]:
+    """``(texts, labels)`` from a CSV/TSV with a header, or JSONL objects, naming the two columns.
+
+    Public intent sets ship ``text,category`` or ``text,intent``: pass ``label_column="intent"``. UTF-8
+    with an optional BOM. Every problem (non-UTF-8 bytes, bad JSON, a CSV field over the csv module's
+    128 KB limit, a missing or empty column) raises ``ValueError`` naming the file and the line.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: intent data file not found")
-    texts, labels = [], []
+    rows: list[tuple[int, object, object]] = []
+    cols = f"{text_column!r} and {label_column!r}"
     if path.suffix.lower() in (".jsonl", ".json"):
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-                if not isinstance(obj, dict) or "text" not in obj or "label" not in obj:
-                    raise ValueError(f"{path}:{n}: expected an object with 'text' and 'label', got {line.strip()[:80]!r}")
-                texts.append(obj["text"])
-                labels.append(obj["label"])
+        for n, line in _utf8_lines(path):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict) or text_column not in obj or label_column not in obj:
+                raise ValueError(f"{path}:{n}: expected an object with {cols}, got {line.strip()[:80]!r} "
+                                 "(name other fields with --text-column/--label-column)")
+            rows.append((n, obj[text_column], obj[label_column]))
     elif path.suffix.lower() in (".csv", ".tsv"):
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-            if not reader.fieldnames or not {"text", "label"} <= set(reader.fieldnames):
-                raise ValueError(f"{path}: needs a header with 'text' and 'label' columns, got {reader.fieldnames}")
+        last = [0]
+
+        def lines():
+            for n, line in _utf8_lines(path):
+                last[0] = n
+                yield line
+
+        reader = csv.DictReader(lines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+        try:
+            if not reader.fieldnames or not {text_column, label_column} <= set(reader.fieldnames):
+                raise ValueError(f"{path}:1: needs a header with {cols} columns, got {reader.fieldnames} "
+                                 "(name yours with --text-column/--label-column)")
             for row in reader:
-                texts.append(row["text"])
-                labels.append(row["label"])
+                rows.append((last[0], row[text_column], row[label_column]))
+        except csv.Error as exc:
+            raise ValueError(f"{path}:{last[0]}: malformed CSV ({exc}); fix or drop this row") from None
     else:
         raise ValueError(f"{path}: unknown extension {path.suffix!r}; use .csv, .tsv or .jsonl")
-    for i, (t, lab) in enumerate(zip(texts, labels)):
+    for n, t, lab in rows:
         if not isinstance(t, str) or not t.strip():
-            raise ValueError(f"{path}: row {i + 1} has an empty or non-text 'text' ({t!r})")
+            raise ValueError(f"{path}:{n}: empty or non-text {text_column!r} ({t!r})")
         if not isinstance(lab, str) or not lab.strip():
-            raise ValueError(f"{path}: row {i + 1} has an empty or non-text 'label' ({lab!r})")
-    if not texts:
+            raise ValueError(f"{path}:{n}: empty or non-text {label_column!r} ({lab!r})")
+    if not rows:
         raise ValueError(f"{path}: no rows")
-    return texts, labels
+    return [t for _, t, _ in rows], [lab for _, _, lab in rows]
 
 
 class IntentModel:
@@ -188,48 +255,84 @@ class IntentModel:
         return self.predict_from_embeddings(self.embed(texts))[0]
 
     def save(self, folder: Path | str, meta: dict | None = None) -> Path:
-        """``model.joblib`` + ``meta.json`` (format version) + ``MODEL_CARD.md`` from ``meta``."""
-        import joblib
-
+        """``model.json`` + ``coef.npy`` + ``intercept.npy`` (no pickle) + ``meta.json`` + ``MODEL_CARD.md``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {"format": INTENT_FORMAT, "classifier": self.classifier, "embedder_name": self.embedder_name,
-                 "embedder_fingerprint": self.embedder_fingerprint, "oos_threshold": float(self.oos_threshold),
-                 "oos_label": self.oos_label}
-        joblib.dump(state, folder / "model.joblib", compress=3)
+        clf = self.classifier
+        np.save(folder / "coef.npy", np.asarray(clf.model_.coef_), allow_pickle=False)
+        np.save(folder / "intercept.npy", np.asarray(clf.model_.intercept_), allow_pickle=False)
+        state = {"format": INTENT_FORMAT, "classes": [str(c) for c in clf.classes_], "C": float(clf.C),
+                 "embedder_name": self.embedder_name, "embedder_fingerprint": self.embedder_fingerprint,
+                 "oos_threshold": float(self.oos_threshold), "oos_label": self.oos_label,
+                 "classifier_fingerprint": clf.fingerprint_}
+        (folder / "model.json").write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+        (folder / "model.joblib").unlink(missing_ok=True)  # an older pickle beside it would only confuse
         info = {"format": INTENT_FORMAT, "embedder": self.embedder_name, "embedder_fingerprint": self.embedder_fingerprint,
-                "oos_threshold": float(self.oos_threshold), "n_intents": int(len(self.classifier.classes_)),
-                "classifier_fingerprint": self.classifier.fingerprint_, **(meta or {})}
+                "oos_threshold": float(self.oos_threshold), "n_intents": int(len(clf.classes_)),
+                "classifier_fingerprint": clf.fingerprint_, **(meta or {})}
         (folder / "meta.json").write_text(json.dumps(info, indent=2) + "\n")
         (folder / "MODEL_CARD.md").write_text(_intent_card(info))
         return folder
 
     @classmethod
     def load(cls, folder: Path | str, embedder=None) -> "IntentModel":
-        import joblib
-
-        path = Path(folder) / "model.joblib"
+        """Read a folder written by :meth:`save`. Never unpickles: a folder with only ``model.joblib``
+        (format 1, or anyone's pickle) raises :class:`IntentModelFormatError` without opening it."""
+        folder = Path(folder)
+        path = folder / "model.json"
         if not path.is_file():
+            pickles = [folder / "model.joblib"] + (sorted(folder.glob("*.pkl")) if folder.is_dir() else [])
+            if any(p.exists() for p in pickles):
+                raise IntentModelFormatError(
+                    f"{folder}: holds a pickle (model.joblib/.pkl), which can run code when loaded; ragfix does not "
+                    f"load pickles from model paths. Retrain with `ragfix train intent --out {folder} --force` "
+                    "(writes model.json + .npy arrays)")
             raise FileNotFoundError(f"{path}: no intent model here; train one with `ragfix train intent --out {folder}`")
-        state = joblib.load(path)
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise IntentModelFormatError(f"{path}: not valid UTF-8 JSON ({exc}); retrain the model") from None
         if not isinstance(state, dict) or state.get("format") != INTENT_FORMAT:
             got = state.get("format") if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"{path}: intent model format {got!r}, this code reads format {INTENT_FORMAT}; retrain it")
-        return cls(state["classifier"], state["embedder_name"], state["embedder_fingerprint"], state["oos_threshold"],
+            raise IntentModelFormatError(f"{path}: intent model format {got!r}, this code reads format {INTENT_FORMAT}; "
+                                         "retrain it with `ragfix train intent`")
+        need = {"classes": list, "embedder_name": str, "embedder_fingerprint": str, "oos_threshold": (int, float),
+                "oos_label": str, "classifier_fingerprint": str}
+        for key, typ in need.items():
+            if not isinstance(state.get(key), typ):
+                raise IntentModelFormatError(f"{path}: field {key!r} missing or not {getattr(typ, '__name__', typ)}")
+        try:
+            coef = np.load(folder / "coef.npy", allow_pickle=False)
+            intercept = np.load(folder / "intercept.npy", allow_pickle=False)
+            clf = EmbeddingIntentClassifier.from_arrays(coef, intercept, state["classes"], float(state.get("C", 10.0)),
+                                                        state["embedder_fingerprint"])
+        except (OSError, ValueError) as exc:
+            raise IntentModelFormatError(f"{folder}: coef.npy/intercept.npy unreadable or inconsistent ({exc}); "
+                                         "retrain the model") from None
+        if clf.fingerprint_ != state["classifier_fingerprint"]:
+            raise IntentModelFormatError(f"{folder}: the arrays' fingerprint {clf.fingerprint_} is not the "
+                                         f"{state['classifier_fingerprint']} recorded in model.json; the files are "
+                                         "damaged or mixed from two models")
+        return cls(clf, state["embedder_name"], state["embedder_fingerprint"], float(state["oos_threshold"]),
                    state["oos_label"], embedder=embedder)
 
 
 def fit_intent_model(texts: Sequence[str], labels: Sequence[str], embedder: object, C: float = 10.0,
-                     oos_label: str = "oos", target_recall: float = 0.95, holdout: float = 0.1, seed: int = 0) -> IntentModel:
-    """Fit on the in-scope rows; the OOS threshold keeps ``target_recall`` of a held-out in-scope fold.
+                     oos_label: str = "oos", target_recall: float | None = None, holdout: float = 0.1,
+                     seed: int = 0) -> IntentModel:
+    """Fit on the in-scope rows; an optional OOS threshold keeps ``target_recall`` of a held-out in-scope fold.
 
     Rows labelled ``oos_label`` are not trained on (there is no OOS class). The threshold is the
     ``1 - target_recall`` quantile of the max probability on a stratified ``holdout`` fold of the
     in-scope rows, computed with a classifier fitted on the rest; the returned classifier is refitted
-    on every in-scope row. ``embedder``: an object with ``encode_queries(texts)``, ``fingerprint`` and
-    ``name`` (a registry name is resolved by the caller: ``registry.load_embedder("minilm")``; a str
-    raises TypeError saying so).
+    on every in-scope row. ``target_recall=None`` (default): 0.95 when the data has ``oos_label`` rows
+    (an out-of-scope class exists to be caught), else no threshold -- on a set without out-of-scope
+    examples a cutoff would only turn about 5% of in-scope rows into wrong "oos" answers.
+    ``embedder``: an object with ``encode_queries(texts)``, ``fingerprint`` and ``name`` (a registry
+    name is resolved by the caller: ``registry.load_embedder("minilm")``; a str raises TypeError saying so).
     """
+    if target_recall is None:
+        target_recall = 0.95 if any(lab == oos_label for lab in labels) else 1.0
     if not 0.0 < target_recall <= 1.0:
         raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
     if isinstance(embedder, str):
@@ -275,13 +378,17 @@ def _intent_card(info: dict) -> str:
     m = info.get("metrics", {})
     fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
     rows = "\n".join(f"| {k} | {fmt(v)} |" for k, v in m.items())
+    oos = (f"out-of-scope when the max probability is below {info['oos_threshold']:.4f} (the threshold keeping 95% of a\n"
+           "held-out in-scope fold of the training data, unless the command says otherwise)"
+           if info["oos_threshold"] > 0 else
+           "no out-of-scope cutoff (the training data had no out-of-scope class and none was asked for)")
     return f"""# intent classifier
 
 Multinomial logistic regression (scikit-learn, C from the command) on L2-normalised embeddings of
 `{info['embedder']}` (fingerprint `{info['embedder_fingerprint']}`); {info['n_intents']} intents;
-out-of-scope when the max probability is below {info['oos_threshold']:.4f} (the threshold keeping 95% of a
-held-out in-scope fold of the training data, unless the command says otherwise). Code: `cascade/intent.py`
-(`IntentModel`, `fit_intent_model`). Files: `model.joblib` (format {info['format']}, checked on load), `meta.json`.
+{oos}. Code: `cascade/intent.py`
+(`IntentModel`, `fit_intent_model`). Files: `model.json` (format {info['format']}, checked on load) with
+`coef.npy` and `intercept.npy` (no pickle: loading cannot run code), `meta.json`.
 
 Data: {info.get('data', '?')}; {info.get('n_train', '?')} training rows (out-of-scope rows are not trained on),
 {info.get('n_test', '?')} test rows.

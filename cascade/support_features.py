@@ -33,6 +33,7 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Sequence
@@ -156,14 +157,44 @@ class LexicalFaithfulnessScorer:
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: train it with `ragfix train faithfulness --out {folder}`")
         try:
-            body = json.loads(path.read_text())
+            text = path.read_bytes().decode("utf-8-sig")
+            body = json.loads(text)
+        except UnicodeDecodeError as exc:
+            line = path.read_bytes()[: exc.start].count(b"\n") + 1
+            raise ValueError(f"{path}:{line}: not UTF-8; re-train with `ragfix train faithfulness`") from None
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc}); re-train with `ragfix train faithfulness`") from exc
+            raise ValueError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); re-train with `ragfix train faithfulness`") from None
+        if not isinstance(body, dict):
+            raise ValueError(f"{path}:1: expected a JSON object, got {type(body).__name__}; re-train with `ragfix train faithfulness`")
         if body.get("format") != FORMAT or tuple(body.get("features", ())) != FEATURES:
-            raise ValueError(f"{path}: format {body.get('format')!r} with features {body.get('features')}; this code reads "
+            raise ValueError(f"{path}:1: format {body.get('format')!r} with features {body.get('features')}; this code reads "
                              f"{FORMAT} with {list(FEATURES)}; re-train with `ragfix train faithfulness`")
-        return cls(body["coef"], body["intercept"], body["mean"], body["scale"], threshold=body["threshold"],
-                   max_words=body["max_words"], meta=body.get("meta"))
+        def _at(key: str) -> str:  # file:line of the key's first occurrence (line 1 when absent)
+            i = text.find(f'"{key}"')
+            return f"{path}:{text.count(chr(10), 0, i) + 1 if i >= 0 else 1}"
+
+        def _numbers(key: str, n: int | None) -> list[float] | float:
+            v = body.get(key)
+            vals = v if n is not None else [v]
+            ok = isinstance(vals, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                                                for x in vals) and (n is None or len(vals) == n)
+            if not ok:
+                want = f"a list of {n} finite numbers" if n is not None else "a finite number"
+                raise ValueError(f"{_at(key)}: field {key!r} must be {want}, got {str(v)[:80]}; the file is damaged: "
+                                 "re-train with `ragfix train faithfulness`")
+            return vals if n is not None else vals[0]
+
+        n = len(FEATURES)
+        coef, mean, scale = _numbers("coef", n), _numbers("mean", n), _numbers("scale", n)
+        intercept, threshold = _numbers("intercept", None), _numbers("threshold", None)
+        max_words = body.get("max_words")
+        if not isinstance(max_words, int) or isinstance(max_words, bool) or max_words < 1:
+            raise ValueError(f"{_at('max_words')}: field 'max_words' must be a positive integer, got {max_words!r}")
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"{_at('threshold')}: field 'threshold' must be in (0, 1), got {threshold}")
+        meta = body.get("meta")
+        return cls(coef, intercept, mean, scale, threshold=threshold, max_words=max_words,
+                   meta=meta if isinstance(meta, dict) else None)
 
     # -------------------------------------------------------------- scoring
     @staticmethod

@@ -295,6 +295,25 @@ class ThresholdSpec:
             raise ValueError(f"scores has {int(np.sum(~np.isfinite(s)))} NaN or infinite values; refusing to decide")
         return _flag(s, self.threshold, self.direction)
 
+    def recheck(self, scores, labels) -> tuple[bool | None, dict[str, Any]]:
+        """Does the threshold still meet its target on a labelled audit set scored by the scorer in use now?
+
+        Returns ``(met, achieved)``: ``met`` compares the same bound the spec was derived with (by default
+        the Clopper-Pearson *lower* bound of the target metric, at the spec's confidence) with the target,
+        so a small audit set can only confirm a threshold it has enough evidence for. ``None`` for cost
+        targets (no single metric to compare: re-derive instead). This is what a guard needs after a
+        scorer change: scores alone cannot show that recall at the cutoff fell.
+        """
+        s, y = _check_inputs(scores, labels, self.direction)
+        conf = float(self.target.get("confidence", 0.95))
+        ach = achieved(s, y, self.threshold, self.direction, conf)
+        metric = self.target.get("metric")
+        if metric not in METRICS:
+            return None, ach
+        bound = self.target.get("bound", "lower")
+        value = ach.get(f"{metric}_lo" if bound == "lower" else metric)
+        return (value is not None and value >= float(self.target["value"])), ach
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -3,6 +3,17 @@
 Every loader raises :class:`DatasetError` naming the file, the line and what to do, rather than
 a bare ``KeyError`` deep inside a benchmark. Graded relevance is kept as given; CRLF line ends are
 tolerated (BEIR SciFact's test qrels end lines with CRLF).
+
+Input rules (checked, never silently repaired):
+
+- Files are UTF-8; a leading UTF-8 byte-order mark is accepted. Bytes that are not UTF-8 raise
+  with the file and the line (:func:`read_text_lines`).
+- Document ids and query ids are unique: a repeated ``_id`` in ``corpus.jsonl`` or ``queries.jsonl``
+  raises naming both lines (a silent "last one wins" changes every metric).
+- Relevance grades in qrels are finite integers (``0``, ``1``, ``2``; ``1.0`` is accepted as 1). A
+  fractional grade such as ``0.7``, or ``inf``/``nan``, raises with the file and line instead of being
+  truncated.
+- A qrels row repeating a (query, document) pair raises (which grade would count is ambiguous).
 """
 from __future__ import annotations
 
@@ -10,6 +21,7 @@ import csv
 import gzip
 import importlib.util
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +39,9 @@ __all__ = [
     "halueval_dir",
     "data_root",
     "read_jsonl",
+    "read_text_lines",
+    "parse_grade",
+    "csv_rows",
 ]
 
 
@@ -84,27 +99,88 @@ class RetrievalDataset:
         return RetrievalDataset(self.name, [d for d in self.corpus if d.id in keep], self.queries, self.qrels, self.answers)
 
 
-def read_jsonl(path: Path | str) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line_number, object)`` for each non-blank line; gzip by suffix."""
+def read_text_lines(path: Path | str) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for every line of a UTF-8 file (line ends kept); gzip by suffix.
+
+    A UTF-8 byte-order mark at the start is dropped. Bytes that are not UTF-8 raise
+    :class:`DatasetError` naming the file, the line and the byte -- the codec's own message names
+    only a position in an internal buffer. Decoding line by line is what makes the line known.
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            line = line.strip()
-            if not line:
-                continue
+    with opener(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
                 raise DatasetError(
-                    f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno}); "
-                    "each line must be one JSON object"
+                    f"{path}:{lineno}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                    "re-save the file as UTF-8"
                 ) from None
-            if not isinstance(obj, dict):
-                raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+
+
+def csv_rows(path: Path | str, delimiter: str = ",", header: bool = False) -> Iterator[tuple[int, list | dict]]:
+    """Yield ``(line_number, row)`` of a UTF-8 CSV/TSV (rows as dicts when ``header``; a BOM is accepted).
+
+    The csv module's errors (a field over its 128 KB size limit, a stray quote) and non-UTF-8 bytes
+    raise :class:`DatasetError` with the file and the line; ``line_number`` is a row's last physical line.
+    """
+    last = [0]
+
+    def lines() -> Iterator[str]:
+        for lineno, line in read_text_lines(path):
+            last[0] = lineno
+            yield line
+
+    reader = (csv.DictReader if header else csv.reader)(lines(), delimiter=delimiter)
+    it = iter(reader)
+    while True:
+        try:
+            row = next(it)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise DatasetError(f"{path}:{last[0]}: malformed CSV ({exc}); fix or drop this row") from None
+        yield last[0], row
+
+
+def parse_grade(value: str, path: Path | str, lineno: int) -> int:
+    """A qrels relevance grade: a finite integer (``"1"``, ``"2"``, ``"1.0"``); anything else raises."""
+    try:
+        g = float(value)
+    except ValueError:
+        raise DatasetError(f"{path}:{lineno}: relevance score {value!r} is not a number") from None
+    if not math.isfinite(g):
+        raise DatasetError(f"{path}:{lineno}: relevance score {value!r} is not finite; use an integer grade such as 0, 1 or 2")
+    if g != int(g):
+        raise DatasetError(
+            f"{path}:{lineno}: relevance score {value!r} is not an integer grade; graded qrels take integers "
+            "(0, 1, 2, ...): round or map your labels before loading"
+        )
+    return int(g)
+
+
+def read_jsonl(path: Path | str) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, object)`` for each non-blank line; gzip by suffix; UTF-8 (a BOM is accepted)."""
+    path = Path(path)
+    for lineno, line in read_text_lines(path):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(
+                f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno}); "
+                "each line must be one JSON object"
+            ) from None
+        if not isinstance(obj, dict):
+            raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
 
 
 def _field(obj: dict, key: str, path: Path, lineno: int, alternatives: tuple[str, ...] = ()) -> str:
@@ -122,12 +198,13 @@ def load_documents_jsonl(path: Path | str) -> list[Document]:
     """Plain documents JSONL: one ``{"_id" or "id", "text", ["title"]}`` object per line."""
     path = Path(path)
     docs: list[Document] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     for lineno, obj in read_jsonl(path):
         doc_id = _field(obj, "_id", path, lineno, ("id",))
         if doc_id in seen:
-            raise DatasetError(f"{path}:{lineno}: duplicate document id {doc_id!r}")
-        seen.add(doc_id)
+            raise DatasetError(f"{path}:{lineno}: duplicate document id {doc_id!r} (first on line {seen[doc_id]}); "
+                               "document ids must be unique")
+        seen[doc_id] = lineno
         text = _field(obj, "text", path, lineno)
         title = str(obj.get("title") or "")
         docs.append(Document(doc_id, text, title))
@@ -140,27 +217,26 @@ def load_documents_jsonl(path: Path | str) -> list[Document]:
 
 def _load_qrels(path: Path) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
-    # newline="" lets csv handle CRLF; we also strip stray "\r" defensively.
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh, delimiter="\t")
-        for lineno, row in enumerate(reader, start=1):
-            row = [c.strip() for c in row]
-            if not row or all(not c for c in row):
-                continue
-            if lineno == 1 and row[-1].lower() in {"score", "relevance", "rel", "label", "grade"}:
-                continue  # header: query-id corpus-id score
-            if len(row) == 4:  # TREC style: qid 0 docid grade
-                row = [row[0], row[2], row[3]]
-            if len(row) != 3:
-                raise DatasetError(
-                    f"{path}:{lineno}: expected 3 tab-separated columns (query-id, corpus-id, score), got {len(row)}"
-                )
-            qid, did, grade = row
-            try:
-                g = int(float(grade))
-            except ValueError:
-                raise DatasetError(f"{path}:{lineno}: relevance score {grade!r} is not a number") from None
-            qrels.setdefault(qid, {})[did] = g
+    # Lines keep their ends, so csv handles CRLF; we also strip stray "\r" defensively.
+    for lineno, row in csv_rows(path, delimiter="\t"):
+        row = [c.strip() for c in row]
+        if not row or all(not c for c in row):
+            continue
+        if lineno == 1 and row[-1].lower() in {"score", "relevance", "rel", "label", "grade"}:
+            continue  # header: query-id corpus-id score
+        if len(row) == 4:  # TREC style: qid 0 docid grade
+            row = [row[0], row[2], row[3]]
+        if len(row) != 3:
+            raise DatasetError(
+                f"{path}:{lineno}: expected 3 tab-separated columns (query-id, corpus-id, score), got {len(row)}"
+            )
+        qid, did, grade = row
+        g = parse_grade(grade, path, lineno)
+        rel = qrels.setdefault(qid, {})
+        if did in rel:
+            raise DatasetError(f"{path}:{lineno}: repeated pair (query {qid!r}, document {did!r}); "
+                               "keep one row per pair")
+        rel[did] = g
     if not qrels:
         raise DatasetError(f"{path}: no qrels rows; expected 'query-id<TAB>corpus-id<TAB>score' lines")
     return qrels
@@ -184,9 +260,15 @@ def load_beir(folder: Path | str, split: str = "test") -> RetrievalDataset:
             raise DatasetError(f"{folder}: missing {need}{hint}")
     corpus = load_documents_jsonl(folder / "corpus.jsonl")
     queries: dict[str, str] = {}
+    qline: dict[str, int] = {}
     qpath = folder / "queries.jsonl"
     for lineno, obj in read_jsonl(qpath):
-        queries[_field(obj, "_id", qpath, lineno, ("id",))] = _field(obj, "text", qpath, lineno)
+        qid = _field(obj, "_id", qpath, lineno, ("id",))
+        if qid in qline:
+            raise DatasetError(f"{qpath}:{lineno}: duplicate query id {qid!r} (first on line {qline[qid]}); "
+                               "query ids must be unique")
+        qline[qid] = lineno
+        queries[qid] = _field(obj, "text", qpath, lineno)
     qrels = _load_qrels(folder / "qrels" / f"{split}.tsv")
     doc_ids = {d.id for d in corpus}
     unknown_q = [q for q in qrels if q not in queries]

@@ -96,8 +96,15 @@ def read_answer_log(path: Path | str, skip_malformed: bool = False, errors: list
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"answer log {path} not found; write one JSON object per request (see generate.audit)")
-    with open(path, encoding="utf-8") as fh:
-        for n, raw in enumerate(fh, start=1):
+    with open(path, "rb") as fh:
+        for n, data in enumerate(fh, start=1):
+            if n == 1 and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]  # a UTF-8 byte-order mark
+            try:
+                raw = data.decode("utf-8")
+            except UnicodeDecodeError as exc:  # decoded per line so the error can name the line
+                raise LogFormatError(f"{path}:{n}: not UTF-8 (byte 0x{data[exc.start]:02x} at column {exc.start + 1}); "
+                                     "re-save the log as UTF-8") from None
             if not raw.strip():
                 continue
             try:
@@ -108,7 +115,8 @@ def read_answer_log(path: Path | str, skip_malformed: bool = False, errors: list
                 yield _row(n, obj)
             except LogFormatError as exc:
                 if not skip_malformed:
-                    raise LogFormatError(f"{path}: {exc} -- fix the row, or pass --skip-malformed to skip it") from None
+                    # "line N: why" -> "path:N: why", the form every other loader uses
+                    raise LogFormatError(f"{path}:{str(exc).removeprefix('line ')} -- fix the row, or pass --skip-malformed to skip it") from None
                 if errors is not None:
                     errors.append(str(exc))
 

@@ -15,7 +15,6 @@ its embedder attached by name).
 """
 from __future__ import annotations
 
-import hashlib
 
 import importlib.util
 import os
@@ -29,7 +28,7 @@ import yaml
 
 __all__ = ["ModelSpec", "Registry", "UnknownModelError", "load_embedder", "load_cross_encoder", "load_llm", "load_faithfulness",
            "repo_root", "config_dir", "project_root", "load_prices", "load_judge_prompts", "load_intent_model",
-           "resolved_models", "weights_sha256"]
+           "resolved_models", "weights_sha256", "model_fingerprint"]
 
 KINDS = ("embedder", "cross-encoder", "llm", "faithfulness")
 _DEFAULT_LOADER = {"embedder": "sentence-transformers", "cross-encoder": "sentence-transformers", "llm": "transformers",
@@ -79,7 +78,6 @@ class ModelSpec:
 
 
 _RESOLVED: dict[str, ModelSpec] = {}
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".onnx", ".gguf", ".json", ".npy", ".npz", ".txt", ".model")
 _HASHES: dict[tuple, str] = {}
 
 
@@ -89,27 +87,29 @@ def _noted(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
-def weights_sha256(path: Path | str) -> str:
-    """SHA-256 over a model's files (a file, or every weight/config/tokenizer file under a folder, by relative path).
+def _model_files(path: Path) -> list[Path]:
+    """The files that make a model what it is: weights, configs, tokenizer (not metrics written beside them)."""
+    suffixes = {".safetensors", ".bin", ".json", ".npy", ".onnx", ".gguf", ".txt", ".model"}
+    meta = {"training.json", "meta.json"}
+    if not path.is_dir():
+        return [path]
+    return [p for p in path.rglob("*") if p.is_file() and p.suffix in suffixes and p.name not in meta]
 
-    Two models with the same digest load the same weights; cached per (path, sizes, mtimes) in-process.
-    """
-    path = Path(path)
-    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file() and f.suffix in _WEIGHT_SUFFIXES)
+
+def weights_sha256(path: Path | str) -> str:
+    """Fingerprint (16 hex of SHA-256) of the model files at ``path``; cached in-process per (path, sizes, mtimes)."""
+    from retrieval.embedders import fingerprint_files
+
+    files = _model_files(Path(path))
     key = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     if key not in _HASHES:
-        h = hashlib.sha256()
-        for f in files:
-            h.update(str(f.relative_to(path) if f != path else f.name).encode())
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-        _HASHES[key] = h.hexdigest()
+        _HASHES[key] = fingerprint_files(files)
     return _HASHES[key]
 
 
 def resolved_models() -> dict[str, dict]:
-    """``{name: {"kind", "source", "path" or "hub_id", "sha256"}}`` for every model resolved in this process."""
+    """``{name: {"kind", "source", "path" or "hub_id", "sha256"}}`` for every model resolved in this process
+    (``sha256``: :func:`weights_sha256` of the files :func:`model_fingerprint` reads)."""
     out = {}
     for name, spec in sorted(_RESOLVED.items()):
         row: dict[str, Any] = {"kind": spec.kind, "source": spec.source}
@@ -127,15 +127,8 @@ class Registry:
         config = Path(config or os.environ.get("RAGFIX_MODELS_CONFIG") or config_dir() / "models.yaml")
         if not config.is_file():
             raise FileNotFoundError(f"model registry {config} not found; set RAGFIX_MODELS_CONFIG or restore configs/models.yaml")
-        with open(config, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh) or {}
         self.config = config
-        self._entries: dict[str, dict] = dict(raw.get("models") or {})
-        for name, e in self._entries.items():
-            if e.get("kind") not in KINDS:
-                raise ValueError(f"{config}: model {name!r} has kind {e.get('kind')!r}; allowed: {', '.join(KINDS)}")
-            if e.get("source") not in SOURCES:
-                raise ValueError(f"{config}: model {name!r} has source {e.get('source')!r}; allowed: {', '.join(SOURCES)}")
+        self._entries: dict[str, dict] = _read_registry(config)
 
     def names(self, kind: str | None = None) -> list[str]:
         return sorted(n for n, e in self._entries.items() if kind is None or e["kind"] == kind)
@@ -183,6 +176,70 @@ class Registry:
             f"unknown {kind} {name!r}; known {kind} names: {', '.join(self.names(kind)) or 'none'} "
             f"(or pass a local folder, or a hub id such as org/model when online); registry: {self.config}"
         )
+
+
+_NEEDS = {"pypi": "package", "project": "path", "local": "path", "hub": "id"}
+
+
+def _read_registry(config: Path) -> dict[str, dict]:
+    """Parse and check ``models.yaml``; every malformed entry raises naming the file and the line."""
+    try:
+        text = config.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = config.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{config}:{line}: not UTF-8 (byte at offset {exc.start}); re-save the file as UTF-8") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"{config}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if raw is None:
+        return {}
+    lines: dict[str, int] = {}
+    if isinstance(root, yaml.MappingNode):
+        for k, v in root.value:
+            if k.value == "models" and isinstance(v, yaml.MappingNode):
+                lines = {kk.value: kk.start_mark.line + 1 for kk, _ in v.value}
+    if not isinstance(raw, dict) or not isinstance(raw.get("models") or {}, dict):
+        raise ValueError(f"{config}:1: expected a mapping 'models:' of name -> {{kind, source, loader, ...}}")
+    entries = dict(raw.get("models") or {})
+    for name, e in entries.items():
+        at = f"{config}:{lines.get(str(name), 1)}"
+        if not isinstance(e, dict):
+            raise ValueError(f"{at}: model {name!r} must be a mapping with kind, source and loader, got {type(e).__name__}")
+        if e.get("kind") not in KINDS:
+            raise ValueError(f"{at}: model {name!r} has kind {e.get('kind')!r}; allowed: {', '.join(KINDS)}")
+        if e.get("source") not in SOURCES:
+            raise ValueError(f"{at}: model {name!r} has source {e.get('source')!r}; allowed: {', '.join(SOURCES)}")
+        if not isinstance(e.get("loader"), str):
+            raise ValueError(f"{at}: model {name!r} has no 'loader' (a string such as sentence-transformers)")
+        need = _NEEDS[e["source"]]
+        if not isinstance(e.get(need), str):
+            raise ValueError(f"{at}: model {name!r} (source {e['source']}) needs a string {need!r}")
+    return entries
+
+
+def model_fingerprint(name: str, kind: str = "cross-encoder", registry: "Registry | None" = None) -> str:
+    """Fingerprint (16 hex) of the weights a name loads now: sha256 over the model's weight and config files.
+
+    What a threshold spec and its guard compare: swapping the files behind a registry name changes it.
+    Embedders give their own ``fingerprint`` (the one specs made by ``ragfix bench thresholds`` carry).
+    Hub ids have no local files to hash and raise :class:`UnknownModelError`.
+    """
+    from retrieval.embedders import fingerprint_files
+
+    if kind == "embedder":
+        return load_embedder(name, registry).fingerprint
+    spec = _registry(registry).resolve(name, kind)
+    if spec.path is None:
+        raise UnknownModelError(f"{name!r} is a hub id with no local files to fingerprint; pass the fingerprint yourself")
+    path = Path(spec.path)
+    files = _model_files(path)
+    if not files:
+        raise UnknownModelError(f"{path}: no weight or config files to fingerprint")
+    return fingerprint_files(files, kind)
 
 
 def _check_hub_allowed(name: str, hub_id: str) -> None:

@@ -62,7 +62,7 @@ import numpy as np
 
 __all__ = [
     "TrainPair", "check_pairs", "check_no_test_leak", "train_cross_encoder", "teacher_scores", "save_fp16", "minilm_path", "LAYERS",
-    "save_pairs", "load_pairs", "pair_counts",
+    "save_pairs", "load_pairs", "pair_counts", "load_checkpoint_state",
 ]
 
 LAYERS = (6, 2)
@@ -207,8 +207,9 @@ def teacher_scores(pairs: Sequence[TrainPair], teacher: str | Path, out: Path | 
                    batch_size: int = 64, bf16: bool = False) -> np.ndarray:
     """The teacher cross-encoder's logits for every pair, cached in ``out/teacher_scores.npy``.
 
-    The cache is keyed by the teacher folder, the pair count and a hash of the pairs, so a changed
-    teacher or data set recomputes instead of silently reusing stale scores.
+    The cache is keyed by the teacher folder and a sha256 of its weight and config files, the pair
+    count and a hash of the pairs, so a changed teacher (new weights under the same path) or data set
+    recomputes instead of silently reusing stale scores.
     """
     import hashlib
 
@@ -222,7 +223,11 @@ def teacher_scores(pairs: Sequence[TrainPair], teacher: str | Path, out: Path | 
     h = hashlib.sha256()
     for p in pairs:
         h.update(f"{p.qid}\t{p.query}\t{p.passage}\n".encode())
-    key = {"teacher": str(Path(teacher).resolve()), "n": len(pairs), "pairs_sha256": h.hexdigest(), "max_length": max_length,
+    from retrieval.embedders import fingerprint_files
+
+    tpath = Path(teacher)
+    weights = [f for f in tpath.rglob("*") if f.is_file() and f.suffix in (".safetensors", ".bin", ".json")] if tpath.is_dir() else []
+    key = {"teacher": str(tpath.resolve()), "teacher_sha256": fingerprint_files(weights), "n": len(pairs), "pairs_sha256": h.hexdigest(), "max_length": max_length,
            **({"bf16": True} if bf16 else {})}
     npy, meta = out / "teacher_scores.npy", out / "teacher_scores.json"
     if npy.is_file() and meta.is_file() and json.loads(meta.read_text()) == key:
@@ -339,7 +344,7 @@ def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: in
         opt, lambda s: min((s + 1) / n_warm, max(0.0, (total - s) / max(1, total - n_warm))))
     step = 0
     if resume:
-        state = torch.load(ckpt / "state.pt", weights_only=False)
+        state = load_checkpoint_state(ckpt / "state.pt")
         if state["total"] != total:
             raise ValueError(f"{ckpt}: checkpoint was made for {state['total']} steps, this run has {total}; "
                              "use the same pairs/epochs/batch size, or delete the checkpoint folder")
@@ -395,6 +400,26 @@ def _train_cross_encoder(pairs: Sequence[TrainPair], out: Path | str, layers: in
     final = out / "final"
     model.save(str(final))
     return final
+
+
+def load_checkpoint_state(path: Path | str) -> dict:
+    """The optimiser/scheduler/RNG state saved beside a checkpoint, read with ``weights_only=True``.
+
+    Tensors, numbers, strings and containers only: a ``state.pt`` holding any other object (a crafted
+    pickle that would run code) raises ``ValueError`` naming the file instead of being executed.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise ValueError(f"{path}: not a plain training state (tensors and numbers only; {str(exc).splitlines()[0]}); "
+                         "refusing to load it -- delete the checkpoint folder to start over") from None
+    if not isinstance(state, dict) or not {"opt", "sched", "step", "total", "torch_rng"} <= set(state):
+        raise ValueError(f"{path}: not a ragfix training state (keys opt, sched, step, total, torch_rng)")
+    return state
 
 
 def _checkpoint(model, ckpt: Path, state: dict) -> None:

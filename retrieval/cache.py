@@ -65,6 +65,9 @@ class EmbeddingCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".npy.tmp")
         try:
+            mask = os.umask(0)
+            os.umask(mask)
+            os.fchmod(fd, 0o666 & ~mask)  # mkstemp makes 0600; give the user's usual mode
             with os.fdopen(fd, "wb") as fh:
                 np.save(fh, emb, allow_pickle=False)
             os.replace(tmp, path)

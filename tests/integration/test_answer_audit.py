@@ -62,7 +62,7 @@ def test_malformed_rows_name_their_line_and_skip_only_on_request(planted, tmp_pa
     good = path.read_text().splitlines()
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join([good[0], "{not json", json.dumps({"query": "q", "answer": "a"}), good[1]]) + "\n")
-    with pytest.raises(LogFormatError, match="line 2: not valid JSON.*--skip-malformed"):
+    with pytest.raises(LogFormatError, match="bad.jsonl:2: not valid JSON.*--skip-malformed"):
         list(read_answer_log(bad))
     errors: list[str] = []
     rows = list(read_answer_log(bad, skip_malformed=True, errors=errors))
