@@ -414,7 +414,7 @@ def _cmd(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("specialists", help="relevance / faithfulness / intent: specialist vs LLM judge, quality and cost per 1k")
     p.add_argument("--limit", type=positive_int, default=None, help="cap on specialist eval items per task (relevance: queries)")
-    p.add_argument("--judge-limit", type=positive_int, default=20, help="LLM-judge calls per task (relevance: //10 queries x top 10)")
+    p.add_argument("--judge-limit", type=non_negative_int, default=20, help="LLM-judge calls per task (relevance: //10 queries x top 10; 0: no judge)")
     p.add_argument("--judge-model", default="smollm2", help="registry name of the judge LLM")
     p.add_argument("--price-as", default="gpt-4o-mini", help="API model in configs/prices.yaml whose token prices the judge is charged")
     p.add_argument("--relevance-model", default="reranker-l6")

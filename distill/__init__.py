@@ -3,8 +3,9 @@
 * :mod:`distill.ledger` -- Single-LLM Overspend (V): attribution ledger of every LLM / specialist call, priced.
 * :mod:`distill.judge` -- the LLM-judge baseline (relevance, faithfulness, intent) with versioned prompts.
 
-Lift-out needs: nothing (copy ``distill/`` alone; prices and prompts are passed in as objects,
-``registry.load_prices()`` / ``registry.load_judge_prompts()`` read the project's). The example
+Lift-out needs: monitor (its ``sqlite_store`` opens the ledger: WAL, busy timeout, atomic schema; prices
+and prompts are passed in as objects, ``registry.load_prices()`` / ``registry.load_judge_prompts()``
+read the project's). The example
 below runs from such a copy in ``tests/unit/test_liftout.py``.
 
 Example::

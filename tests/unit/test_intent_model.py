@@ -132,7 +132,6 @@ def test_pickled_model_is_refused_without_being_opened(tmp_path):
 def test_saved_model_has_no_pickle_and_damage_is_detected(tmp_path, monkeypatch):
     import cascade.intent as I
 
-    monkeypatch.setattr(I, "_embed_cached", lambda emb, texts: emb.encode_queries(list(texts)))
     texts, labels = _data()
     m = fit_intent_model(texts, labels, embedder=_BagEmbedder())
     m.save(tmp_path / "m")
@@ -159,7 +158,6 @@ def test_committed_model_is_safe_format_and_keeps_its_fingerprint():
 def test_no_oos_cutoff_without_an_oos_class(tmp_path, monkeypatch):
     import cascade.intent as I
 
-    monkeypatch.setattr(I, "_embed_cached", lambda emb, texts: emb.encode_queries(list(texts)))
     texts, labels = _data()
     plain = fit_intent_model(texts, labels, embedder=_BagEmbedder())
     assert plain.oos_threshold == 0.0
