@@ -36,22 +36,20 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> Interval:
         raise ValueError(f"clopper_pearson needs 0 <= k <= n, got k={k}, n={n}")
     if n == 0:
         return Interval(math.nan, 0.0, 1.0, confidence, 0)
-    a = (1.0 - confidence) / 2.0
-    lo = 0.0 if k == 0 else float(stats.beta.ppf(a, k, n - k + 1))
-    hi = 1.0 if k == n else float(stats.beta.ppf(1.0 - a, k + 1, n - k))
-    return Interval(k / n, lo, hi, confidence, n)
+    ci = stats.binomtest(k, n).proportion_ci(confidence, method="exact")  # Clopper-Pearson
+    return Interval(k / n, float(ci.low), float(ci.high), confidence, n)
 
 
 def bootstrap_interval(values: np.ndarray, statistic=np.mean, confidence: float = 0.95,
                        n_boot: int = 2000, seed: int = 0) -> Interval:
-    """Percentile bootstrap interval of ``statistic(values)`` (rows resampled with replacement)."""
+    """Percentile bootstrap interval of ``statistic(values)`` (rows resampled with replacement; ``scipy.stats.bootstrap``)."""
     _check_conf(confidence)
     values = np.asarray(values)
     if values.shape[0] == 0:
         return Interval(math.nan, math.nan, math.nan, confidence, 0)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, values.shape[0], size=(n_boot, values.shape[0]))
-    boots = np.array([statistic(values[i]) for i in idx])
-    a = (1.0 - confidence) / 2.0
-    return Interval(float(statistic(values)), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a)),
+    # scipy resamples row indices, so rows of a 2-D array (paired measurements) stay together
+    res = stats.bootstrap((np.arange(values.shape[0]),), lambda i: statistic(values[i]), vectorized=False,
+                          n_resamples=n_boot, confidence_level=confidence, method="percentile",
+                          random_state=np.random.default_rng(seed))
+    return Interval(float(statistic(values)), float(res.confidence_interval.low), float(res.confidence_interval.high),
                     confidence, int(values.shape[0]))
