@@ -160,6 +160,9 @@ class IsotonicCalibration:
 def reliability_curve(confidence, correct, n_bins: int = 15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Equal-width bins over [0, 1]: ``(mean confidence, accuracy, count)`` per bin (nan where empty).
 
+    Not ``sklearn.calibration.calibration_curve``: that drops empty bins and returns no counts, and
+    ECE and the reliability diagram need both.
+
     ``confidence`` is the predicted probability of the event ``correct`` (0/1): for a binary
     model ``(p, y)``, for a multiclass model ``(max prob, argmax == label)``.
     """
@@ -194,7 +197,9 @@ def brier_score(prob, y) -> float:
         onehot[np.arange(p.shape[0]), lab.astype(int)] = 1.0
         return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
     p = _as_prob(p, "prob")
-    return float(np.mean((p - _as_binary(y, "y", p.size)) ** 2))
+    from sklearn.metrics import brier_score_loss
+
+    return float(brier_score_loss(_as_binary(y, "y", p.size), p, pos_label=1))
 
 
 def reliability_diagram(confidence, correct, path: Path | str, n_bins: int = 15, title: str = "",

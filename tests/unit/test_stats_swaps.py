@@ -58,3 +58,15 @@ def test_permutation_p_matches_the_old_sign_flip_test():
         new, old = paired_randomization_p(a, b), _old_perm(a, b)
         assert new == pytest.approx(old, abs=0.02 + 0.1 * old), (shift, new, old)
     assert paired_randomization_p(np.ones(5), np.ones(5)) == 1.0
+
+
+def test_sklearn_brier_and_balanced_accuracy_match_hand_arithmetic():
+    from cascade.faithfulness import balanced_accuracy
+    from monitor.calibration import brier_score
+
+    rng = np.random.default_rng(3)
+    p, y = rng.uniform(size=500), rng.integers(0, 2, 500)
+    assert brier_score(p, y) == pytest.approx(np.mean((p - y) ** 2), abs=1e-12)
+    pred = rng.integers(0, 2, 500)
+    by_hand = np.mean([np.mean(pred[y == c] == c) for c in (0, 1)])
+    assert balanced_accuracy(y, pred) == pytest.approx(by_hand, abs=1e-12)
