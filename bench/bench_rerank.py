@@ -24,11 +24,11 @@ Variants:
     best        ``rerank.presets.best_stack``: cascade: the pruner on ``--best-pruner-backend`` (int8,
                 ``--pruner-doc-tokens``) over all K, the model on ``--best-backend`` over the ``--keep``
                 survivors, length-aware batching (without a pruner: adaptive -> the model on ``--best-backend``)
+    onnx_peer   ONNX Runtime fp32 on our own export of the same model, batch 32, full length (what
+                sentence-transformers' ``backend="onnx"`` runs, without optimum)
 
 ``best`` and ``fastest`` are the library objects of :mod:`rerank.presets`; this module only turns
 its arguments into their constructor arguments.
-    onnx_peer   ONNX Runtime fp32 on our own export of the same model, batch 32, full length (what
-                sentence-transformers' ``backend="onnx"`` runs, without optimum)
 """
 from __future__ import annotations
 
