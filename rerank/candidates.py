@@ -8,6 +8,10 @@ with ``min_k`` and ``max_k`` as floors and caps. ``fit`` chooses the largest ``r
 keeps a target share of the relevant documents the full K held, on labelled queries (a training
 split, never the test queries). Measured by ``ragfix bench rerank`` (variant ``adaptive``).
 
+:class:`AdaptiveReranker` puts the count in front of a ranker: it reranks the first ``k``
+candidates and keeps the first stage's order below them (the ``fastest`` preset,
+:mod:`rerank.presets`).
+
 Left out: learned per-query predictors (query-performance prediction); the rule here is one
 number, fitted and inspected.
 
@@ -17,11 +21,14 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["AdaptiveCandidateCount"]
+from rerank.cross_encoder import RankedResults
+from retrieval.types import Document
+
+__all__ = ["AdaptiveCandidateCount", "AdaptiveReranker"]
 
 
 class AdaptiveCandidateCount:
@@ -83,3 +90,40 @@ class AdaptiveCandidateCount:
         self.kept_share_ = best_share
         self.mean_k_ = best_k
         return self
+
+
+class AdaptiveReranker:
+    """``AdaptiveReranker(ranker, count).rank(query, docs, first_stage_scores, top_k=None)``.
+
+    The first ``k = count.select(first_stage_scores)`` candidates (``docs`` in first-stage order)
+    are ordered by ``ranker.score_pairs`` (logits); the rest follow in first-stage order with score
+    ``-inf`` (never scored). ``pairs_scored_`` counts the pairs sent to the ranker.
+
+    Args:
+        ranker: any scorer with ``score_pairs`` (a :class:`rerank.RerankEngine`, a cascade's ranker...).
+        count: a fitted :class:`AdaptiveCandidateCount` (fit it on a training split, never the test queries).
+    """
+
+    def __init__(self, ranker: Any, count: AdaptiveCandidateCount, name: str = "adaptive") -> None:
+        if not hasattr(ranker, "score_pairs"):
+            raise TypeError(f"AdaptiveReranker: ranker must have score_pairs, got {type(ranker).__name__}")
+        if not isinstance(count, AdaptiveCandidateCount):
+            raise TypeError(f"AdaptiveReranker: count must be an AdaptiveCandidateCount, got {type(count).__name__}")
+        self.ranker, self.count, self.name = ranker, count, name
+        self.pairs_scored_ = 0
+
+    def rank(self, query: str, docs: Sequence[Document], first_stage_scores: np.ndarray,
+             top_k: int | None = None) -> RankedResults:
+        fs = np.asarray(first_stage_scores, dtype=np.float64)
+        if fs.shape != (len(docs),):
+            raise ValueError(f"AdaptiveReranker: first_stage_scores has shape {fs.shape}, expected ({len(docs)},): "
+                             "one first-stage score per document, in first-stage order")
+        k = self.count.select(fs)
+        head = np.asarray(self.ranker.score_pairs([(query, d.full_text()) for d in docs[:k]]), dtype=np.float32) \
+            if k else np.zeros(0, dtype=np.float32)
+        self.pairs_scored_ += k
+        top = np.argsort(-head, kind="stable")
+        order = np.concatenate([top, np.arange(k, len(docs))]).astype(np.int64)
+        scores = np.concatenate([head[top], np.full(len(docs) - k, -np.inf, dtype=np.float32)]).astype(np.float32)
+        n = top_k if top_k is not None else len(docs)
+        return RankedResults([docs[i] for i in order[:n]], scores[:n], order[:n])

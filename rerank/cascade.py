@@ -40,6 +40,11 @@ class CascadeReranker:
         self.pruned_pairs_ = 0
         self.ranked_pairs_ = 0
 
+    @property
+    def pairs_scored_(self) -> int:
+        """Pairs scored by both models together (the pruner runs only when there are more than ``keep``)."""
+        return self.pruned_pairs_ + self.ranked_pairs_
+
     def rank(self, query: str, docs: Sequence[Document], top_k: int | None = None) -> RankedResults:
         texts = [d.full_text() for d in docs]
         n = len(docs)

@@ -2,16 +2,22 @@
 
 This is the plain, correct reranker that every faster variant in this package is checked
 against: ``score(query, doc)`` and ``rank(query, docs)``, the two-method contract shared by all
-rankers here. Scores are what sentence-transformers' ``CrossEncoder.predict`` returns: for a
-1-label head that is the model's own activation (a sigmoid in sentence-transformers 6.x, where 5.x
-returned it too but some releases returned raw logits). Ranking is invariant to that choice;
-thresholds are not, which is failure mode III: derive thresholds with ``cascade.thresholds`` and
-guard them with the scorer fingerprint rather than trusting a round cutoff.
+rankers here.
+
+**One score scale: logits.** Every ``score_pairs`` in this package (this reference,
+:class:`rerank.RerankEngine` on every backend, the cascade, the micro-batcher, the windowed ranker)
+returns the model's raw output for the relevance label, before any activation. sentence-transformers'
+``CrossEncoder.predict`` applies the model's own activation by default (a sigmoid for a 1-label head
+in 6.x); this class asks it for none. Ranking is invariant to the choice, but score fusion is not (a
+sigmoid squeezes the gaps a z-score keeps: the rerank stage measured 0.741 on probabilities against
+0.755 on logits, SciFact test), and neither are thresholds, which is failure mode III: derive them
+with ``cascade.thresholds`` and guard them with the scorer fingerprint. A caller that wants a
+probability applies ``scipy.special.expit`` to the logits itself.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -29,7 +35,12 @@ class RankedResults(NamedTuple):
 
 
 class PairRanker:
-    """The ranker contract on top of ``score_pairs``: subclasses implement only ``score_pairs``."""
+    """The ranker contract on top of ``score_pairs``: subclasses implement only ``score_pairs``.
+
+    ``score_pairs(pairs)`` returns one float32 **logit** per (query, document text) pair, higher =
+    more relevant, no sigmoid (the package's one declared score scale); ``score``,
+    ``score_documents`` and ``rank`` are built on it.
+    """
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -52,44 +63,38 @@ class CrossEncoderReranker(PairRanker):
     """Rerank with a cross-encoder.
 
     Args:
-        model_name_or_path: a CrossEncoder folder (e.g. ``models/reranker-minilm-l6``) or hub id.
+        model_name_or_path: a CrossEncoder folder (e.g. ``models/reranker-minilm-l6``), a hub id, or an
+            already loaded ``sentence_transformers.CrossEncoder`` (used as it is; ``device`` is then ignored).
         max_length: tokens per (query, document) pair; longer pairs are truncated (counted in ``truncated_``).
         batch_size: pairs per forward pass.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """
 
-    def __init__(self, model_name_or_path: str | Path, name: str | None = None, max_length: int | None = None,
+    def __init__(self, model_name_or_path: "str | Path | Any", name: str | None = None, max_length: int | None = None,
                  batch_size: int = 32, device: str = "auto") -> None:
         import torch
         from sentence_transformers import CrossEncoder
 
         import rerank.meanpool  # noqa: F401  (registers the 2-layer stage's mean-pool model type)
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = CrossEncoder(str(model_name_or_path), device=device, max_length=max_length)
-        self.name = name or Path(str(model_name_or_path)).name
+        if isinstance(model_name_or_path, CrossEncoder):
+            self.model = model_name_or_path
+            if max_length is not None:
+                self.model.max_length = max_length
+            path = getattr(self.model.model.config, "_name_or_path", "cross-encoder")
+        elif isinstance(model_name_or_path, (str, Path)):
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            self.model = CrossEncoder(str(model_name_or_path), device=device, max_length=max_length)
+            path = model_name_or_path
+        else:
+            raise TypeError("CrossEncoderReranker: model_name_or_path must be a folder, a hub id or a "
+                            f"sentence_transformers.CrossEncoder, got {type(model_name_or_path).__name__}")
+        self.name = name or Path(str(path)).name
         self.batch_size = batch_size
         self.max_length = int(self.model.max_length)
         self.truncated_ = 0
         self.pairs_scored_ = 0
-
-    def to_logits(self, scores: np.ndarray) -> np.ndarray:
-        """``score_pairs`` output on the logit scale (what :class:`rerank.RerankEngine` returns).
-
-        Score-level fusion needs it: a sigmoid squeezes the gaps a z-score keeps (the rerank stage
-        measured 0.741 on probabilities against 0.755 on logits, SciFact test). float32
-        probabilities give the logit back to about 1e-3 for |logit| < 10; a head without a sigmoid
-        passes through unchanged.
-        """
-        import torch
-
-        scores = np.asarray(scores, dtype=np.float64)
-        if not isinstance(getattr(self.model, "activation_fn", None), torch.nn.Sigmoid):
-            return scores
-        from scipy.special import logit
-
-        return logit(np.clip(scores, 1e-12, 1 - 1e-7))
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         if len(pairs) == 0:
@@ -101,7 +106,11 @@ class CrossEncoderReranker(PairRanker):
         lengths = tok([q for q, _ in pairs], [d for _, d in pairs], truncation=False, add_special_tokens=True,
                       return_length=True, verbose=False)["length"]
         self.truncated_ += int(sum(1 for n in lengths if n > self.max_length))
-        scores = self.model.predict(list(pairs), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False)
+        import torch
+
+        # Logits, the package's one score scale: no activation (predict would apply the head's sigmoid).
+        scores = self.model.predict(list(pairs), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False,
+                                    activation_fn=torch.nn.Identity())
         scores = np.asarray(scores, dtype=np.float32).reshape(len(pairs), -1)[:, 0]
         if not np.isfinite(scores).all():
             raise FloatingPointError(f"{self.name}: non-finite scores for {int((~np.isfinite(scores)).sum())} pairs")

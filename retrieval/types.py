@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Document", "SearchResults"]
+__all__ = ["Document", "SearchResults", "HybridResults"]
 
 
 class Document(NamedTuple):
@@ -29,3 +29,18 @@ class SearchResults(NamedTuple):
 
     indices: np.ndarray
     scores: np.ndarray
+
+
+class HybridResults(NamedTuple):
+    """A fused first-stage ranking that keeps each component's own score per candidate.
+
+    indices, scores: as :class:`SearchResults` (scores are the fusion's, e.g. RRF).
+    signals: component name -> (n_queries, k) float64, that component's score for the candidate in
+        the same cell of ``indices``; ``-inf`` where the component did not retrieve it within its
+        search depth (or where ``indices`` is -1). This is what a score-level rerank stage
+        (``rerank.stage.FusedRerankStage``) fuses with the cross-encoder's logit.
+    """
+
+    indices: np.ndarray
+    scores: np.ndarray
+    signals: dict[str, np.ndarray]

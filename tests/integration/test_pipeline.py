@@ -2,7 +2,7 @@
 import pytest
 
 from data import load_halueval_qa
-from bench.pipeline import Pipeline
+from pipeline import Pipeline
 from registry import load_llm
 from generate.prompt import build_messages
 from retrieval import BM25Retriever, Document

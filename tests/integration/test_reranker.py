@@ -48,7 +48,10 @@ def test_registered_model_matches_sentence_transformers_predict(name, scifact_bm
     pairs = [(ds.queries[qids[0]], ds.corpus[int(j)].full_text()) for j in res.indices[0][:8]]
     pairs.append((ds.queries[qids[1]], ds.corpus[int(res.indices[1][0])].full_text()))
     ours = reranker.score_pairs(pairs)
-    theirs = CrossEncoder(str(path), device="cpu").predict(pairs, convert_to_numpy=True)
+    import torch
+
+    # score_pairs returns logits (the package's one scale): predict without its sigmoid
+    theirs = CrossEncoder(str(path), device="cpu").predict(pairs, convert_to_numpy=True, activation_fn=torch.nn.Identity())
     np.testing.assert_allclose(ours, np.asarray(theirs, dtype=np.float32).ravel(), rtol=1e-5, atol=1e-5)
     assert np.std(ours) > 1e-3, "scores are constant: the head did not train"
 

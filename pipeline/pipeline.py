@@ -2,6 +2,21 @@
 
 Per-stage timing is the diagnostic for Reranker on the Request Path (VIII): you cannot move the
 rerank stage off the critical path until you can see its share of each request.
+
+The rerank stage is, by default, the measured one: a cross-encoder passed as ``reranker`` is wrapped
+in :class:`rerank.stage.FusedRerankStage` (its logit fused with the first stage's BM25 and dense
+scores by z-score CombSUM), the configuration ``ragfix train eval-reranker`` reports as
+``specialist`` (0.755 nDCG@10 on SciFact test over the hybrid top 100, where the cross-encoder
+alone scores 0.689, below the hybrid's 0.715). For that configuration the first stage must be a
+``retrieval.HybridRetriever`` (BM25 + dense), which returns each component's score per candidate;
+any other retriever's own score is the one first-stage signal.
+
+Example::
+
+    >>> hybrid = HybridRetriever([BM25Retriever(), DenseRetriever(embedder)], names=("bm25", "dense"))  # doctest: +SKIP
+    >>> pipe = Pipeline(hybrid, llm, reranker=CrossEncoderReranker("models/reranker-minilm-l6")).index(docs)  # doctest: +SKIP
+    >>> pipe.rank("what causes scurvy")[:3]              # the stage's ranking, no LLM call   # doctest: +SKIP
+    >>> pipe.run("what causes scurvy").answer                                                  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -9,11 +24,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
+
+import numpy as np
 
 from generate.backends import Generation, LLMBackend
 from generate.prompt import build_messages, parse_citations
-from rerank.cross_encoder import CrossEncoderReranker
+from rerank.stage import FusedRerankStage
 from retrieval.retrievers import Retriever
 from retrieval.types import Document
 
@@ -61,10 +78,20 @@ class Pipeline:
     """``Pipeline(retriever, llm, reranker=None).index(corpus).run(query)``.
 
     Args:
-        retriever: any first stage (BM25, dense, hybrid).
-        llm: any :class:`generate.LLMBackend`.
-        reranker: optional cross-encoder; without one the first-stage order is used.
-        retrieve_k: candidates from the first stage (what the reranker scores).
+        retriever: any first stage (BM25, dense, hybrid); a ``retrieval.HybridRetriever`` also
+            supplies each component's score per candidate, which the fused rerank stage needs to be
+            the measured configuration.
+        llm: any :class:`generate.LLMBackend`; ``None`` builds a retrieve-and-rerank pipeline whose
+            :meth:`rank` works and whose :meth:`run` raises.
+        reranker: optional. A :class:`rerank.stage.FusedRerankStage` is used as it is; any other
+            ranker with ``score_pairs`` (a :class:`rerank.CrossEncoderReranker`, a
+            :class:`rerank.RerankEngine`) is wrapped in ``FusedRerankStage(reranker)`` (the measured
+            stage) unless ``fuse=False``; an object with only ``rank(query, docs)`` (a cascade) ranks alone.
+            Without a reranker the first-stage order is used.
+        fuse: ``False`` ranks by the cross-encoder alone (scored *below* no reranking on SciFact;
+            kept for latency benchmarks and ablations).
+        retrieve_k: candidates from the first stage (what the reranker scores; 100, the depth the
+            rerank stage was measured at).
         context_k: passages given to the LLM.
         max_new_tokens: answer length cap.
         overlap_prefill: prefill [system + question] on a second thread while the reranker runs, then
@@ -76,10 +103,10 @@ class Pipeline:
             ``gate_policy`` other than ``"none"`` the policy's answer replaces a failing one (II).
     """
 
-    def __init__(self, retriever: Retriever, llm: LLMBackend, reranker: CrossEncoderReranker | None = None,
-                 retrieve_k: int = 20, context_k: int = 3, max_new_tokens: int = 48, max_words_per_passage: int = 120,
+    def __init__(self, retriever: Retriever, llm: LLMBackend | None, reranker: Any = None,
+                 retrieve_k: int = 100, context_k: int = 3, max_new_tokens: int = 48, max_words_per_passage: int = 120,
                  overlap_prefill: bool = False, order: str = "rank", curve: Sequence[float] | None = None,
-                 gate=None, gate_policy: str = "none") -> None:
+                 gate=None, gate_policy: str = "none", fuse: bool = True) -> None:
         from generate.gate import POLICIES
         from generate.ordering import ORDERS
 
@@ -91,6 +118,11 @@ class Pipeline:
             raise ValueError(f"gate_policy must be one of {', '.join(POLICIES)}, got {gate_policy!r}")
         if overlap_prefill and not hasattr(llm, "prefill"):
             raise ValueError(f"overlap_prefill needs a backend with prefill(); {type(llm).__name__} has none")
+        if reranker is not None and not isinstance(reranker, FusedRerankStage):
+            if fuse and hasattr(reranker, "score_pairs"):
+                reranker = FusedRerankStage(reranker)
+            elif not hasattr(reranker, "rank"):
+                raise TypeError(f"Pipeline: reranker must have score_pairs or rank(query, docs), got {type(reranker).__name__}")
         self.retriever, self.llm, self.reranker = retriever, llm, reranker
         self.retrieve_k, self.context_k = retrieve_k, context_k
         self.max_new_tokens, self.max_words_per_passage = max_new_tokens, max_words_per_passage
@@ -108,28 +140,56 @@ class Pipeline:
         return build_messages(query, passages, self.max_words_per_passage, question_first=self.overlap_prefill,
                               history=history)
 
+    def _retrieve(self, query: str, timings: list[StageTiming]) -> tuple[list[Document], dict[str, np.ndarray]]:
+        """First-stage candidates and, per candidate, each first-stage signal (name -> scores)."""
+        if not self.corpus:
+            raise RuntimeError("Pipeline: index(corpus) must be called before rank() or run()")
+        if not query.strip():
+            raise ValueError("query is empty")
+        with _timed(timings, "retrieve", {"candidates": 0}) as c:
+            search_with_signals = getattr(self.retriever, "search_with_signals", None)
+            if search_with_signals is not None:
+                res = search_with_signals([query], self.retrieve_k)
+                keep = res.indices[0] >= 0
+                signals = {name: np.asarray(s[0][keep], dtype=np.float64) for name, s in res.signals.items()}
+            else:
+                res = self.retriever.search([query], self.retrieve_k)
+                keep = res.indices[0] >= 0
+                signals = {str(getattr(self.retriever, "name", "first_stage")): np.asarray(res.scores[0][keep], dtype=np.float64)}
+            cands = [self.corpus[int(i)] for i in res.indices[0][keep]]
+            c["candidates"] = len(cands)
+        return cands, signals
+
+    def _rerank(self, query: str, cands: list[Document], signals: dict[str, np.ndarray],
+                timings: list[StageTiming]) -> list[Document]:
+        if self.reranker is None or not cands:
+            return cands
+        with _timed(timings, "rerank", {"pairs": len(cands)}):
+            if isinstance(self.reranker, FusedRerankStage):
+                return self.reranker.rank(query, cands, signals).documents
+            return self.reranker.rank(query, cands).documents
+
+    def rank(self, query: str) -> list[Document]:
+        """The first stage's candidates in the rerank stage's order (no LLM call): what ``run`` answers from."""
+        timings: list[StageTiming] = []
+        cands, signals = self._retrieve(query, timings)
+        return self._rerank(query, cands, signals, timings)
+
     def run(self, query: str, history: Sequence[dict] | None = None) -> PipelineResult:
         """One request; ``history`` holds the conversation's earlier turns (part of the prefill-overlap prefix)."""
         from generate.ordering import reorder
 
-        if not self.corpus:
-            raise RuntimeError("Pipeline.run called before index(corpus)")
-        if not query.strip():
-            raise ValueError("query is empty")
+        if self.llm is None:
+            raise RuntimeError("Pipeline.run needs an llm; this pipeline was built with llm=None (use rank())")
         t_start = time.perf_counter()
         timings: list[StageTiming] = []
-        with _timed(timings, "retrieve", {"candidates": 0}) as c:
-            res = self.retriever.search([query], self.retrieve_k)
-            cands = [self.corpus[int(i)] for i in res.indices[0] if i >= 0]
-            c["candidates"] = len(cands)
+        cands, signals = self._retrieve(query, timings)
         prefix_fut = None
         if self._prefill_pool is not None:
             # The [system + history + question] prefix does not depend on the passages: start it now.
             probe = self._messages(query, [Document("-", "-")], history)
             prefix_fut = self._prefill_pool.submit(lambda: self.llm.prefill(self.llm.prompt_prefix(probe)))
-        if self.reranker is not None and cands:
-            with _timed(timings, "rerank", {"pairs": len(cands)}):
-                cands = self.reranker.rank(query, cands).documents
+        cands = self._rerank(query, cands, signals, timings)
         prefix = None
         if prefix_fut is not None:
             with _timed(timings, "prefix_wait", {}) as c:
