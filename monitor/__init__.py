@@ -35,6 +35,7 @@ from monitor.eval_drift import (
     SequentialDrift,
     grown_clusters,
     importance_weighted_estimate,
+    uncovered_mask,
     pick_for_labelling,
     refreshed_estimate,
     weighted_estimate,
@@ -49,6 +50,6 @@ __all__ = [
     "expected_calibration_error", "brier_score", "reliability_curve", "reliability_diagram",
     "KSDrift", "MMDDrift", "PSIDrift",
     "BernoulliCUSUM", "false_alarm_rate",
-    "ClassifierDrift", "SequentialDrift", "ClusterShift", "grown_clusters", "EvalEstimate",
+    "ClassifierDrift", "SequentialDrift", "ClusterShift", "grown_clusters", "EvalEstimate", "uncovered_mask",
     "importance_weighted_estimate", "weighted_estimate", "RefreshPlan", "pick_for_labelling", "refreshed_estimate",
 ]

@@ -4,10 +4,12 @@ Failure mode served: Eval Drift (I) -- offline metrics climb every release while
 worse, because the eval set was sampled at time T from a query distribution that has since moved.
 Mechanism, on query embeddings (any encoder; numpy, scipy and scikit-learn only):
 
-* :class:`ClassifierDrift` -- a domain classifier (logistic regression, eval = 0, traffic = 1) as a
+* :class:`ClassifierDrift` -- a domain classifier (logistic regression, eval = 0, traffic = 1; or kNN,
+  or a nearest-eval-distance novelty score) as a
   two-sample test (Lopez-Paz & Oquab, ICLR 2017). ``test="heldout"``: fit on half of each sample,
-  AUC on the other half, exact one-sided Mann-Whitney p-value (the held-out scores are independent
-  of the fit, so no permutations are needed). ``test="permutation"``: cross-validated AUC against
+  AUC on the other half, exact one-sided Mann-Whitney p-value combined (Bonferroni) with a
+  hypergeometric test on the top 10% of held-out scores (the held-out scores are independent of the
+  fit, so no permutations are needed). ``test="permutation"``: cross-validated AUC against
   ``n_permutations`` label shuffles. :class:`monitor.drift.MMDDrift` is the kernel companion.
 * :class:`SequentialDrift` -- one test per window of traffic; each window at level
   ``alpha / horizon`` (Bonferroni), so P(any false alarm within ``horizon`` windows) <= ``alpha``.
@@ -15,10 +17,11 @@ Mechanism, on query embeddings (any encoder; numpy, scipy and scikit-learn only)
   appeared, named by their top TF-IDF terms, with example queries.
 * :func:`importance_weighted_estimate` -- today's metric from the old labelled eval set, each row
   weighted by the density ratio ``p/(1-p) * n_eval/n_traffic`` from cross-fitted classifier
-  probabilities, clipped at ``clip``; effective sample size; bootstrap interval. It REFUSES (no
-  number, a message "the eval set does not cover N% of traffic") when more than ``max_uncovered``
-  of traffic has a density ratio above ``clip`` (eval density below 1/clip of traffic density):
-  importance weighting cannot extrapolate outside the eval set's support.
+  probabilities (logistic or kNN), clipped at ``clip``; effective sample size; bootstrap interval.
+  It REFUSES (no number, a message "the eval set does not cover N% of traffic") when more than
+  ``max_uncovered`` of traffic lies outside the eval set's support (:func:`uncovered_mask`: farther
+  from every eval query than 99% of eval queries are from their nearest neighbour): importance
+  weighting cannot extrapolate where the eval density is negligible.
 * :func:`pick_for_labelling` / :func:`refreshed_estimate` -- which traffic queries to label
   (uncovered regions first, stratified by traffic clusters) and today's metric from old + new labels.
 
@@ -41,7 +44,7 @@ from monitor.types import AlarmResult, DriftResult
 
 __all__ = [
     "ClassifierDrift", "SequentialDrift", "ClusterShift", "grown_clusters", "domain_probabilities",
-    "density_ratio", "weighted_estimate", "EvalEstimate", "importance_weighted_estimate", "RefreshPlan",
+    "density_ratio", "uncovered_mask", "weighted_estimate", "EvalEstimate", "importance_weighted_estimate", "RefreshPlan",
     "pick_for_labelling", "refreshed_estimate",
 ]
 
@@ -64,17 +67,65 @@ def _same_dim(a: np.ndarray, b: np.ndarray) -> None:
         raise ValueError(f"window has {b.shape[1]} features, reference has {a.shape[1]}; embed both with one encoder")
 
 
-def _clf(C: float, seed: int):
+def _clf(C: float, seed: int, n_components: int | None, shape: tuple[int, int]):
+    from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-    return LogisticRegression(C=C, max_iter=2000, random_state=seed)
+    # subtle: unit-norm embeddings have per-feature scales ~ 1/sqrt(d); without standardising, any usual C
+    # regularises the classifier to a constant and both the test and the density ratio go blind.
+    # PCA (fitted on the training rows only) to ``n_components``: with a few hundred rows per side a
+    # 384-d classifier fits noise, which blinds the held-out test and scatters the density ratios.
+    steps = [StandardScaler()]
+    if n_components is not None and min(shape) - 1 > n_components:
+        steps += [PCA(n_components=n_components, random_state=seed), StandardScaler()]
+    return make_pipeline(*steps, LogisticRegression(C=C, max_iter=2000, random_state=seed))
 
 
-def domain_probabilities(reference, x, C: float = 0.1, n_folds: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _knn_proba(z_fit: np.ndarray, y_fit: np.ndarray, z_new: np.ndarray | None, k: int) -> np.ndarray:
+    """Share of traffic among the ``k`` nearest fitted rows (cosine); ``z_new=None``: leave-one-out on ``z_fit``."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = int(min(k, len(z_fit) - 1))
+    nn = NearestNeighbors(n_neighbors=k + (z_new is None), metric="cosine").fit(z_fit)
+    idx = nn.kneighbors(z_fit if z_new is None else z_new, return_distance=False)
+    if z_new is None:
+        idx = idx[:, 1:]  # subtle: drop the row itself (ties at distance 0 may put a duplicate first; same label odds)
+    return y_fit[idx].mean(axis=1)
+
+
+def _nn_distance(reference: np.ndarray, x: np.ndarray, k: int, leave_one_out: bool = False) -> np.ndarray:
+    """Mean cosine distance from each row of ``x`` to its ``k`` nearest ``reference`` rows."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = int(min(k, len(reference) - leave_one_out))
+    nn = NearestNeighbors(n_neighbors=k + leave_one_out, metric="cosine").fit(reference)
+    dist, _ = nn.kneighbors(x)
+    return dist[:, int(leave_one_out):].mean(axis=1)
+
+
+def uncovered_mask(eval_emb, traffic_emb, quantile: float = 0.99, k: int = 1) -> tuple[np.ndarray, float]:
+    """Traffic rows outside the eval set's support: farther from every eval row than ``quantile`` of
+    eval rows are from their nearest other eval row (so ~``1 - quantile`` of same-distribution traffic
+    is flagged by chance). Returns ``(mask, radius)``."""
+    e, t = _emb(eval_emb, "eval_emb"), _emb(traffic_emb, "traffic_emb")
+    _same_dim(e, t)
+    if not (0.5 <= quantile < 1.0):
+        raise ValueError(f"quantile must be in [0.5, 1), got {quantile}")
+    radius = float(np.quantile(_nn_distance(e, e, k, leave_one_out=True), quantile))
+    return _nn_distance(e, t, k) > radius, radius
+
+
+def domain_probabilities(reference, x, C: float = 0.1, n_folds: int = 5, seed: int = 0,
+                         n_components: int | None = 20, model: str = "logistic", k: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Cross-fitted P(traffic | z) for every reference row and every window row.
 
-    Each row's probability comes from a classifier that did not see it (``n_folds``-fold), so the
-    weights built from them are not fitted to the rows they weight. Returns ``(p_reference, p_window)``.
+    ``model="logistic"``: each row's probability comes from a logistic regression that did not see it
+    (``n_folds``-fold), so the weights built from them are not fitted to the rows they weight.
+    ``model="knn"``: the traffic share among the row's ``k`` nearest other rows (leave-one-out) -- local,
+    so it sees a small new cluster that a linear classifier averages away; 0 eval neighbours = uncovered.
+    Returns ``(p_reference, p_window)``.
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -82,12 +133,17 @@ def domain_probabilities(reference, x, C: float = 0.1, n_folds: int = 5, seed: i
     _same_dim(r, w)
     z = np.vstack([r, w])
     y = np.r_[np.zeros(len(r)), np.ones(len(w))]
+    if model == "knn":
+        p = _knn_proba(z, y, None, k)
+        return p[: len(r)], p[len(r):]
+    if model != "logistic":
+        raise ValueError(f"model must be 'logistic' or 'knn', got {model!r}")
     folds = int(min(n_folds, len(r), len(w)))
     if folds < 2:
         raise ValueError("domain_probabilities needs at least 2 rows on each side")
     p = np.empty(len(z))
     for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(z, y):
-        p[te] = _clf(C, seed).fit(z[tr], y[tr]).predict_proba(z[te])[:, 1]
+        p[te] = _clf(C, seed, n_components, z[tr].shape).fit(z[tr], y[tr]).predict_proba(z[te])[:, 1]
     return p[: len(r)], p[len(r):]
 
 
@@ -108,9 +164,17 @@ class ClassifierDrift:
     Args:
         reference: ``(n, d)`` eval-set query embeddings.
         p_val: significance level; fires when the p-value is below it.
-        test: ``"heldout"`` (split in half, AUC on the held-out half, exact Mann-Whitney p) or
+        test: ``"heldout"`` (split in half; on the held-out half, the smaller of the exact Mann-Whitney
+            p (AUC) and a hypergeometric p on the traffic count in the top ``tail`` of scores, x2) or
             ``"permutation"`` (``n_folds``-fold cross-validated AUC vs ``n_permutations`` shuffles).
-        C: inverse L2 strength of the logistic regression.
+        C: inverse L2 strength of the logistic regression (on standardised features).
+        n_components: PCA dimensions the logistic classifier sees (``None``: all).
+        model: ``"logistic"`` or ``"knn"`` (the traffic share among the ``k`` nearest training rows,
+            cosine) or ``"distance"`` (mean cosine distance to the ``k`` nearest training-half eval rows: a
+            novelty score, no traffic rows needed to fit). On a few hundred 384-d rows a linear classifier
+            cannot find a new kind that is 10% of the window (its direction drowns in noise), and a new kind
+            that is diffuse (NQ questions on every topic) is no cluster for kNN; the distance score finds it
+            (``ragfix bench eval-drift`` measures all three).
         seed: split / fold / permutation seed (results are reproducible).
 
     The statistic is the AUC (0.5 = indistinguishable). Evidently alarms at AUC > 0.55 with no
@@ -124,7 +188,8 @@ class ClassifierDrift:
     """
 
     def __init__(self, reference, p_val: float = 0.05, test: str = "heldout", C: float = 1.0, n_folds: int = 5,
-                 n_permutations: int = 100, seed: int = 0) -> None:
+                 n_permutations: int = 100, n_components: int | None = 20, tail: float = 0.1, model: str = "logistic",
+                 k: int = 10, seed: int = 0) -> None:
         if not (0.0 < p_val < 1.0):
             raise ValueError(f"p_val (significance level) must be in (0, 1), got {p_val}")
         if test not in ("heldout", "permutation"):
@@ -133,7 +198,14 @@ class ClassifierDrift:
             raise ValueError(f"need n_permutations >= 1 and n_folds >= 2, got {n_permutations}, {n_folds}")
         self.reference = _emb(reference, "reference")
         self.p_val, self.test, self.C, self.n_folds = p_val, test, C, n_folds
-        self.n_permutations, self.seed = n_permutations, seed
+        if model not in ("logistic", "knn", "distance"):
+            raise ValueError(f"model must be 'logistic', 'knn' or 'distance', got {model!r}")
+        if test == "permutation" and model != "logistic":
+            raise ValueError(f"the permutation test runs the logistic classifier; use test='heldout' with model={model!r}")
+        self.model, self.k = model, k
+        if not (0.0 < tail < 1.0):
+            raise ValueError(f"tail (share of held-out scores in the tail test) must be in (0, 1), got {tail}")
+        self.n_permutations, self.n_components, self.tail, self.seed = n_permutations, n_components, tail, seed
 
     def _heldout(self, w: np.ndarray) -> tuple[float, float]:
         rng = np.random.default_rng(self.seed)
@@ -144,18 +216,30 @@ class ClassifierDrift:
             raise ValueError("the held-out test needs at least 2 rows on each side")
         z = np.vstack([r[ri[:rh]], w[wi[:wh]]])
         y = np.r_[np.zeros(rh), np.ones(wh)]
-        m = _clf(self.C, self.seed).fit(z, y)
-        sr = m.decision_function(r[ri[rh:]])
-        sw = m.decision_function(w[wi[wh:]])
+        if self.model == "distance":
+            # no traffic rows are fitted, so every window row is scored (the held-out eval half is the null)
+            sr, sw = _nn_distance(r[ri[:rh]], r[ri[rh:]], self.k), _nn_distance(r[ri[:rh]], w, self.k)
+        elif self.model == "knn":
+            sr, sw = _knn_proba(z, y, r[ri[rh:]], self.k), _knn_proba(z, y, w[wi[wh:]], self.k)
+        else:
+            m = _clf(self.C, self.seed, self.n_components, z.shape).fit(z, y)
+            sr, sw = m.decision_function(r[ri[rh:]]), m.decision_function(w[wi[wh:]])
         res = stats.mannwhitneyu(sw, sr, alternative="greater")
-        return float(res.statistic / (len(sr) * len(sw))), float(res.pvalue)
+        # A new kind that is a small share of the window moves the AUC little but fills the top of the
+        # ranking: a hypergeometric test on the traffic count among the top ``tail`` of held-out scores.
+        pooled = np.r_[sr, sw]
+        n_top = max(1, int(round(self.tail * len(pooled))))
+        top = np.argsort(-pooled, kind="stable")[:n_top]
+        hits = int((top >= len(sr)).sum())
+        p_tail = float(stats.hypergeom.sf(hits - 1, len(pooled), len(sw), n_top))
+        return float(res.statistic / (len(sr) * len(sw))), float(min(1.0, 2.0 * min(res.pvalue, p_tail)))
 
     def _cv_auc(self, z: np.ndarray, y: np.ndarray, seed: int) -> float:
         from sklearn.model_selection import StratifiedKFold
 
         s = np.empty(len(z))
         for tr, te in StratifiedKFold(self.n_folds, shuffle=True, random_state=seed).split(z, y):
-            s[te] = _clf(self.C, self.seed).fit(z[tr], y[tr]).decision_function(z[te])
+            s[te] = _clf(self.C, self.seed, self.n_components, z[tr].shape).fit(z[tr], y[tr]).decision_function(z[te])
         return _auc(s[y == 0], s[y == 1])
 
     def _permutation(self, w: np.ndarray) -> tuple[float, float]:
@@ -176,7 +260,7 @@ class ClassifierDrift:
         auc, p = self._heldout(w) if self.test == "heldout" else self._permutation(w)
         return DriftResult(p < self.p_val, auc, p, self.p_val,
                            {"detector": "classifier", "test": self.test, "n_reference": len(self.reference),
-                            "n_window": len(w), "C": self.C})
+                            "n_window": len(w), "C": self.C, "model": self.model})
 
 
 class SequentialDrift:
@@ -337,14 +421,17 @@ class EvalEstimate(NamedTuple):
 
 def importance_weighted_estimate(eval_emb, eval_metric, traffic_emb, clip: float = 20.0, max_uncovered: float = 0.05,
                                  C: float = 0.1, n_folds: int = 5, confidence: float = 0.95, n_boot: int = 1000,
+                                 model: str = "logistic", k: int = 20, coverage_quantile: float = 0.99,
                                  seed: int = 0) -> EvalEstimate:
     """Reweight the labelled eval set to today's traffic; refuse where traffic is outside its support.
 
     Args:
         eval_emb: ``(n, d)`` eval query embeddings; eval_metric: ``(n,)`` their per-query metric.
         traffic_emb: ``(m, d)`` embeddings of a window of (unlabelled) traffic queries.
-        clip: largest density ratio used; traffic points whose ratio exceeds it count as uncovered.
-        max_uncovered: refuse when more than this share of traffic is uncovered.
+        clip: largest density ratio used (weights above it are clipped).
+        max_uncovered: refuse when more than this share of traffic is uncovered (:func:`uncovered_mask`
+            at ``coverage_quantile``; ~1% of same-distribution traffic is flagged by chance at 0.99).
+        model, k, C: the density-ratio model (:func:`domain_probabilities`), fitted on eval vs covered traffic.
     """
     e = _emb(eval_emb, "eval_emb")
     t = _emb(traffic_emb, "traffic_emb")
@@ -354,14 +441,17 @@ def importance_weighted_estimate(eval_emb, eval_metric, traffic_emb, clip: float
         raise ValueError(f"eval_metric must be {len(e)} finite values (one per eval row), got shape {y.shape}")
     if clip <= 1 or not (0.0 <= max_uncovered < 1.0):
         raise ValueError(f"need clip > 1 and 0 <= max_uncovered < 1, got clip={clip}, max_uncovered={max_uncovered}")
-    pe, pt = domain_probabilities(e, t, C=C, n_folds=n_folds, seed=seed)
-    we = np.minimum(density_ratio(pe, len(e), len(t)), clip)
-    unc = float(np.mean(density_ratio(pt, len(e), len(t)) > clip))
-    meta = {"clip": clip, "max_uncovered": max_uncovered, "stale": float(y.mean()), "C": C, "confidence": confidence}
-    if unc > max_uncovered:
+    mask, radius = uncovered_mask(e, t, coverage_quantile)
+    unc = float(mask.mean())
+    meta = {"clip": clip, "max_uncovered": max_uncovered, "stale": float(y.mean()), "C": C, "model": model, "k": k,
+            "confidence": confidence, "coverage_quantile": coverage_quantile, "coverage_radius": radius}
+    if unc > max_uncovered or (~mask).sum() < 2:
         msg = (f"the eval set does not cover {100 * unc:.0f}% of traffic (limit {100 * max_uncovered:.0f}%): "
                "no reweighted estimate; label traffic from the uncovered clusters")
         return EvalEstimate(True, math.nan, math.nan, math.nan, math.nan, len(e), len(t), unc, msg, meta)
+    cov = t[~mask]
+    pe, _ = domain_probabilities(e, cov, C=C, n_folds=n_folds, seed=seed, model=model, k=k)
+    we = np.minimum(density_ratio(pe, len(e), len(cov)), clip)
     est, lo, hi, ess = weighted_estimate(y, we, confidence, n_boot, seed)
     msg = f"reweighted metric {est:.3f} [{lo:.3f}, {hi:.3f}] (ESS {ess:.0f} of {len(e)}; stale {y.mean():.3f})"
     return EvalEstimate(False, est, lo, hi, ess, len(e), len(t), unc, msg, meta)
@@ -391,7 +481,7 @@ def _allocate(counts: np.ndarray, budget: int) -> np.ndarray:
     return alloc
 
 
-def pick_for_labelling(eval_emb, traffic_emb, budget: int, n_clusters: int = 8, clip: float = 20.0, C: float = 0.1,
+def pick_for_labelling(eval_emb, traffic_emb, budget: int, n_clusters: int = 8, coverage_quantile: float = 0.99,
                        seed: int = 0) -> RefreshPlan:
     """Choose ``budget`` traffic rows to label: uncovered rows first, each group stratified by traffic cluster."""
     from sklearn.cluster import KMeans
@@ -401,8 +491,7 @@ def pick_for_labelling(eval_emb, traffic_emb, budget: int, n_clusters: int = 8, 
     if budget < 1:
         raise ValueError(f"budget must be >= 1 query to label, got {budget}")
     budget = min(budget, len(t))
-    _, pt = domain_probabilities(e, t, C=C, seed=seed)
-    unc = density_ratio(pt, len(e), len(t)) > clip
+    unc, _ = uncovered_mask(e, t, coverage_quantile)
     k = int(max(1, min(n_clusters, len(t) // 2)))
     lab = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(t)
     rng = np.random.default_rng(seed)
@@ -415,12 +504,13 @@ def pick_for_labelling(eval_emb, traffic_emb, budget: int, n_clusters: int = 8, 
         for c, n in enumerate(_allocate(counts, min(left, int(counts.sum())))):
             chosen.extend(rng.permutation(np.flatnonzero(group & (lab == c)))[:n].tolist())
     idx = np.array(chosen, dtype=int)
-    return RefreshPlan(idx, lab[idx], unc[idx], float(unc.mean()), {"n_clusters": k, "clip": clip, "labels": lab,
+    return RefreshPlan(idx, lab[idx], unc[idx], float(unc.mean()), {"n_clusters": k, "labels": lab,
                                                                     "uncovered_mask": unc})
 
 
 def refreshed_estimate(eval_emb, eval_metric, traffic_emb, plan: RefreshPlan, new_metric, confidence: float = 0.95,
-                       n_boot: int = 1000, clip: float = 20.0, C: float = 0.1, seed: int = 0) -> tuple[float, float, float]:
+                       n_boot: int = 1000, clip: float = 20.0, C: float = 0.1, model: str = "logistic", k: int = 20,
+                       seed: int = 0) -> tuple[float, float, float]:
     """Today's metric from the old eval set plus newly labelled traffic rows (``plan``, ``new_metric`` in plan order).
 
     Post-stratified over the plan's cluster x covered/uncovered cells of the traffic window: a cell
@@ -440,7 +530,7 @@ def refreshed_estimate(eval_emb, eval_metric, traffic_emb, plan: RefreshPlan, ne
     new_cell = cell[plan.indices]
     cov = ~unc
     if cov.sum() >= 2:
-        pe, _ = domain_probabilities(e, t[cov], C=C, seed=seed)
+        pe, _ = domain_probabilities(e, t[cov], C=C, seed=seed, model=model, k=k)
         we = np.minimum(density_ratio(pe, len(e), int(cov.sum())), clip)
     else:
         we = np.ones(len(e))

@@ -20,6 +20,12 @@ def _blobs(rng, n, centre, d=8, scale=1.0):
     return rng.normal(centre, scale, size=(n, d))
 
 
+def _kind(rng, n, new=False):
+    """Query-like embeddings: the old kind lives on dims 0-3, the new kind on dims 4-7 (cosine-far apart)."""
+    s = np.r_[np.full(4, 0.05), np.ones(4)] if new else np.r_[np.ones(4), np.full(4, 0.05)]
+    return rng.normal(size=(n, 8)) * s
+
+
 def test_classifier_drift_silent_on_same_distribution_split():
     rng = np.random.default_rng(1)
     pool = _blobs(rng, 3000, 0.0)
@@ -104,21 +110,21 @@ def test_importance_weighted_estimate_tracks_covariate_shift():
 
 def test_refusal_on_unsupported_traffic():
     rng = np.random.default_rng(7)
-    e = rng.normal(size=(300, 4))
-    t = np.vstack([rng.normal(size=(140, 4)), rng.normal(8.0, 1, size=(60, 4))])  # 30% far outside the eval set
+    e = _kind(rng, 300)
+    t = np.vstack([_kind(rng, 140), _kind(rng, 60, new=True)])  # 30% far outside the eval set
     r = importance_weighted_estimate(e, rng.random(300), t)
     assert r.is_refused and np.isnan(r.estimate)
-    assert 0.25 <= r.uncovered_share <= 0.35 and "does not cover 30% of traffic" in r.message
+    assert 0.28 <= r.uncovered_share <= 0.33 and "does not cover 3" in r.message
 
 
 def test_refresh_picks_uncovered_first_and_beats_random_labelling():
     errs_pick, errs_rand = [], []
     for s in range(8):
         rng = np.random.default_rng(s)
-        e = rng.normal(size=(300, 4))
+        e = _kind(rng, 300)
         ye = rng.binomial(1, 0.7, 300).astype(float)
-        old = rng.normal(size=(700, 4))
-        new = rng.normal(8.0, 1, size=(300, 4))
+        old = _kind(rng, 700)
+        new = _kind(rng, 300, new=True)
         t = np.vstack([old, new])
         yt = np.r_[rng.binomial(1, 0.7, 700), rng.binomial(1, 0.2, 300)].astype(float)
         truth = 0.7 * 0.7 + 0.3 * 0.2
@@ -138,3 +144,11 @@ def test_bad_inputs_raise_clear_errors():
         ClassifierDrift(np.full((5, 2), np.nan))
     with pytest.raises(ValueError, match="eval_metric"):
         importance_weighted_estimate(rng.normal(size=(20, 3)), np.ones(19), rng.normal(size=(20, 3)))
+
+
+def test_distance_model_silent_on_clean_and_fires_on_a_diffuse_new_kind():
+    rng = np.random.default_rng(9)
+    ref = _kind(rng, 300)
+    det = ClassifierDrift(ref, model="distance", k=1)
+    assert not det.predict(_kind(rng, 300)).is_drift
+    assert det.predict(np.vstack([_kind(rng, 270), _kind(rng, 30, new=True)])).is_drift  # 10% new kind
