@@ -513,10 +513,14 @@ def refreshed_estimate(eval_emb, eval_metric, traffic_emb, plan: RefreshPlan, ne
                        seed: int = 0) -> tuple[float, float, float]:
     """Today's metric from the old eval set plus newly labelled traffic rows (``plan``, ``new_metric`` in plan order).
 
-    Post-stratified over the plan's cluster x covered/uncovered cells of the traffic window: a cell
-    with new labels takes their mean; the covered cells without new labels take the importance-weighted
-    eval estimate against the covered traffic. Returns ``(estimate, lower, upper)`` (bootstrap over
-    eval rows and new rows).
+    Post-stratified over covered / uncovered traffic (shares from the whole window):
+
+    * uncovered part: the new labels there, post-stratified by the plan's clusters (a cluster with no
+      label takes the mean of the uncovered labels) -- the eval set cannot speak for it;
+    * covered part: the importance-weighted eval estimate against the covered traffic and the mean
+      of the new covered labels, each weighted by its precision (1 / bootstrap variance).
+
+    Returns ``(estimate, lower, upper)``; the interval resamples eval rows and new rows.
     """
     e, t = _emb(eval_emb, "eval_emb"), _emb(traffic_emb, "traffic_emb")
     y = np.asarray(eval_metric, dtype=np.float64)
@@ -524,37 +528,51 @@ def refreshed_estimate(eval_emb, eval_metric, traffic_emb, plan: RefreshPlan, ne
     if yn.shape != plan.indices.shape:
         raise ValueError(f"new_metric has {yn.size} values for {plan.indices.size} planned rows")
     lab, unc = plan.meta["labels"], plan.meta["uncovered_mask"]
-    cell = lab * 2 + unc.astype(int)
-    cells, share = np.unique(cell, return_counts=True)
-    share = share / len(t)
-    new_cell = cell[plan.indices]
+    u = float(unc.mean())
+    new_unc = unc[plan.indices]
+    new_lab = lab[plan.indices]
+    unc_cl, unc_n = np.unique(lab[unc], return_counts=True)
     cov = ~unc
     if cov.sum() >= 2:
         pe, _ = domain_probabilities(e, t[cov], C=C, seed=seed, model=model, k=k)
         we = np.minimum(density_ratio(pe, len(e), int(cov.sum())), clip)
     else:
         we = np.ones(len(e))
-    rng = np.random.default_rng(seed)
 
-    def combine(yb: np.ndarray, wb: np.ndarray, ynb: np.ndarray, ncb: np.ndarray) -> float:
+    def parts(yb: np.ndarray, wb: np.ndarray, ynb: np.ndarray, ub: np.ndarray, lb: np.ndarray) -> tuple[float, float, float]:
         iw = float((yb * wb).sum() / wb.sum())
-        total, mass = 0.0, 0.0
-        for c, s in zip(cells, share):
-            got = ncb == c
-            if got.any():
-                total += s * ynb[got].mean()
-                mass += s
-            elif c % 2 == 0:  # covered cell, no new labels: the reweighted eval set speaks for it
-                total += s * iw
-                mass += s
-        # uncovered cells that got no label are left out and the rest renormalised (said in the docstring of the bench)
-        return total / mass if mass > 0 else iw
+        yc = ynb[~ub]
+        mc = float(yc.mean()) if yc.size else math.nan
+        if ub.any():
+            overall = ynb[ub].mean()
+            mu = float(sum(n * (ynb[ub & (lb == c)].mean() if (ub & (lb == c)).any() else overall)
+                           for c, n in zip(unc_cl, unc_n)) / unc_n.sum())
+        else:
+            mu = math.nan
+        return iw, mc, mu
 
-    est = combine(y, we, yn, new_cell)
+    est_parts = parts(y, we, yn, new_unc, new_lab)
+    rng = np.random.default_rng(seed)
     boots = []
     for _ in range(n_boot):
         i = rng.integers(0, len(y), len(y))
         j = rng.integers(0, len(yn), len(yn)) if len(yn) else np.array([], dtype=int)
-        boots.append(combine(y[i], we[i], yn[j], new_cell[j]))
+        boots.append(parts(y[i], we[i], yn[j], new_unc[j], new_lab[j]))
+    boots_a = np.array(boots, dtype=np.float64)
+    finite = np.isfinite(boots_a)
+    var = np.array([boots_a[finite[:, c], c].var() if finite[:, c].sum() > 1 else np.inf for c in range(3)]) + 1e-12
+
+    def combine(p: tuple[float, float, float]) -> float:
+        iw, mc, mu = p
+        covered = iw if math.isnan(mc) else (iw / var[0] + mc / var[1]) / (1 / var[0] + 1 / var[1])
+        if math.isnan(mu):
+            return covered  # no uncovered labels: the best the old eval set can say (the refusal told the user)
+        return (1 - u) * covered + u * mu
+
+    est = combine(est_parts)
+    dist = np.array([combine(tuple(b)) for b in boots_a])
+    dist = dist[np.isfinite(dist)]
     a = (1 - confidence) / 2
-    return float(est), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
+    if dist.size == 0:
+        return float(est), math.nan, math.nan
+    return float(est), float(np.quantile(dist, a)), float(np.quantile(dist, 1 - a))
