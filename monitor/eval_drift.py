@@ -125,6 +125,8 @@ def domain_probabilities(reference, x, C: float = 0.1, n_folds: int = 5, seed: i
     (``n_folds``-fold), so the weights built from them are not fitted to the rows they weight.
     ``model="knn"``: the traffic share among the row's ``k`` nearest other rows (leave-one-out) -- local,
     so it sees a small new cluster that a linear classifier averages away; 0 eval neighbours = uncovered.
+    ``model="cluster"``: KMeans into ``k`` clusters on eval + traffic; the leave-one-out traffic share of
+    the row's cluster (a histogram density ratio: right when the shift is topics growing or shrinking).
     Returns ``(p_reference, p_window)``.
     """
     from sklearn.model_selection import StratifiedKFold
@@ -136,8 +138,18 @@ def domain_probabilities(reference, x, C: float = 0.1, n_folds: int = 5, seed: i
     if model == "knn":
         p = _knn_proba(z, y, None, k)
         return p[: len(r)], p[len(r):]
+    if model == "cluster":
+        from sklearn.cluster import KMeans
+
+        lab = KMeans(n_clusters=int(min(k, len(z) // 2)), n_init=4, random_state=seed).fit_predict(z)
+        n_c = np.bincount(lab).astype(float)
+        t_c = np.bincount(lab, weights=y)
+        prior = len(w) / len(z)
+        # leave-one-out share of traffic in the row's cluster, one pseudo-row at the prior
+        p = (t_c[lab] - y + prior) / (n_c[lab] - 1 + 1)
+        return p[: len(r)], p[len(r):]
     if model != "logistic":
-        raise ValueError(f"model must be 'logistic' or 'knn', got {model!r}")
+        raise ValueError(f"model must be 'logistic', 'knn' or 'cluster', got {model!r}")
     folds = int(min(n_folds, len(r), len(w)))
     if folds < 2:
         raise ValueError("domain_probabilities needs at least 2 rows on each side")

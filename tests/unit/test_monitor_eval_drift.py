@@ -152,3 +152,17 @@ def test_distance_model_silent_on_clean_and_fires_on_a_diffuse_new_kind():
     det = ClassifierDrift(ref, model="distance", k=1)
     assert not det.predict(_kind(rng, 300)).is_drift
     assert det.predict(np.vstack([_kind(rng, 270), _kind(rng, 30, new=True)])).is_drift  # 10% new kind
+
+
+def test_cluster_density_ratio_follows_a_growing_topic():
+    from monitor.eval_drift import density_ratio, domain_probabilities
+
+    rng = np.random.default_rng(10)
+    a, b = rng.normal(size=(400, 8)), rng.normal(size=(400, 8))
+    a[:, 0] += 6.0
+    b[:, 4] += 6.0
+    e = np.vstack([a[:270], b[:30]])        # topic b: 10% of the eval set
+    t = np.vstack([a[270:370], b[30:130]])  # ... and 50% of traffic: true ratio 5 on b, 0.56 on a
+    pe, _ = domain_probabilities(e, t, model="cluster", k=2)
+    w = density_ratio(pe, len(e), len(t))
+    assert 3.5 < w[270:].mean() < 6.5 and 0.4 < w[:270].mean() < 0.75
