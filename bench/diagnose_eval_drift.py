@@ -25,11 +25,15 @@ import numpy as np
 
 from data import DatasetError, read_jsonl
 
-__all__ = ["add_parser", "read_query_log", "diagnose"]
+__all__ = ["add_parser", "read_query_log", "diagnose", "to_label_rows"]
 
 
-def read_query_log(path: Path | str, role: str) -> tuple[list[str], list[float] | None, list[list[str]] | None]:
-    """``(queries, metrics or None, relevant ids or None)`` from a JSONL log; raises :class:`DatasetError`."""
+def read_query_log(path: Path | str, role: str, lines: list[int] | None = None
+                   ) -> tuple[list[str], list[float] | None, list[list[str]] | None]:
+    """``(queries, metrics or None, relevant ids or None)`` from a JSONL log; raises :class:`DatasetError`.
+
+    ``lines``, when given, is filled with each query's line number in the file (for provenance).
+    """
     path = Path(path)
     queries: list[str] = []
     metrics: list[float] = []
@@ -60,6 +64,8 @@ def read_query_log(path: Path | str, role: str) -> tuple[list[str], list[float] 
                 raise DatasetError(f"{path}:{line}: 'relevant' must be a non-empty list of document ids, got {v!r}")
             relevant.append([str(x) for x in v])
         queries.append(q.strip())
+        if lines is not None:
+            lines.append(line)
     if not queries:
         raise DatasetError(f"{path}: empty {role} log; need one JSON object per line with a 'query' field")
     if len(queries) < 10:
@@ -139,9 +145,27 @@ def render(rep: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def to_label_rows(rep: dict, traffic: Path, traffic_lines: list[int], eval_path: Path) -> list[dict]:
+    """The queries to label as JSONL rows ready for a labeller and for appending to the eval set.
+
+    Each row: ``query``, an empty ``relevant`` to fill, and ``provenance`` (traffic file and line, why
+    it was picked, its cluster, and the eval set it refreshes: file + sha256 prefix), so the next eval
+    set version (old rows + these, labelled) says where every row came from.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(Path(eval_path).read_bytes()).hexdigest()[:12]
+    return [{"query": r["query"], "relevant": None,
+             "provenance": {"source": "traffic", "file": str(traffic), "line": traffic_lines[r["traffic_line_index"]],
+                            "reason": "uncovered" if r["uncovered"] else "stratified", "cluster": r["cluster"],
+                            "refreshes_eval": {"file": str(eval_path), "sha256": digest}}}
+            for r in rep["to_label"]]
+
+
 def _cmd(args: argparse.Namespace) -> int:
     eval_q, metric, relevant = read_query_log(args.eval, "eval")
-    traffic_q, _, _ = read_query_log(args.traffic, "traffic")
+    traffic_lines: list[int] = []
+    traffic_q, _, _ = read_query_log(args.traffic, "traffic", traffic_lines)
     if relevant is not None:
         if args.corpus is None:
             raise DatasetError(f"{args.eval}: eval rows carry 'relevant' ids; give --corpus DIR (BEIR corpus.jsonl) to score them")
@@ -161,6 +185,10 @@ def _cmd(args: argparse.Namespace) -> int:
                       {"tests": rep["tests"], "estimate": rep["estimate"], "uncovered_share": rep["uncovered_share"]},
                       md, clusters=rep["clusters"], to_label=rep["to_label"])
         print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
+    if args.to_label_out:
+        rows = to_label_rows(rep, args.traffic, traffic_lines, args.eval)
+        Path(args.to_label_out).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        print(f"wrote {len(rows)} queries to label to {args.to_label_out}")
     return 0
 
 
@@ -174,4 +202,6 @@ def add_parser(sub) -> None:
     p.add_argument("--label", type=int, default=20, help="traffic queries to propose for labelling")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="JSON report (.md beside it)")
+    p.add_argument("--to-label-out", type=Path, default=None,
+                   help="JSONL of the queries to label, with provenance (traffic file:line, reason, eval set sha256)")
     p.set_defaults(func=_cmd)

@@ -38,7 +38,14 @@ def logs(tmp_path):
 def test_diagnose_reports_drift_new_cluster_refusal_and_queries_to_label(logs, capsys):
     tmp, ev, tr = logs
     out = tmp / "report.json"
-    assert main(["diagnose", "eval-drift", "--eval", str(ev), "--traffic", str(tr), "--out", str(out), "--clusters", "4"]) == 0
+    lab = tmp / "to_label.jsonl"
+    assert main(["diagnose", "eval-drift", "--eval", str(ev), "--traffic", str(tr), "--out", str(out), "--clusters", "4",
+                 "--to-label-out", str(lab)]) == 0
+    rows = [json.loads(x) for x in lab.read_text().splitlines()]
+    first = rows[0]["provenance"]
+    assert len(rows) == 20 and first["reason"] == "uncovered" and first["line"] > 30  # the new kind sits on lines 31-60
+    assert tr.read_text().splitlines()[first["line"] - 1] == json.dumps({"query": rows[0]["query"]})
+    assert len(first["refreshes_eval"]["sha256"]) == 12
     rep = json.loads(out.read_text())
     assert rep["metrics"]["tests"]["novelty (nearest-eval distance)"]["is_drift"]
     grown = rep["clusters"][0]
