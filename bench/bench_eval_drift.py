@@ -465,7 +465,7 @@ def render_markdown(res: dict) -> str:
           "## Releases (offline = frozen eval set; traffic = the other SciFact claims / NQ questions)\n\n"
           + markdown_table(res["releases"], ["release", "shipped", "offline", "scifact_traffic", "nq"])
           + "\n## Week by week\n\n"
-          + "oracle_weighted = the eval set reweighted by the exact topic tilt (the best any reweighting can do).\n\n"
+          + "oracle_weighted = the eval set reweighted by the exact sampling tilt (the weights a perfect density-ratio model would give).\n\n"
           + markdown_table(rows, ["week", "release", "topic_tilt", "nq_share", "offline", "true", "oracle_weighted", "estimated", "ess",
                                   "uncovered", "refreshed", "random_refresh", "auc", "alarm"])
           + "\n## Detection over seeded streams\n\n"
