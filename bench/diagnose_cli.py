@@ -11,7 +11,8 @@ from bench.cli_groups import add_group
 
 __all__ = ["add_parser", "DIAGNOSE_MODULES"]
 
-DIAGNOSE_MODULES = ["bench.diagnose_threshold", "bench.diagnose_answers", "bench.context_cli:add_diagnose_parser"]
+DIAGNOSE_MODULES = ["bench.diagnose_threshold", "bench.diagnose_answers", "bench.context_cli:add_diagnose_parser",
+                    "bench.diagnose_eval_drift"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -1,7 +1,7 @@
 """monitor: the shared statistics core -- calibration, two-sample drift tests, sequential alarms.
 
-Used by ``cascade`` (Threshold by Feel III, Cascade Saturation X) and, later, by eval drift (I)
-and distillation drift (IX). numpy, scipy and scikit-learn only; matplotlib only for the
+Used by ``cascade`` (Threshold by Feel III, Cascade Saturation X), by eval drift (I, ``monitor.eval_drift``)
+and, later, by distillation drift (IX). numpy, scipy and scikit-learn only; matplotlib only for the
 reliability diagram PNG.
 
 Lift-out needs: nothing (copy ``monitor/`` alone; it imports none of the other packages). The
@@ -27,6 +27,19 @@ from monitor.calibration import (
     reliability_diagram,
 )
 from monitor.drift import KSDrift, MMDDrift, PSIDrift
+from monitor.eval_drift import (
+    ClassifierDrift,
+    ClusterShift,
+    EvalEstimate,
+    RefreshPlan,
+    SequentialDrift,
+    grown_clusters,
+    importance_weighted_estimate,
+    uncovered_mask,
+    pick_for_labelling,
+    refreshed_estimate,
+    weighted_estimate,
+)
 from monitor.sequential import BernoulliCUSUM, false_alarm_rate
 from monitor.types import AlarmResult, DriftResult, Interval
 
@@ -37,4 +50,6 @@ __all__ = [
     "expected_calibration_error", "brier_score", "reliability_curve", "reliability_diagram",
     "KSDrift", "MMDDrift", "PSIDrift",
     "BernoulliCUSUM", "false_alarm_rate",
+    "ClassifierDrift", "SequentialDrift", "ClusterShift", "grown_clusters", "EvalEstimate", "uncovered_mask",
+    "importance_weighted_estimate", "weighted_estimate", "RefreshPlan", "pick_for_labelling", "refreshed_estimate",
 ]

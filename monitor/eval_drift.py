@@ -1,0 +1,590 @@
+"""Eval drift: is the eval set still a sample of today's traffic, what is today's metric, what to label next.
+
+Failure mode served: Eval Drift (I) -- offline metrics climb every release while users say it feels
+worse, because the eval set was sampled at time T from a query distribution that has since moved.
+Mechanism, on query embeddings (any encoder; numpy, scipy and scikit-learn only):
+
+* :class:`ClassifierDrift` -- a domain classifier (logistic regression, eval = 0, traffic = 1; or kNN,
+  or a nearest-eval-distance novelty score) as a
+  two-sample test (Lopez-Paz & Oquab, ICLR 2017). ``test="heldout"``: fit on half of each sample,
+  AUC on the other half, exact one-sided Mann-Whitney p-value combined (Bonferroni) with a
+  hypergeometric test on the top 10% of held-out scores (the held-out scores are independent of the
+  fit, so no permutations are needed). ``test="permutation"``: cross-validated AUC against
+  ``n_permutations`` label shuffles. :class:`monitor.drift.MMDDrift` is the kernel companion.
+* :class:`SequentialDrift` -- one test per window of traffic; each window at level
+  ``alpha / horizon`` (Bonferroni), so P(any false alarm within ``horizon`` windows) <= ``alpha``.
+* :func:`grown_clusters` -- KMeans on eval + traffic embeddings; clusters whose share grew or that
+  appeared, named by their top TF-IDF terms, with example queries.
+* :func:`importance_weighted_estimate` -- today's metric from the old labelled eval set, each row
+  weighted by the density ratio ``p/(1-p) * n_eval/n_traffic`` from cross-fitted classifier
+  probabilities (logistic or kNN), clipped at ``clip``; effective sample size; bootstrap interval.
+  It REFUSES (no number, a message "the eval set does not cover N% of traffic") when more than
+  ``max_uncovered`` of traffic lies outside the eval set's support (:func:`uncovered_mask`: farther
+  from every eval query than 99% of eval queries are from their nearest neighbour): importance
+  weighting cannot extrapolate where the eval density is negligible.
+* :func:`pick_for_labelling` / :func:`refreshed_estimate` -- which traffic queries to label
+  (uncovered regions first, stratified by traffic clusters) and today's metric from old + new labels.
+
+Proved by ``tests/unit/test_monitor_eval_drift.py`` (silent on a same-distribution split, fires on a
+shifted one, refusal on unsupported traffic, unbiased on a synthetic known-weight case) and by
+``ragfix bench eval-drift`` on a real SciFact -> NQ stream. Leaves out: label/concept shift (the
+weighting assumes P(metric | query) did not change, as every covariate-shift estimator does),
+learned-kernel tests, calibrated density-ratio models (KLIEP, uLSIF).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+from scipy import stats
+
+from monitor.bounds import bootstrap_interval
+from monitor.types import AlarmResult, DriftResult
+
+__all__ = [
+    "ClassifierDrift", "SequentialDrift", "ClusterShift", "grown_clusters", "domain_probabilities",
+    "density_ratio", "uncovered_mask", "weighted_estimate", "EvalEstimate", "importance_weighted_estimate", "RefreshPlan",
+    "pick_for_labelling", "refreshed_estimate",
+]
+
+
+def _emb(x, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be (n, d) embeddings, got shape {a.shape}")
+    if a.shape[0] < 2:
+        raise ValueError(f"{name} has {a.shape[0]} rows; a two-sample test needs at least 2 per side")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} has NaN or infinite values; re-encode those queries rather than dropping them")
+    return a
+
+
+def _same_dim(a: np.ndarray, b: np.ndarray) -> None:
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"window has {b.shape[1]} features, reference has {a.shape[1]}; embed both with one encoder")
+
+
+def _clf(C: float, seed: int, n_components: int | None, shape: tuple[int, int]):
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    # subtle: unit-norm embeddings have per-feature scales ~ 1/sqrt(d); without standardising, any usual C
+    # regularises the classifier to a constant and both the test and the density ratio go blind.
+    # PCA (fitted on the training rows only) to ``n_components``: with a few hundred rows per side a
+    # 384-d classifier fits noise, which blinds the held-out test and scatters the density ratios.
+    steps = [StandardScaler()]
+    if n_components is not None and min(shape) - 1 > n_components:
+        steps += [PCA(n_components=n_components, random_state=seed), StandardScaler()]
+    return make_pipeline(*steps, LogisticRegression(C=C, max_iter=2000, random_state=seed))
+
+
+def _knn_proba(z_fit: np.ndarray, y_fit: np.ndarray, z_new: np.ndarray | None, k: int) -> np.ndarray:
+    """Share of traffic among the ``k`` nearest fitted rows (cosine); ``z_new=None``: leave-one-out on ``z_fit``."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = int(min(k, len(z_fit) - 1))
+    nn = NearestNeighbors(n_neighbors=k + (z_new is None), metric="cosine").fit(z_fit)
+    idx = nn.kneighbors(z_fit if z_new is None else z_new, return_distance=False)
+    if z_new is None:
+        idx = idx[:, 1:]  # subtle: drop the row itself (ties at distance 0 may put a duplicate first; same label odds)
+    return y_fit[idx].mean(axis=1)
+
+
+def _nn_distance(reference: np.ndarray, x: np.ndarray, k: int, leave_one_out: bool = False) -> np.ndarray:
+    """Mean cosine distance from each row of ``x`` to its ``k`` nearest ``reference`` rows."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = int(min(k, len(reference) - leave_one_out))
+    nn = NearestNeighbors(n_neighbors=k + leave_one_out, metric="cosine").fit(reference)
+    dist, _ = nn.kneighbors(x)
+    return dist[:, int(leave_one_out):].mean(axis=1)
+
+
+def uncovered_mask(eval_emb, traffic_emb, quantile: float = 0.99, k: int = 1) -> tuple[np.ndarray, float]:
+    """Traffic rows outside the eval set's support: farther from every eval row than ``quantile`` of
+    eval rows are from their nearest other eval row (so ~``1 - quantile`` of same-distribution traffic
+    is flagged by chance). Returns ``(mask, radius)``."""
+    e, t = _emb(eval_emb, "eval_emb"), _emb(traffic_emb, "traffic_emb")
+    _same_dim(e, t)
+    if not (0.5 <= quantile < 1.0):
+        raise ValueError(f"quantile must be in [0.5, 1), got {quantile}")
+    radius = float(np.quantile(_nn_distance(e, e, k, leave_one_out=True), quantile))
+    return _nn_distance(e, t, k) > radius, radius
+
+
+def domain_probabilities(reference, x, C: float = 0.1, n_folds: int = 5, seed: int = 0,
+                         n_components: int | None = 20, model: str = "logistic", k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-fitted P(traffic | z) for every reference row and every window row.
+
+    ``model="logistic"``: each row's probability comes from a logistic regression that did not see it
+    (``n_folds``-fold), so the weights built from them are not fitted to the rows they weight.
+    ``model="knn"``: the traffic share among the row's ``k`` nearest other rows (leave-one-out) -- local,
+    so it sees a small new cluster that a linear classifier averages away; 0 eval neighbours = uncovered.
+    ``model="cluster"``: KMeans into ``k`` clusters on eval + traffic; the leave-one-out traffic share of
+    the row's cluster (a histogram density ratio: right when the shift is topics growing or shrinking).
+    Returns ``(p_reference, p_window)``.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    r, w = _emb(reference, "reference"), _emb(x, "window")
+    _same_dim(r, w)
+    z = np.vstack([r, w])
+    y = np.r_[np.zeros(len(r)), np.ones(len(w))]
+    if model == "knn":
+        p = _knn_proba(z, y, None, k)
+        return p[: len(r)], p[len(r):]
+    if model == "cluster":
+        from sklearn.cluster import KMeans
+
+        lab = KMeans(n_clusters=int(min(k, len(z) // 2)), n_init=4, random_state=seed).fit_predict(z)
+        n_c = np.bincount(lab).astype(float)
+        t_c = np.bincount(lab, weights=y)
+        prior = len(w) / len(z)
+        # leave-one-out share of traffic in the row's cluster, one pseudo-row at the prior
+        p = (t_c[lab] - y + prior) / (n_c[lab] - 1 + 1)
+        return p[: len(r)], p[len(r):]
+    if model != "logistic":
+        raise ValueError(f"model must be 'logistic', 'knn' or 'cluster', got {model!r}")
+    folds = int(min(n_folds, len(r), len(w)))
+    if folds < 2:
+        raise ValueError("domain_probabilities needs at least 2 rows on each side")
+    p = np.empty(len(z))
+    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(z, y):
+        p[te] = _clf(C, seed, n_components, z[tr].shape).fit(z[tr], y[tr]).predict_proba(z[te])[:, 1]
+    return p[: len(r)], p[len(r):]
+
+
+def density_ratio(p: np.ndarray, n_reference: int, n_window: int) -> np.ndarray:
+    """traffic density / eval density at each point: ``p / (1 - p) * n_reference / n_window``."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-9, 1 - 1e-9)
+    return p / (1.0 - p) * (n_reference / n_window)
+
+
+def _auc(scores_ref: np.ndarray, scores_win: np.ndarray) -> float:
+    u = stats.mannwhitneyu(scores_win, scores_ref, alternative="greater").statistic
+    return float(u / (len(scores_ref) * len(scores_win)))
+
+
+class ClassifierDrift:
+    """Domain-classifier two-sample test on embeddings.
+
+    Args:
+        reference: ``(n, d)`` eval-set query embeddings.
+        p_val: significance level; fires when the p-value is below it.
+        test: ``"heldout"`` (split in half; on the held-out half, the smaller of the exact Mann-Whitney
+            p (AUC) and a hypergeometric p on the traffic count in the top ``tail`` of scores, x2) or
+            ``"permutation"`` (``n_folds``-fold cross-validated AUC vs ``n_permutations`` shuffles).
+        C: inverse L2 strength of the logistic regression (on standardised features).
+        n_components: PCA dimensions the logistic classifier sees (``None``: all).
+        model: ``"logistic"`` or ``"knn"`` (the traffic share among the ``k`` nearest training rows,
+            cosine) or ``"distance"`` (mean cosine distance to the ``k`` nearest training-half eval rows: a
+            novelty score, no traffic rows needed to fit). On a few hundred 384-d rows a linear classifier
+            cannot find a new kind that is 10% of the window (its direction drowns in noise), and a new kind
+            that is diffuse (NQ questions on every topic) is no cluster for kNN; the distance score finds it
+            (``ragfix bench eval-drift`` measures all three).
+        seed: split / fold / permutation seed (results are reproducible).
+
+    The statistic is the AUC (0.5 = indistinguishable). Evidently alarms at AUC > 0.55 with no
+    p-value; here the decision rule is the p-value, so the false-alarm rate is the level.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> det = ClassifierDrift(rng.normal(size=(300, 8)))
+    >>> det.predict(rng.normal(size=(200, 8))).is_drift, det.predict(rng.normal(0.5, size=(200, 8))).is_drift
+    (False, True)
+    """
+
+    def __init__(self, reference, p_val: float = 0.05, test: str = "heldout", C: float = 1.0, n_folds: int = 5,
+                 n_permutations: int = 100, n_components: int | None = 20, tail: float = 0.1, model: str = "logistic",
+                 k: int = 10, seed: int = 0) -> None:
+        if not (0.0 < p_val < 1.0):
+            raise ValueError(f"p_val (significance level) must be in (0, 1), got {p_val}")
+        if test not in ("heldout", "permutation"):
+            raise ValueError(f"test must be 'heldout' or 'permutation', got {test!r}")
+        if n_permutations < 1 or n_folds < 2:
+            raise ValueError(f"need n_permutations >= 1 and n_folds >= 2, got {n_permutations}, {n_folds}")
+        self.reference = _emb(reference, "reference")
+        self.p_val, self.test, self.C, self.n_folds = p_val, test, C, n_folds
+        if model not in ("logistic", "knn", "distance"):
+            raise ValueError(f"model must be 'logistic', 'knn' or 'distance', got {model!r}")
+        if test == "permutation" and model != "logistic":
+            raise ValueError(f"the permutation test runs the logistic classifier; use test='heldout' with model={model!r}")
+        self.model, self.k = model, k
+        if not (0.0 < tail < 1.0):
+            raise ValueError(f"tail (share of held-out scores in the tail test) must be in (0, 1), got {tail}")
+        self.n_permutations, self.n_components, self.tail, self.seed = n_permutations, n_components, tail, seed
+
+    def _heldout(self, w: np.ndarray) -> tuple[float, float]:
+        rng = np.random.default_rng(self.seed)
+        r = self.reference
+        ri, wi = rng.permutation(len(r)), rng.permutation(len(w))
+        rh, wh = len(r) // 2, len(w) // 2
+        if rh < 1 or wh < 1 or len(r) - rh < 1 or len(w) - wh < 1:
+            raise ValueError("the held-out test needs at least 2 rows on each side")
+        z = np.vstack([r[ri[:rh]], w[wi[:wh]]])
+        y = np.r_[np.zeros(rh), np.ones(wh)]
+        if self.model == "distance":
+            # no traffic rows are fitted, so every window row is scored (the held-out eval half is the null)
+            sr, sw = _nn_distance(r[ri[:rh]], r[ri[rh:]], self.k), _nn_distance(r[ri[:rh]], w, self.k)
+        elif self.model == "knn":
+            sr, sw = _knn_proba(z, y, r[ri[rh:]], self.k), _knn_proba(z, y, w[wi[wh:]], self.k)
+        else:
+            m = _clf(self.C, self.seed, self.n_components, z.shape).fit(z, y)
+            sr, sw = m.decision_function(r[ri[rh:]]), m.decision_function(w[wi[wh:]])
+        res = stats.mannwhitneyu(sw, sr, alternative="greater")
+        # A new kind that is a small share of the window moves the AUC little but fills the top of the
+        # ranking: a hypergeometric test on the traffic count among the top ``tail`` of held-out scores.
+        pooled = np.r_[sr, sw]
+        n_top = max(1, int(round(self.tail * len(pooled))))
+        top = np.argsort(-pooled, kind="stable")[:n_top]
+        hits = int((top >= len(sr)).sum())
+        p_tail = float(stats.hypergeom.sf(hits - 1, len(pooled), len(sw), n_top))
+        return float(res.statistic / (len(sr) * len(sw))), float(min(1.0, 2.0 * min(res.pvalue, p_tail)))
+
+    def _cv_auc(self, z: np.ndarray, y: np.ndarray, seed: int) -> float:
+        from sklearn.model_selection import StratifiedKFold
+
+        s = np.empty(len(z))
+        for tr, te in StratifiedKFold(self.n_folds, shuffle=True, random_state=seed).split(z, y):
+            s[te] = _clf(self.C, self.seed, self.n_components, z[tr].shape).fit(z[tr], y[tr]).decision_function(z[te])
+        return _auc(s[y == 0], s[y == 1])
+
+    def _permutation(self, w: np.ndarray) -> tuple[float, float]:
+        z = np.vstack([self.reference, w])
+        y = np.r_[np.zeros(len(self.reference)), np.ones(len(w))]
+        obs = self._cv_auc(z, y, self.seed)
+        rng = np.random.default_rng(self.seed)
+        hits = sum(self._cv_auc(z, rng.permutation(y), self.seed) >= obs for _ in range(self.n_permutations))
+        return obs, (1 + hits) / (1 + self.n_permutations)
+
+    def score(self, x) -> float:
+        """The AUC of the domain classifier (0.5 = eval and window indistinguishable)."""
+        return self.predict(x).statistic
+
+    def predict(self, x) -> DriftResult:
+        w = _emb(x, "window")
+        _same_dim(self.reference, w)
+        auc, p = self._heldout(w) if self.test == "heldout" else self._permutation(w)
+        return DriftResult(p < self.p_val, auc, p, self.p_val,
+                           {"detector": "classifier", "test": self.test, "n_reference": len(self.reference),
+                            "n_window": len(w), "C": self.C, "model": self.model})
+
+
+class SequentialDrift:
+    """Run a two-sample detector on each window of a stream; Bonferroni over ``horizon`` windows.
+
+    Args:
+        reference: eval-set embeddings.
+        horizon: number of windows the false-alarm guarantee covers (e.g. 52 weekly windows).
+        alpha: P(at least one false alarm within ``horizon`` same-distribution windows) <= alpha;
+            each window is tested at ``alpha / horizon``.
+        detector: ``"classifier"`` (:class:`ClassifierDrift`, held-out) or ``"mmd"`` (:class:`MMDDrift`).
+
+    ``update(window)`` returns :class:`~monitor.types.AlarmResult` (``n_seen`` = windows seen,
+    ``alarm_at`` = 1-based window of the first alarm; statistic = the last window's AUC or MMD^2).
+    """
+
+    def __init__(self, reference, horizon: int, alpha: float = 0.05, detector: str = "classifier", seed: int = 0,
+                 **detector_kwargs: Any) -> None:
+        if horizon < 1 or not (0.0 < alpha < 1.0):
+            raise ValueError(f"need horizon >= 1 and 0 < alpha < 1, got horizon={horizon}, alpha={alpha}")
+        level = alpha / horizon
+        if detector == "classifier":
+            self.detector = ClassifierDrift(reference, p_val=level, seed=seed, **detector_kwargs)
+        elif detector == "mmd":
+            from monitor.drift import MMDDrift
+
+            self.detector = MMDDrift(reference, p_val=level, seed=seed,
+                                     **{"n_permutations": max(int(math.ceil(2 * horizon / alpha)), 100), **detector_kwargs})
+        else:
+            raise ValueError(f"detector must be 'classifier' or 'mmd', got {detector!r}")
+        self.horizon, self.alpha, self.level, self.kind = horizon, alpha, level, detector
+        self.reset()
+
+    def reset(self) -> None:
+        self.n_seen_ = 0
+        self.alarm_at_: int | None = None
+        self.last_: DriftResult | None = None
+
+    def update(self, window) -> AlarmResult:
+        r = self.detector.predict(window)
+        self.n_seen_ += 1
+        self.last_ = r
+        if self.alarm_at_ is None and r.is_drift:
+            self.alarm_at_ = self.n_seen_
+        return AlarmResult(self.alarm_at_ is not None, float(r.statistic), self.level, self.n_seen_, self.alarm_at_,
+                           {"alarm": "windowed_" + self.kind, "horizon": self.horizon, "alpha": self.alpha,
+                            "p_val": r.p_val})
+
+
+class ClusterShift(NamedTuple):
+    """One cluster of eval + traffic queries: its share in each, and what it is about."""
+
+    cluster: int
+    reference_share: float
+    window_share: float
+    growth: float
+    is_new: bool
+    top_terms: list[str]
+    examples: list[str]
+
+
+def _top_terms(texts: Sequence[str], labels: np.ndarray, k: int, n_terms: int) -> list[list[str]]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    if not any(t.strip() for t in texts):
+        return [[] for _ in range(k)]
+    vec = TfidfVectorizer(stop_words="english", min_df=1, max_features=20000, token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b")
+    try:
+        m = vec.fit_transform(texts)
+    except ValueError:  # only stop words
+        return [[] for _ in range(k)]
+    vocab = np.array(vec.get_feature_names_out())
+    overall = np.asarray(m.mean(axis=0)).ravel()
+    out = []
+    for c in range(k):
+        rows = labels == c
+        if not rows.any():
+            out.append([])
+            continue
+        # subtle: rank by lift over the overall mean, else every cluster is named by the corpus's common words
+        score = np.asarray(m[rows].mean(axis=0)).ravel() - overall
+        out.append([str(t) for t in vocab[np.argsort(-score)[:n_terms]] if score[vec.vocabulary_[t]] > 0])
+    return out
+
+
+def grown_clusters(reference, x, reference_texts: Sequence[str], window_texts: Sequence[str], n_clusters: int = 8,
+                   n_terms: int = 5, n_examples: int = 3, new_share: float = 0.01, seed: int = 0) -> list[ClusterShift]:
+    """KMeans on eval + window embeddings; clusters sorted by growth (window share - eval share).
+
+    ``is_new`` marks a cluster holding under ``new_share`` of the eval set but at least 5% of the window.
+    Examples are window queries nearest the cluster centre.
+    """
+    from sklearn.cluster import KMeans
+
+    r, w = _emb(reference, "reference"), _emb(x, "window")
+    _same_dim(r, w)
+    if len(reference_texts) != len(r) or len(window_texts) != len(w):
+        raise ValueError(f"texts and embeddings differ in length: reference {len(reference_texts)} vs {len(r)}, "
+                         f"window {len(window_texts)} vs {len(w)}")
+    z = np.vstack([r, w])
+    k = int(max(1, min(n_clusters, len(z) // 2)))
+    km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(z)
+    lab = km.labels_
+    lr, lw = lab[: len(r)], lab[len(r):]
+    terms = _top_terms(list(reference_texts) + list(window_texts), lab, k, n_terms)
+    out = []
+    for c in range(k):
+        rs, ws = float(np.mean(lr == c)), float(np.mean(lw == c))
+        idx = np.flatnonzero(lw == c)
+        if idx.size:
+            d = ((w[idx] - km.cluster_centers_[c]) ** 2).sum(1)
+            ex = [str(window_texts[i]) for i in idx[np.argsort(d)[:n_examples]]]
+        else:
+            ex = []
+        out.append(ClusterShift(c, rs, ws, ws - rs, rs < new_share and ws >= 0.05, terms[c], ex))
+    return sorted(out, key=lambda s: -s.growth)
+
+
+def weighted_estimate(values, weights, confidence: float = 0.95, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float, float]:
+    """Self-normalised weighted mean, its effective sample size ``(sum w)^2 / sum w^2`` and a bootstrap interval.
+
+    Returns ``(estimate, lower, upper, ess)``. Rows (value, weight) are resampled together.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    wt = np.asarray(weights, dtype=np.float64)
+    if v.shape != wt.shape or v.ndim != 1 or v.size == 0:
+        raise ValueError(f"values and weights must be equal-length non-empty 1-D arrays, got {v.shape} and {wt.shape}")
+    if (wt < 0).any() or not np.isfinite(wt).all() or wt.sum() <= 0:
+        raise ValueError("weights must be finite, >= 0 and not all zero")
+    ess = float(wt.sum() ** 2 / (wt**2).sum())
+    iv = bootstrap_interval(np.column_stack([v, wt]), lambda a: float((a[:, 0] * a[:, 1]).sum() / max(a[:, 1].sum(), 1e-300)),
+                            confidence=confidence, n_boot=n_boot, seed=seed)
+    return iv.estimate, iv.lower, iv.upper, ess
+
+
+class EvalEstimate(NamedTuple):
+    """Today's metric from the old eval set, or a refusal.
+
+    is_refused: True when traffic falls outside the eval set's support; estimate/lower/upper are nan
+    estimate, lower, upper: the reweighted metric and its bootstrap interval
+    ess: effective sample size of the weights (out of ``n_eval``)
+    uncovered_share: share of traffic whose eval density is below 1/``clip`` of its traffic density
+    message: one line for a report ("the eval set does not cover 23% of traffic" on refusal)
+    meta: clip, limits, sizes, the stale unweighted metric
+    """
+
+    is_refused: bool
+    estimate: float
+    lower: float
+    upper: float
+    ess: float
+    n_eval: int
+    n_traffic: int
+    uncovered_share: float
+    message: str
+    meta: dict[str, Any]
+
+
+def importance_weighted_estimate(eval_emb, eval_metric, traffic_emb, clip: float = 20.0, max_uncovered: float = 0.05,
+                                 C: float = 0.1, n_folds: int = 5, confidence: float = 0.95, n_boot: int = 1000,
+                                 model: str = "logistic", k: int = 20, coverage_quantile: float = 0.99,
+                                 seed: int = 0) -> EvalEstimate:
+    """Reweight the labelled eval set to today's traffic; refuse where traffic is outside its support.
+
+    Args:
+        eval_emb: ``(n, d)`` eval query embeddings; eval_metric: ``(n,)`` their per-query metric.
+        traffic_emb: ``(m, d)`` embeddings of a window of (unlabelled) traffic queries.
+        clip: largest density ratio used (weights above it are clipped).
+        max_uncovered: refuse when more than this share of traffic is uncovered (:func:`uncovered_mask`
+            at ``coverage_quantile``; ~1% of same-distribution traffic is flagged by chance at 0.99).
+        model, k, C: the density-ratio model (:func:`domain_probabilities`), fitted on eval vs covered traffic.
+    """
+    e = _emb(eval_emb, "eval_emb")
+    t = _emb(traffic_emb, "traffic_emb")
+    _same_dim(e, t)
+    y = np.asarray(eval_metric, dtype=np.float64)
+    if y.shape != (len(e),) or not np.isfinite(y).all():
+        raise ValueError(f"eval_metric must be {len(e)} finite values (one per eval row), got shape {y.shape}")
+    if clip <= 1 or not (0.0 <= max_uncovered < 1.0):
+        raise ValueError(f"need clip > 1 and 0 <= max_uncovered < 1, got clip={clip}, max_uncovered={max_uncovered}")
+    mask, radius = uncovered_mask(e, t, coverage_quantile)
+    unc = float(mask.mean())
+    meta = {"clip": clip, "max_uncovered": max_uncovered, "stale": float(y.mean()), "C": C, "model": model, "k": k,
+            "confidence": confidence, "coverage_quantile": coverage_quantile, "coverage_radius": radius}
+    if unc > max_uncovered or (~mask).sum() < 2:
+        msg = (f"the eval set does not cover {100 * unc:.0f}% of traffic (limit {100 * max_uncovered:.0f}%): "
+               "no reweighted estimate; label traffic from the uncovered clusters")
+        return EvalEstimate(True, math.nan, math.nan, math.nan, math.nan, len(e), len(t), unc, msg, meta)
+    cov = t[~mask]
+    pe, _ = domain_probabilities(e, cov, C=C, n_folds=n_folds, seed=seed, model=model, k=k)
+    we = np.minimum(density_ratio(pe, len(e), len(cov)), clip)
+    est, lo, hi, ess = weighted_estimate(y, we, confidence, n_boot, seed)
+    msg = f"reweighted metric {est:.3f} [{lo:.3f}, {hi:.3f}] (ESS {ess:.0f} of {len(e)}; stale {y.mean():.3f})"
+    return EvalEstimate(False, est, lo, hi, ess, len(e), len(t), unc, msg, meta)
+
+
+class RefreshPlan(NamedTuple):
+    """Traffic rows to label, in order; their cluster and whether they lie outside the eval set's support."""
+
+    indices: np.ndarray
+    cluster: np.ndarray
+    uncovered: np.ndarray
+    uncovered_share: float
+    meta: dict[str, Any]
+
+
+def _allocate(counts: np.ndarray, budget: int) -> np.ndarray:
+    """Largest-remainder allocation of ``budget`` proportional to ``counts``, never above a count."""
+    alloc = np.zeros_like(counts)
+    while budget > 0 and (counts - alloc).sum() > 0:
+        room = counts - alloc
+        quota = budget * room / room.sum()
+        add = np.minimum(np.floor(quota).astype(int), room)
+        if add.sum() == 0:
+            add[np.argmax(np.where(room > 0, quota, -1))] = 1
+        alloc += add
+        budget -= int(add.sum())
+    return alloc
+
+
+def pick_for_labelling(eval_emb, traffic_emb, budget: int, n_clusters: int = 8, coverage_quantile: float = 0.99,
+                       seed: int = 0) -> RefreshPlan:
+    """Choose ``budget`` traffic rows to label: uncovered rows first, each group stratified by traffic cluster."""
+    from sklearn.cluster import KMeans
+
+    e, t = _emb(eval_emb, "eval_emb"), _emb(traffic_emb, "traffic_emb")
+    _same_dim(e, t)
+    if budget < 1:
+        raise ValueError(f"budget must be >= 1 query to label, got {budget}")
+    budget = min(budget, len(t))
+    unc, _ = uncovered_mask(e, t, coverage_quantile)
+    k = int(max(1, min(n_clusters, len(t) // 2)))
+    lab = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(t)
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for group in (unc, ~unc):
+        left = budget - len(chosen)
+        if left <= 0:
+            break
+        counts = np.array([np.sum(group & (lab == c)) for c in range(k)])
+        for c, n in enumerate(_allocate(counts, min(left, int(counts.sum())))):
+            chosen.extend(rng.permutation(np.flatnonzero(group & (lab == c)))[:n].tolist())
+    idx = np.array(chosen, dtype=int)
+    return RefreshPlan(idx, lab[idx], unc[idx], float(unc.mean()), {"n_clusters": k, "labels": lab,
+                                                                    "uncovered_mask": unc})
+
+
+def refreshed_estimate(eval_emb, eval_metric, traffic_emb, plan: RefreshPlan, new_metric, confidence: float = 0.95,
+                       n_boot: int = 1000, clip: float = 20.0, C: float = 0.1, model: str = "logistic", k: int = 20,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """Today's metric from the old eval set plus newly labelled traffic rows (``plan``, ``new_metric`` in plan order).
+
+    Post-stratified over covered / uncovered traffic (shares from the whole window):
+
+    * uncovered part: the new labels there, post-stratified by the plan's clusters (a cluster with no
+      label takes the mean of the uncovered labels) -- the eval set cannot speak for it;
+    * covered part: the importance-weighted eval estimate against the covered traffic and the mean
+      of the new covered labels, each weighted by its precision (1 / bootstrap variance).
+
+    Returns ``(estimate, lower, upper)``; the interval resamples eval rows and new rows.
+    """
+    e, t = _emb(eval_emb, "eval_emb"), _emb(traffic_emb, "traffic_emb")
+    y = np.asarray(eval_metric, dtype=np.float64)
+    yn = np.asarray(new_metric, dtype=np.float64)
+    if yn.shape != plan.indices.shape:
+        raise ValueError(f"new_metric has {yn.size} values for {plan.indices.size} planned rows")
+    lab, unc = plan.meta["labels"], plan.meta["uncovered_mask"]
+    u = float(unc.mean())
+    new_unc = unc[plan.indices]
+    new_lab = lab[plan.indices]
+    unc_cl, unc_n = np.unique(lab[unc], return_counts=True)
+    cov = ~unc
+    if cov.sum() >= 2:
+        pe, _ = domain_probabilities(e, t[cov], C=C, seed=seed, model=model, k=k)
+        we = np.minimum(density_ratio(pe, len(e), int(cov.sum())), clip)
+    else:
+        we = np.ones(len(e))
+
+    def parts(yb: np.ndarray, wb: np.ndarray, ynb: np.ndarray, ub: np.ndarray, lb: np.ndarray) -> tuple[float, float, float]:
+        iw = float((yb * wb).sum() / wb.sum())
+        yc = ynb[~ub]
+        mc = float(yc.mean()) if yc.size else math.nan
+        if ub.any():
+            overall = ynb[ub].mean()
+            mu = float(sum(n * (ynb[ub & (lb == c)].mean() if (ub & (lb == c)).any() else overall)
+                           for c, n in zip(unc_cl, unc_n)) / unc_n.sum())
+        else:
+            mu = math.nan
+        return iw, mc, mu
+
+    est_parts = parts(y, we, yn, new_unc, new_lab)
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(y), len(y))
+        j = rng.integers(0, len(yn), len(yn)) if len(yn) else np.array([], dtype=int)
+        boots.append(parts(y[i], we[i], yn[j], new_unc[j], new_lab[j]))
+    boots_a = np.array(boots, dtype=np.float64)
+    finite = np.isfinite(boots_a)
+    var = np.array([boots_a[finite[:, c], c].var() if finite[:, c].sum() > 1 else np.inf for c in range(3)]) + 1e-12
+
+    def combine(p: tuple[float, float, float]) -> float:
+        iw, mc, mu = p
+        covered = iw if math.isnan(mc) else (iw / var[0] + mc / var[1]) / (1 / var[0] + 1 / var[1])
+        if math.isnan(mu):
+            return covered  # no uncovered labels: the best the old eval set can say (the refusal told the user)
+        return (1 - u) * covered + u * mu
+
+    est = combine(est_parts)
+    dist = np.array([combine(tuple(b)) for b in boots_a])
+    dist = dist[np.isfinite(dist)]
+    a = (1 - confidence) / 2
+    if dist.size == 0:
+        return float(est), math.nan, math.nan
+    return float(est), float(np.quantile(dist, a)), float(np.quantile(dist, 1 - a))

@@ -1,0 +1,168 @@
+"""Eval drift (I): detector clean/shifted pairs, sequential false alarms, refusal, unbiased reweighting, refresh."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitor.bounds import clopper_pearson
+from monitor.eval_drift import (
+    ClassifierDrift,
+    SequentialDrift,
+    grown_clusters,
+    importance_weighted_estimate,
+    pick_for_labelling,
+    refreshed_estimate,
+    weighted_estimate,
+)
+
+
+def _blobs(rng, n, centre, d=8, scale=1.0):
+    return rng.normal(centre, scale, size=(n, d))
+
+
+def _kind(rng, n, new=False):
+    """Query-like embeddings: the old kind lives on dims 0-3, the new kind on dims 4-7 (cosine-far apart)."""
+    s = np.r_[np.full(4, 0.05), np.ones(4)] if new else np.r_[np.ones(4), np.full(4, 0.05)]
+    return rng.normal(size=(n, 8)) * s
+
+
+def test_classifier_drift_silent_on_same_distribution_split():
+    rng = np.random.default_rng(1)
+    pool = _blobs(rng, 3000, 0.0)
+    fired = 0
+    for s in range(20):
+        idx = np.random.default_rng(s).permutation(len(pool))
+        fired += ClassifierDrift(pool[idx[:300]], p_val=0.05, seed=s).predict(pool[idx[300:500]]).is_drift
+    assert fired <= 3  # level 0.05 over 20 splits: P(> 3 false alarms) < 2%
+
+
+def test_classifier_drift_fires_on_shifted_window():
+    rng = np.random.default_rng(2)
+    ref = _blobs(rng, 300, 0.0)
+    shifted = np.vstack([_blobs(rng, 160, 0.0), _blobs(rng, 40, 3.0)])  # 20% new kind
+    r = ClassifierDrift(ref).predict(shifted)
+    assert r.is_drift and r.statistic > 0.55 and r.p_val < 0.01 and r.meta["detector"] == "classifier"
+
+
+def test_permutation_variant_agrees():
+    rng = np.random.default_rng(3)
+    ref = _blobs(rng, 80, 0.0, d=4)
+    det = ClassifierDrift(ref, test="permutation", n_permutations=30, n_folds=3)
+    assert not det.predict(_blobs(rng, 60, 0.0, d=4)).is_drift
+    assert det.predict(_blobs(rng, 60, 1.5, d=4)).is_drift
+
+
+def test_sequential_false_alarm_rate_within_alpha_and_alarm_after_shift():
+    rng = np.random.default_rng(4)
+    pool = _blobs(rng, 4000, 0.0)
+    false = 0
+    runs = 30
+    for s in range(runs):
+        r = np.random.default_rng(100 + s)
+        seq = SequentialDrift(pool[r.choice(len(pool), 200, replace=False)], horizon=6, alpha=0.05, seed=s)
+        for _ in range(6):
+            res = seq.update(pool[r.choice(len(pool), 150, replace=False)])
+        false += res.is_alarm
+    assert clopper_pearson(false, runs).estimate <= 0.10
+    seq = SequentialDrift(pool[:200], horizon=6, alpha=0.05)
+    for week in range(6):
+        new = 0 if week < 3 else 40
+        res = seq.update(np.vstack([pool[200 + week * 150: 350 + week * 150 - new], _blobs(rng, new, 3.0)])
+                         if new else pool[200 + week * 150: 350 + week * 150])
+    assert res.is_alarm and res.alarm_at >= 4
+
+
+def test_grown_clusters_names_the_new_kind():
+    rng = np.random.default_rng(5)
+    ref = _blobs(rng, 100, 0.0)
+    win = np.vstack([_blobs(rng, 60, 0.0), _blobs(rng, 40, 6.0)])
+    ref_t = ["protein binding in cells"] * 100
+    win_t = ["protein binding in cells"] * 60 + ["who won the football world cup"] * 40
+    cl = grown_clusters(ref, win, ref_t, win_t, n_clusters=2)
+    assert cl[0].is_new and cl[0].window_share == pytest.approx(0.4)
+    assert "football" in cl[0].top_terms and "who won the football world cup" in cl[0].examples
+
+
+def test_weighted_estimate_unbiased_with_known_weights():
+    # eval x ~ N(0,1), traffic x ~ N(0.5,1): the true ratio is exp(0.5 x - 0.125); metric = sigmoid(x) + noise
+    ests = []
+    truth = np.mean(1 / (1 + np.exp(-np.random.default_rng(0).normal(0.5, 1, 400000))))
+    for s in range(200):
+        r = np.random.default_rng(s)
+        x = r.normal(size=400)
+        y = 1 / (1 + np.exp(-x)) + r.normal(0, 0.1, size=400)
+        ests.append(weighted_estimate(y, np.exp(0.5 * x - 0.125), n_boot=10)[0])
+    stale = np.mean(1 / (1 + np.exp(-np.random.default_rng(0).normal(0, 1, 400000))))
+    assert abs(np.mean(ests) - truth) < 0.003 < abs(stale - truth) - 0.05
+
+
+def test_importance_weighted_estimate_tracks_covariate_shift():
+    rng = np.random.default_rng(6)
+    e = rng.normal(size=(600, 4))
+    ye = (1 / (1 + np.exp(-2 * e[:, 0])) > rng.random(600)).astype(float)
+    t = rng.normal(size=(600, 4)) + np.array([0.7, 0, 0, 0])
+    truth = np.mean(1 / (1 + np.exp(-2 * (rng.normal(size=200000) + 0.7))))
+    r = importance_weighted_estimate(e, ye, t, max_uncovered=0.1)
+    assert not r.is_refused
+    assert abs(r.estimate - truth) < abs(ye.mean() - truth)
+    assert r.lower <= truth <= r.upper and 0 < r.ess < 600
+
+
+def test_refusal_on_unsupported_traffic():
+    rng = np.random.default_rng(7)
+    e = _kind(rng, 300)
+    t = np.vstack([_kind(rng, 140), _kind(rng, 60, new=True)])  # 30% far outside the eval set
+    r = importance_weighted_estimate(e, rng.random(300), t)
+    assert r.is_refused and np.isnan(r.estimate)
+    assert 0.28 <= r.uncovered_share <= 0.33 and "does not cover 3" in r.message
+
+
+def test_refresh_picks_uncovered_first_and_beats_random_labelling():
+    errs_pick, errs_rand = [], []
+    for s in range(8):
+        rng = np.random.default_rng(s)
+        e = _kind(rng, 300)
+        ye = rng.binomial(1, 0.7, 300).astype(float)
+        old = _kind(rng, 700)
+        new = _kind(rng, 300, new=True)
+        t = np.vstack([old, new])
+        yt = np.r_[rng.binomial(1, 0.7, 700), rng.binomial(1, 0.2, 300)].astype(float)
+        truth = 0.7 * 0.7 + 0.3 * 0.2
+        plan = pick_for_labelling(e, t, budget=40, seed=s)
+        assert plan.uncovered[:30].all()  # the uncovered 30% is labelled first
+        est, lo, hi = refreshed_estimate(e, ye, t, plan, yt[plan.indices], n_boot=200, seed=s)
+        errs_pick.append(abs(est - truth))
+        errs_rand.append(abs(yt[rng.choice(len(t), 40, replace=False)].mean() - truth))
+    assert np.mean(errs_pick) < np.mean(errs_rand)
+
+
+def test_bad_inputs_raise_clear_errors():
+    rng = np.random.default_rng(8)
+    with pytest.raises(ValueError, match="features"):
+        ClassifierDrift(rng.normal(size=(20, 3))).predict(rng.normal(size=(20, 4)))
+    with pytest.raises(ValueError, match="NaN"):
+        ClassifierDrift(np.full((5, 2), np.nan))
+    with pytest.raises(ValueError, match="eval_metric"):
+        importance_weighted_estimate(rng.normal(size=(20, 3)), np.ones(19), rng.normal(size=(20, 3)))
+
+
+def test_distance_model_silent_on_clean_and_fires_on_a_diffuse_new_kind():
+    rng = np.random.default_rng(9)
+    ref = _kind(rng, 300)
+    det = ClassifierDrift(ref, model="distance", k=1)
+    assert not det.predict(_kind(rng, 300)).is_drift
+    assert det.predict(np.vstack([_kind(rng, 270), _kind(rng, 30, new=True)])).is_drift  # 10% new kind
+
+
+def test_cluster_density_ratio_follows_a_growing_topic():
+    from monitor.eval_drift import density_ratio, domain_probabilities
+
+    rng = np.random.default_rng(10)
+    a, b = rng.normal(size=(400, 8)), rng.normal(size=(400, 8))
+    a[:, 0] += 6.0
+    b[:, 4] += 6.0
+    e = np.vstack([a[:270], b[:30]])        # topic b: 10% of the eval set
+    t = np.vstack([a[270:370], b[30:130]])  # ... and 50% of traffic: true ratio 5 on b, 0.56 on a
+    pe, _ = domain_probabilities(e, t, model="cluster", k=2)
+    w = density_ratio(pe, len(e), len(t))
+    assert 3.5 < w[270:].mean() < 6.5 and 0.4 < w[:270].mean() < 0.75
