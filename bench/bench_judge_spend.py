@@ -30,7 +30,8 @@ JSON keys: ``metrics.naive.calls`` / ``.usd``, ``metrics.cached.calls`` / ``.usd
 (edit-day misses among the pairs that were on the edited panel the day before) and
 ``.pairs_under_prompt`` (how many such pairs there were), ``.rescored_other_prompt`` (misses among the
 other panel's old pairs: 0), ``metrics.per_day`` and ``metrics.ledger`` (:func:`distill.judge_cache.cache_savings`
-of the simulation's ledger). A PNG of cumulative USD (naive vs cached) is written beside ``--out``.
+of the simulation's ledger; a ledger row holds whole completion tokens, so its USD prices the rounded mean and
+differs from ``metrics.cached.usd`` by that rounding). A PNG of cumulative USD (naive vs cached) is written beside ``--out``.
 
 Leaves out: judges other than SmolLM2 run for real (an API judge is priced, not called), verdict drift
 between refreshes (a deterministic greedy judge is assumed; a sampled judge belongs in the key's decoding).
@@ -216,7 +217,9 @@ def run_judge_spend(out: str, days: int = 30, queries: int = 300, top_k: int = 1
                 tok_cache[key] = len(backend.encode_prompt(judges[name].messages("relevance", query=q, passage=d)))
             return tok_cache[key]
 
-        check = [(n, p, tokens_in_of(scorers[n].spec, *p)) for n in ("scifact", "nq") for p in samp[n]]
+        # the token model against the real calls, pair by pair (same prompt, same tokenizer: should be equal)
+        check = [(v.tokens_in, tokens_in_of(scorers[n].spec, *p)) for n in ("scifact", "nq")
+                 for p, v in zip(samp[n], real_day0[n][0])]
         led = Ledger(work / "sim-ledger.sqlite", prices)
         cache = JudgeCache(work / "sim-cache.sqlite", ledger=led)
         sims = {n: TokenModelScorer(s, tokens_in_of, tokens_out, prices, price_as) for n, s in scorers.items()}
@@ -265,7 +268,9 @@ def run_judge_spend(out: str, days: int = 30, queries: int = 300, top_k: int = 1
                             "new_pairs_on_edit_day": {n: e["new_pairs"] for n, e in edit_stats.items()}},
             "pairs_day0": per_day[0]["pairs"], "pairs_last_day": per_day[-1]["pairs"],
             "new_pairs_per_day": (per_day[-1]["pairs"] - per_day[0]["pairs"]) / (days - 1),
-            "tokens_in_model_check": {"pairs": len(check), "mean_tokens_in": sum(c[2] for c in check) / len(check)},
+            "tokens_in_model_check": {"pairs": len(check), "exact": sum(a == b for a, b in check),
+                                      "real_mean": sum(a for a, _ in check) / len(check),
+                                      "modelled_mean": sum(b for _, b in check) / len(check)},
             "real": real, "ledger": sim_ledger, "per_day": per_day,
         }
         png = out_p.with_suffix(".png")
