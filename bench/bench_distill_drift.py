@@ -6,7 +6,8 @@ to another distribution and agreement falls silently. The real case here:
 - **teacher**: the 6-layer cross-encoder ``reranker-l6``; verdict = score > ``--threshold`` (0.5 on its
   sigmoid scale), every verdict through the :class:`distill.judge_cache.JudgeCache` (``--cache``: a
   bounded pool of pairs is scored once, cached, and every stream is drawn from that pool);
-- **student**: :class:`distill.student.EmbeddingPairStudent` (logistic regression on MiniLM features),
+- **student**: :class:`distill.student.FeatureStudent` (logistic regression) on the 2-layer cross-encoder
+  ``reranker-l2``'s logit, query-word overlap and document length (``--student``, see ``ragfix distill judge``),
   trained on the teacher's verdicts for SciFact pairs (``--in-queries`` claims x BM25 top-``--top-k``,
   60% of queries; the other 40% are the in-distribution held-out pool);
 - **shift**: traffic moves to NQ-open and HotpotQA pairs (``--shift-queries`` each), split by query
@@ -49,7 +50,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("distill-drift", help="IX: distilled judge under traffic shift; shadow monitor, escalation, retraining")
     p.add_argument("--out", required=True, help="results JSON (Markdown beside it)")
     p.add_argument("--teacher", default="reranker-l6")
-    p.add_argument("--embedder", default="minilm", help="the student's embedder (registry name)")
+    p.add_argument("--student", default="logreg-ce:reranker-l2", help="see ragfix distill judge --student")
     p.add_argument("--in-queries", type=int, default=150, help="SciFact queries in the pool")
     p.add_argument("--shift-queries", type=int, default=100, help="NQ-open and HotpotQA queries each")
     p.add_argument("--top-k", type=int, default=10)
@@ -73,7 +74,7 @@ def _cmd(args: argparse.Namespace) -> int:
         raise ValueError(f"--audit-share must be in (0, 0.05] (the issue's budget), got {args.audit_share}")
     if args.runs < 1 or args.fa_runs < 1 or args.pre < 1 or args.post < 1:
         raise ValueError("--runs, --fa-runs, --pre and --post must be >= 1")
-    doc = run_distill_drift(**{k: getattr(args, k) for k in ("out", "teacher", "embedder", "in_queries", "shift_queries",
+    doc = run_distill_drift(**{k: getattr(args, k) for k in ("out", "teacher", "student", "in_queries", "shift_queries",
                                                             "top_k", "threshold", "audit_share", "ratio", "pre", "post",
                                                             "runs", "fa_runs", "max_chars", "cache", "seed")})
     m = doc["metrics"]
@@ -102,15 +103,17 @@ def _stream(mon, items: np.ndarray, student: np.ndarray, teacher: np.ndarray) ->
     return {"served": served, "audited_before": audited_before}
 
 
-def run_distill_drift(out: str, teacher: str = "reranker-l6", embedder: str = "minilm", in_queries: int = 150,
+def run_distill_drift(out: str, teacher: str = "reranker-l6", student: str = "logreg-ce:reranker-l2", in_queries: int = 150,
                       shift_queries: int = 100, top_k: int = 10, threshold: float = 0.5, audit_share: float = 0.05,
                       ratio: float = 2.0, pre: int = 2000, post: int = 12000, runs: int = 30, fa_runs: int = 100,
                       max_chars: int = 1000, cache: str = "runs/judge-cache.sqlite", seed: int = 0) -> dict:
-    from bench.distill_cli import build_pool, embed_pairs, split_by_query, teacher_verdicts
+    from bench.distill_cli import _parse_student, build_pool, split_by_query, student_features, teacher_verdicts
     from bench.report import write_results
     from distill.agreement_monitor import ShadowMonitor
-    from distill.student import EmbeddingPairStudent
-    from registry import load_embedder, load_prices
+    from distill.student import FeatureStudent
+    from registry import load_prices
+
+    _parse_student(student)
 
     t_start = time.time()
     prices = load_prices()
@@ -119,15 +122,15 @@ def run_distill_drift(out: str, teacher: str = "reranker-l6", embedder: str = "m
     pool = in_pool + sh_pool
     t_lab, _, teacher_cpu, rep = teacher_verdicts(pool, teacher, cache, threshold, prices)
     gold = np.array([p.gold for p in pool])
-    q, d, embed_cpu = embed_pairs(pool, load_embedder(embedder))
+    X, feat_cpu = student_features(pool, student, cache, prices)
     n_in = len(in_pool)
     tr, held = split_by_query(in_pool, 0.4, seed)
     traffic_rel, fresh_rel = split_by_query(sh_pool, 0.5, seed + 1)
     traffic, fresh = traffic_rel + n_in, fresh_rel + n_in
 
-    student = EmbeddingPairStudent(embedder_name=embedder).fit(q[tr], d[tr], t_lab[tr])
+    model = FeatureStudent(features=student).fit(X[tr], t_lab[tr])
     c0 = time.process_time()
-    s_lab = student.predict(q, d)
+    s_lab = model.predict(X)
     predict_cpu = (time.process_time() - c0) / len(pool)
     k_in = int((s_lab[held] == t_lab[held]).sum())
     in_agree, in_ci = _ci(k_in, len(held))
@@ -176,8 +179,8 @@ def run_distill_drift(out: str, teacher: str = "reranker-l6", embedder: str = "m
         # retrain on the original training set + this run's post-shift shadow labels (audited items only)
         shadow = np.array(sorted({i for i, _ in mon.shadow_ if i >= n_in}), dtype=int)
         idx = np.concatenate([tr, shadow])
-        st2 = EmbeddingPairStudent(embedder_name=embedder).fit(q[idx], d[idx], t_lab[idx])
-        p2 = st2.predict(q[fresh], d[fresh])
+        st2 = FeatureStudent(features=student).fit(X[idx], t_lab[idx])
+        p2 = st2.predict(X[fresh])
         acc = mon.accept(p2, t_lab[fresh], reference=in_agree, tolerance=0.02)
         accepted += acc.accepted
         after.append({"run": r, "shadow_items": int(len(shadow)), "agreement": acc.agreement.estimate,
@@ -185,7 +188,7 @@ def run_distill_drift(out: str, teacher: str = "reranker-l6", embedder: str = "m
     old_fresh_agree = float((s_lab[fresh] == t_lab[fresh]).mean())
 
     teacher_per_1k = 1000 * prices.compute_cost(teacher_cpu)
-    student_per_1k = 1000 * prices.compute_cost(embed_cpu + predict_cpu)
+    student_per_1k = 1000 * prices.compute_cost(feat_cpu + predict_cpu)
     metrics = {
         "agreement": {"in_distribution": in_agree, "in_distribution_ci95": in_ci, "shifted": sh_agree, "shifted_ci95": sh_ci,
                       "shifted_by_source": by_source, "after_retrain": after[0]["agreement"],
@@ -214,7 +217,7 @@ def run_distill_drift(out: str, teacher: str = "reranker-l6", embedder: str = "m
         "cost_per_1k_usd": {"teacher": teacher_per_1k, "student": student_per_1k},
         "cache": {"teacher_calls_paid_this_run": rep.calls, "hits": rep.hits, "pairs": rep.pairs},
     }
-    config = {"teacher": teacher, "student": f"logreg:{embedder}", "in": "scifact", "shift": ["nq", "hotpotqa"],
+    config = {"teacher": teacher, "student": student, "in": "scifact", "shift": ["nq", "hotpotqa"],
               "in_queries": in_queries, "shift_queries": shift_queries, "top_k": top_k, "threshold": threshold,
               "audit_share": audit_share, "ratio": ratio, "pre": pre, "post": post, "runs": runs, "fa_runs": fa_runs,
               "max_chars": max_chars, "seed": seed, "wall_s": round(time.time() - t_start, 1)}

@@ -4,8 +4,10 @@
 is ``score > --threshold`` on the scale ``score_pairs`` returns (sentence-transformers' sigmoid here,
 so 0.5 is logit 0). Every verdict goes through :class:`distill.judge_cache.JudgeCache` (``--cache``),
 so a second run, or the drift bench, pays nothing for pairs already judged -- the cache *is* the
-training set. ``--student logreg:<embedder>`` is :class:`distill.student.EmbeddingPairStudent` on that
-registered embedder's vectors. ``--data`` names one or more pools of :mod:`data.judge_pairs`
+training set. ``--student`` is a :class:`distill.student.FeatureStudent` (logistic regression):
+``logreg-ce:reranker-l2`` (default) on the 2-layer cross-encoder's logit, query-word overlap and document
+length (:func:`distill.student.score_features`; its scores cached too), or ``logreg:<embedder>`` on
+embedding features (:func:`distill.student.pair_features`). ``--data`` names one or more pools of :mod:`data.judge_pairs`
 (``scifact``, ``nq``, ``hotpotqa``: ``--queries`` queries x BM25 top ``--top-k`` each); pairs are split
 by query into train and held-out (``--heldout`` share), so no query is on both sides.
 
@@ -26,7 +28,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["add_parser", "PoolPair", "build_pool", "teacher_verdicts", "embed_pairs", "split_by_query", "distill_judge"]
+__all__ = ["add_parser", "PoolPair", "build_pool", "teacher_verdicts", "embed_pairs", "split_by_query", "distill_judge",
+           "student_features", "STUDENT_KINDS"]
+
+STUDENT_KINDS = ("logreg-ce", "logreg")
 
 
 class PoolPair(NamedTuple):
@@ -42,7 +47,9 @@ def add_parser(subparsers) -> None:
     sub = d.add_subparsers(dest="distill", required=True)
     p = sub.add_parser("judge", help="train a student on a teacher's (cached) verdicts; held-out agreement, cost per 1k")
     p.add_argument("--teacher", default="reranker-l6", help="registered cross-encoder name")
-    p.add_argument("--student", default="logreg:minilm", help="logreg:<registered embedder>")
+    p.add_argument("--student", default="logreg-ce:reranker-l2",
+                   help="logreg-ce:<cross-encoder> (logistic regression on a cheap cross-encoder's logit + overlap + length) "
+                        "or logreg:<embedder> (on embedding features)")
     p.add_argument("--data", default="scifact", help="comma-separated pools: scifact, nq, hotpotqa")
     p.add_argument("--queries", type=int, default=150, help="queries per pool")
     p.add_argument("--top-k", type=int, default=10)
@@ -55,11 +62,33 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=_cmd)
 
 
-def _parse_student(spec: str) -> str:
-    kind, _, emb = spec.partition(":")
-    if kind != "logreg" or not emb:
-        raise ValueError(f"--student must be logreg:<embedder name> (e.g. logreg:minilm), got {spec!r}")
-    return emb
+def _parse_student(spec: str) -> tuple[str, str]:
+    kind, _, name = spec.partition(":")
+    if kind not in STUDENT_KINDS or not name:
+        raise ValueError(f"--student must be logreg-ce:<cross-encoder> (e.g. logreg-ce:reranker-l2) or "
+                         f"logreg:<embedder> (e.g. logreg:minilm), got {spec!r}")
+    return kind, name
+
+
+def student_features(pairs: list[PoolPair], student: str, cache: Path | str, prices) -> tuple[np.ndarray, float]:
+    """The student's feature matrix for ``pairs`` and its CPU seconds per pair (features only; predict is extra).
+
+    ``logreg-ce:<name>``: :func:`distill.student.score_features` of that cross-encoder's scores, themselves
+    cached in the JudgeCache (a cheap scorer is a judge too); ``logreg:<embedder>``:
+    :func:`distill.student.pair_features` of the embeddings (documents included in the CPU time).
+    """
+    from distill.student import pair_features, score_features
+
+    kind, name = _parse_student(student)
+    if kind == "logreg-ce":
+        _, scores, cpu, _ = teacher_verdicts(pairs, name, cache, 0.5, prices)
+        c0 = time.process_time()
+        X = score_features(scores, [p.query for p in pairs], [p.doc for p in pairs])
+        return X, cpu + (time.process_time() - c0) / max(1, len(pairs))
+    from registry import load_embedder
+
+    q, d, cpu = embed_pairs(pairs, load_embedder(name))
+    return pair_features(q, d), cpu
 
 
 def _pools(data: str) -> list[str]:
@@ -123,23 +152,23 @@ def embed_pairs(pairs: list[PoolPair], embedder) -> tuple[np.ndarray, np.ndarray
 def distill_judge(teacher: str, student: str, data: str, out: str, queries: int = 150, top_k: int = 10,
                   threshold: float = 0.5, heldout: float = 0.4, max_chars: int = 1000,
                   cache: str = "runs/judge-cache.sqlite", seed: int = 0) -> dict:
-    from distill.student import EmbeddingPairStudent
+    from distill.student import FeatureStudent
     from monitor.bounds import clopper_pearson
-    from registry import load_embedder, load_prices
+    from registry import load_prices
 
-    emb_name = _parse_student(student)
+    _parse_student(student)
     pools = _pools(data)
     prices = load_prices()
     pairs = [p for src in pools for p in build_pool(src, queries, top_k, seed, max_chars)]
     labels, _, teacher_cpu, rep = teacher_verdicts(pairs, teacher, cache, threshold, prices)
-    q, d, embed_cpu = embed_pairs(pairs, load_embedder(emb_name))
+    X, feat_cpu = student_features(pairs, student, cache, prices)
     tr, te = split_by_query(pairs, heldout, seed)
-    st = EmbeddingPairStudent(embedder_name=emb_name).fit(q[tr], d[tr], labels[tr])
+    st = FeatureStudent(features=student).fit(X[tr], labels[tr])
     c0 = time.process_time()
-    pred = st.predict(q[te], d[te])
+    pred = st.predict(X[te])
     predict_cpu = (time.process_time() - c0) / max(1, len(te))
     agree = clopper_pearson(int((pred == labels[te]).sum()), len(te))
-    student_cpu = embed_cpu + predict_cpu
+    student_cpu = feat_cpu + predict_cpu
     report = {"teacher": teacher, "student": student, "data": pools, "pairs": len(pairs), "train_pairs": int(len(tr)),
               "heldout_pairs": int(len(te)), "teacher_positive_share": float(labels.mean()),
               "agreement": {"value": agree.estimate, "ci95": [agree.lower, agree.upper]},

@@ -5,7 +5,7 @@ from bench.cli import main
 
 
 @pytest.mark.parametrize("argv", [
-    ["distill", "judge", "--student", "svm:minilm"],
+    ["distill", "judge", "--student", "svm:minilm"], ["bench", "distill-drift", "--student", "logreg"],
     ["distill", "judge", "--data", "scifact,msmarco"],
     ["distill", "judge", "--queries", "1"],
     ["bench", "distill-drift", "--audit-share", "0.2"],

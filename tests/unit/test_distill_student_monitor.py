@@ -85,3 +85,20 @@ def test_accept_only_when_agreement_is_back():
     assert mon.accept(good, t, reference=0.95).accepted and not mon.escalating
     with pytest.raises(ValueError, match="too high to monitor"):
         ShadowMonitor.from_heldout(agree=500, n=1000)
+
+
+def test_feature_student_on_a_cheap_scorer_round_trips(tmp_path):
+    from distill.student import FeatureStudent, score_features
+
+    rng = np.random.default_rng(3)
+    n = 400
+    y = (rng.random(n) < 0.3).astype(int)
+    cheap = 1 / (1 + np.exp(-(2.5 * (y - 0.5) + rng.normal(scale=1.0, size=n) - 1.0)))  # miscalibrated: shifted logit
+    X = score_features(cheap, ["a b c"] * n, ["a b x y"] * n)
+    st = FeatureStudent(features="toy").fit(X[:300], y[:300])
+    acc = (st.predict(X[300:]) == y[300:]).mean()
+    assert acc > ((cheap[300:] > 0.5) == y[300:]).mean()  # the fitted threshold beats the cheap model's own 0.5
+    st2 = FeatureStudent.load(st.save(tmp_path / "f"))
+    assert np.array_equal(st2.predict_proba(X), st.predict_proba(X))
+    with pytest.raises(ValueError, match="one length"):
+        score_features(cheap[:3], ["q"] * 4, ["d"] * 4)
