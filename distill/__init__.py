@@ -3,8 +3,11 @@
 * :mod:`distill.ledger` -- Single-LLM Overspend (V): attribution ledger of every LLM / specialist call, priced.
 * :mod:`distill.judge` -- the LLM-judge baseline (relevance, faithfulness, intent) with versioned prompts.
 * :mod:`distill.judge_cache` -- Eval-Spend Overrun (IV): content-addressed, crash-safe verdict cache for any judge.
+* :mod:`distill.student` / :mod:`distill.agreement_monitor` -- Distillation Drift (IX): a student judge trained on
+  the teacher's cached verdicts, and the shadow-sample monitor that escalates and accepts retrained students.
 
-Lift-out needs: nothing (copy ``distill/`` alone; prices and prompts are passed in as objects,
+Lift-out needs: monitor (copy ``distill/`` and ``monitor/``: the SQLite stores open through
+``monitor.sqlite_store``, the drift monitor uses its CUSUM and bounds; prices and prompts are passed in as objects,
 ``registry.load_prices()`` / ``registry.load_judge_prompts()`` read the project's). The example
 below runs from such a copy in ``tests/unit/test_liftout.py``.
 
