@@ -259,3 +259,37 @@ def test_kill_9_mid_refresh_then_resume(tmp_path):
     assert {k: att[key_of[k]] for k in paid} == dict(paid)  # attempts == what the bill says, pair by pair
     assert all(paid[k] == c for k, c in paid_at_commit.items())  # a committed pair is never charged again
     assert twice  # the kills did land mid-call (else this test proves nothing about the in-flight batch)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_8_threads_one_or_many_cache_objects_pay_each_pair_once(tmp_path, shared):
+    spec = JudgeSpec("relevance", "m", "v1", "p", {})
+    scorer = _CountingScorer(spec)
+    one = JudgeCache(tmp_path / "c.sqlite")
+    pairs = _pairs(90)
+    errors, results = [], {}
+    start = threading.Barrier(8)
+
+    def work(t):
+        cache = one if shared else JudgeCache(tmp_path / "c.sqlite")
+        start.wait()
+        try:
+            mine = pairs[t * 5:] + pairs[: t * 5]  # same pairs, different orders
+            verdicts, _ = cache.refresh(scorer, mine)
+            results[t] = dict(zip(mine, verdicts))
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+        finally:
+            if not shared:
+                cache.close()
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    assert set(scorer.paid.values()) == {1} and len(scorer.paid) == 90  # each pair paid once, none lost
+    assert all(results[t] == results[0] for t in results)  # every thread got the same verdicts
+    assert set(one.attempts().values()) == {1} and one.stats()["done"] == 90
+    one.close()
