@@ -7,7 +7,7 @@ kind of work on the same threads, so load on the machine slows both alike:
 | workload | what it times | reference |
 |---|---|---|
 | ``engine_score_pairs_16`` | ``RerankEngine.score_pairs``: tokenise under the truncation policy, plan token-budget batches, pad, forward | one raw forward of the same model on a fixed 16 x 64 batch |
-| ``microbatcher_4x4`` | four threads submitting 4 pairs each to one ``MicroBatcher`` | the same raw forward |
+| ``microbatcher_4x4`` | four threads submitting 4 pairs each to one ``MicroBatcher`` | four threads, each a raw forward of a 4 x 64 batch under one lock |
 | ``plan_batches_20k`` | ``plan_batches`` over 20,000 lengths (numpy sort + a Python loop) | a stable numpy argsort of the lengths + a Python loop over them |
 | ``fuse_zscore_100`` | ``rerank.fusion`` z-score CombSUM of three score lists over 100 candidates | numpy z-scores of three arrays of 100 |
 
@@ -64,10 +64,10 @@ def _pairs() -> list[tuple[str, str]]:
             for n in rng.integers(5, 120, size=16)]
 
 
-def _raw_forward(model) -> Callable[[], object]:
+def _raw_forward(model, rows: int = 16) -> Callable[[], object]:
     import torch
 
-    ids = torch.randint(1000, 2000, (16, 64), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(1000, 2000, (rows, 64), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
 
     def forward() -> object:
@@ -109,7 +109,24 @@ def build_workloads(names: tuple[str, ...] = WORKLOADS, threads: int = 1) -> tup
                 for f in futs:
                     f.result()
 
-            out.append(Workload("microbatcher_4x4", four, forward))
+            # The reference has the workload's threading: four threads, one forward each, serialised on a
+            # lock as the batcher's single model worker would be (load on the machine taxes thread
+            # hand-offs, so a single-threaded reference would drift against this workload).
+            quarter = _raw_forward(model, rows=4)
+            lock = threading.Lock()
+
+            def four_ref() -> None:
+                def one() -> None:
+                    with lock:
+                        quarter()
+
+                ts = [threading.Thread(target=one) for _ in range(4)]
+                for t in ts:
+                    t.start()
+                for t in ts:
+                    t.join()
+
+            out.append(Workload("microbatcher_4x4", four, four_ref))
     if "plan_batches_20k" in names:
         from rerank.batching import plan_batches
 

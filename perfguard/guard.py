@@ -50,7 +50,7 @@ class Guard:
     """
 
     def __init__(self, store: BaselineStore, tolerance: float = 1.5, confirm: int = 2, foreign_tolerance: float = 1.5,
-                 rounds: int = 15, round_s: float = 0.02) -> None:
+                 rounds: int = 11, round_s: float = 0.02) -> None:
         if tolerance <= 1:
             raise ValueError(f"Guard: tolerance must be > 1 (a factor over the baseline), got {tolerance}")
         if confirm < 0:
