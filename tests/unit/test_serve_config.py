@@ -1,0 +1,51 @@
+"""serve.config: defaults are the safe ones, bad settings are refused with the key and the fix."""
+from __future__ import annotations
+
+import pytest
+
+from serve.config import ServeConfigError, load_config
+
+
+def test_defaults_bind_loopback_and_bound_the_queue():
+    c = load_config()
+    assert c.host == "127.0.0.1" and c.max_queue > 0 and c.deadline_ms > 0 and c.bearer_token() is None
+
+
+def test_yaml_then_overrides(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("port: 9000\nmax_queue: 8\nmicrobatch: false\n")
+    c = load_config(p, {"port": 0, "max_queue": None})
+    assert (c.port, c.max_queue, c.microbatch) == (0, 8, False)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("prot: 1\n", ["unknown setting 'prot'", "allowed"]),
+    ("max_queue: -1\n", ["max_queue=-1", ">= 0"]),
+    ("port: 70000\n", ["port=70000"]),
+    ("deadline_ms: soon\n", ["deadline_ms='soon'"]),
+    ("- a\n- b\n", ["must be a mapping"]),
+    ("host: 0.0.0.0\n", ["not a loopback address", "allow_public_bind"]),
+    ("host: 0.0.0.0\nallow_public_bind: true\n", ["no token is set"]),
+])
+def test_bad_settings_name_the_key(tmp_path, text, words):
+    p = tmp_path / "s.yaml"
+    p.write_text(text)
+    with pytest.raises(ServeConfigError) as e:
+        load_config(p)
+    for w in words:
+        assert w in str(e.value)
+    assert str(p) in str(e.value) or "unknown" in str(e.value)
+
+
+def test_token_env_must_be_set(monkeypatch):
+    monkeypatch.delenv("RAGFIX_TEST_NO_SUCH_TOKEN", raising=False)
+    with pytest.raises(ServeConfigError, match="RAGFIX_TEST_NO_SUCH_TOKEN"):
+        load_config(overrides={"token_env": "RAGFIX_TEST_NO_SUCH_TOKEN"}).bearer_token()
+    monkeypatch.setenv("RAGFIX_TEST_NO_SUCH_TOKEN", "s3cret")
+    c = load_config(overrides={"token_env": "RAGFIX_TEST_NO_SUCH_TOKEN"})
+    assert c.bearer_token() == "s3cret" and "s3cret" not in str(c.public())
+
+
+def test_public_bind_with_token_is_allowed():
+    c = load_config(overrides={"host": "0.0.0.0", "allow_public_bind": True, "token": "t"})
+    assert c.host == "0.0.0.0" and c.public()["token"] == "***"
