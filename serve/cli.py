@@ -13,7 +13,7 @@ __all__ = ["add_parser", "main"]
 
 def _overrides(args: argparse.Namespace) -> dict:
     keys = ("host", "port", "model", "backend", "token_budget", "max_queue", "deadline_ms", "max_wait_ms", "max_body_bytes",
-            "token_env", "torch_threads", "drain_timeout_s")
+            "token_env", "torch_threads", "drain_timeout_s", "naive_threads")
     out = {k: getattr(args, k) for k in keys}
     if args.naive:
         out.update(microbatch=False, max_queue=0, deadline_ms=0)
@@ -51,6 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token-env", default=None, help="environment variable holding the bearer token")
     p.add_argument("--torch-threads", type=int, default=None)
     p.add_argument("--drain-timeout-s", type=float, default=None, help="SIGTERM: longest wait for in-flight requests")
+    p.add_argument("--naive-threads", type=int, default=None, help="with --naive: scoring threads of the per-request pool")
     p.add_argument("--naive", action="store_true", help="the baseline: per-request scoring, unbounded queue, no deadline")
     p.add_argument("--allow-public-bind", action="store_true", help="allow a non-loopback --host (needs --token-env)")
     p.set_defaults(func=_cmd)

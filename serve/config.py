@@ -31,6 +31,7 @@ class ServeConfig:
     max_doc_tokens: int | None = None   # document tokens kept per pair (None: all that fit)
     torch_threads: int | None = None    # None: every core
     microbatch: bool = True             # cross-request batching (rerank.microbatch.MicroBatcher)
+    naive_threads: int = 2              # microbatch: false -> scoring threads of the per-request pool
     max_wait_ms: float = 2.0            # micro-batcher wait for more requests after the first
     max_batch_tokens: int = 16384       # micro-batcher: padded tokens gathered before it stops waiting
     max_queue: int = 64                 # requests admitted at once (queued + scoring); 0 = unbounded
@@ -52,7 +53,7 @@ class ServeConfig:
         for key in ("port",):
             if not 0 <= int(getattr(self, key)) <= 65535:
                 raise bad(key, "must be a TCP port 0..65535 (0 picks a free one)")
-        for key in ("token_budget", "max_batch_tokens", "max_body_bytes", "max_documents", "max_text_chars", "retry_after_s"):
+        for key in ("token_budget", "naive_threads", "max_batch_tokens", "max_body_bytes", "max_documents", "max_text_chars", "retry_after_s"):
             if int(getattr(self, key)) < 1:
                 raise bad(key, "must be >= 1")
         for key in ("max_queue",):

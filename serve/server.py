@@ -47,7 +47,7 @@ def build_scorer(config: ServeConfig) -> Scorer:
     engine = build_engine(config)
     if config.microbatch:
         return MicroBatchScorer(engine, config.max_wait_ms, config.max_batch_tokens)
-    return PerRequestScorer(engine)
+    return PerRequestScorer(engine, config.naive_threads)
 
 
 class _DrainingServer:
