@@ -6,7 +6,8 @@ no deadline) and **fixed** (cross-request micro-batching, bounded admission with
 ``Retry-After``, per-request deadlines). The load generator is one asyncio process (httpx) that
 sends real SciFact requests (each claim with its BM25 top-k abstracts, the ``/v1/rerank`` TEI shape):
 
-* closed loop at each ``--concurrency`` level for ``--duration`` seconds: p50/p95/p99 latency of
+* closed loop at each ``--concurrency`` level for ``--duration`` seconds (a refused client waits
+  its ``Retry-After`` before the next request, as a well-behaved client does): p50/p95/p99 latency of
   accepted requests, answered requests/s, ``ok`` / ``rejected`` (429 or 503 carrying
   ``Retry-After``) / ``errors`` (5xx, a refusal without ``Retry-After``, a transport error or a
   client timeout), and requests and pairs per forward pass read from the server's ``/metrics``;
@@ -138,18 +139,20 @@ def _summarise(records: list[tuple[float, float, str]], wall: float) -> dict:
             **counts, "sent": len(records), "wall_s": wall}
 
 
-async def _one(client, url: str, body: dict, timeout: float) -> str:
+async def _one(client, url: str, body: dict, timeout: float) -> tuple[str, float]:
+    """(outcome, Retry-After seconds or 0)."""
     import httpx
 
     try:
         r = await client.post(url + "/v1/rerank", json=body, timeout=timeout)
     except httpx.HTTPError:
-        return "errors"
+        return "errors", 0.0
     if r.status_code == 200:
-        return "ok"
-    if r.status_code in (429, 503) and r.headers.get("retry-after", "").isdigit():
-        return "rejected"
-    return "errors"
+        return "ok", 0.0
+    retry = r.headers.get("retry-after", "")
+    if r.status_code in (429, 503) and retry.isdigit():
+        return "rejected", float(retry)
+    return "errors", 0.0
 
 
 async def _closed_loop(url: str, bodies: list[dict], concurrency: int, duration: float, timeout: float) -> dict:
@@ -164,8 +167,10 @@ async def _closed_loop(url: str, bodies: list[dict], concurrency: int, duration:
         while time.perf_counter() < stop_at:
             i = next(counter)
             s = time.perf_counter()
-            outcome = await _one(client, url, bodies[i % len(bodies)], timeout)
+            outcome, retry = await _one(client, url, bodies[i % len(bodies)], timeout)
             records.append((s - t0, time.perf_counter() - s, outcome))
+            if retry:  # a well-behaved client honours Retry-After (within the run's time)
+                await asyncio.sleep(max(0.0, min(retry, stop_at - time.perf_counter())))
 
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)) as client:
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
@@ -184,7 +189,7 @@ async def _open_loop(url: str, bodies: list[dict], rate: float, duration: float,
         if delay > 0:
             await asyncio.sleep(delay)
         s = time.perf_counter()
-        outcome = await _one(client, url, bodies[i % len(bodies)], timeout)
+        outcome, _ = await _one(client, url, bodies[i % len(bodies)], timeout)
         records.append((s - t0, time.perf_counter() - s, outcome))
 
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=n + 4, max_keepalive_connections=64)) as client:

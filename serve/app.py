@@ -148,7 +148,13 @@ class RerankRequest(BaseModel):
 
 
 class ServeState:
-    """Admission bookkeeping shared by the app and the SIGTERM drain (:mod:`serve.server`)."""
+    """Admission bookkeeping shared by the app and the SIGTERM drain (:mod:`serve.server`).
+
+    The wait estimate is ``(depth ahead + 1) x sec_per_request``, where ``sec_per_request`` is an
+    EWMA of each answered request's time in the scorer divided by its position at admission
+    (``latency / (ahead + 1)``): the time one queue slot takes to clear at the current load,
+    smooth under micro-batching (completions arrive in bursts, a per-slot time does not).
+    """
 
     def __init__(self) -> None:
         self.ready = False
@@ -156,8 +162,7 @@ class ServeState:
         self.load_error: str | None = None
         self.inflight = 0
         self.lock = threading.Lock()
-        self.sec_per_request = 0.05  # EWMA of the interval between completions while busy (1 / throughput)
-        self.last_done = 0.0
+        self.sec_per_request = 0.05  # replaced by the warm-up request's time at load
         self.idle = threading.Event()
         self.idle.set()
 
@@ -171,14 +176,12 @@ class ServeState:
             self.idle.clear()
             return ahead
 
-    def release(self, completed: bool) -> None:
+    def release(self, latency_s: float | None = None, ahead: int = 0) -> None:
+        """Free a slot; ``latency_s`` (answered requests only) updates the per-slot time."""
         with self.lock:
             self.inflight -= 1
-            now = time.perf_counter()
-            if completed and self.last_done and self.inflight > 0:
-                self.sec_per_request = 0.9 * self.sec_per_request + 0.1 * (now - self.last_done)
-            if completed:
-                self.last_done = now
+            if latency_s is not None:
+                self.sec_per_request = 0.8 * self.sec_per_request + 0.2 * latency_s / (ahead + 1)
             if self.inflight == 0:
                 self.idle.set()
 
@@ -277,6 +280,9 @@ def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer]
         try:
             scorer = load_scorer(config)
             scorer.submit([("warm-up query", "warm-up document")]).result()  # first call: allocator, thread pools
+            t = time.perf_counter()
+            scorer.submit([("warm-up query", "warm-up document " * 40)] * 8).result()
+            state.sec_per_request = time.perf_counter() - t  # first wait estimate; answered requests refine it
             scorer.take_batch_stats()
             holder["scorer"] = scorer
             state.ready = True
@@ -400,7 +406,7 @@ def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer]
         if ahead is None:
             return refuse(429, "queue_full", f"{config.max_queue} requests already queued (max_queue); retry after the Retry-After seconds",
                           _retry_after(config.max_queue))
-        completed = False
+        latency: float | None = None
         metrics.queue_depth.inc()
         try:
             if deadline_s is not None and state.wait_estimate_s(ahead) > deadline_s:
@@ -415,9 +421,9 @@ def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer]
             except (asyncio.TimeoutError, TimeoutError):
                 cf.cancel()  # not started yet: the micro-batcher skips it
                 return refuse(503, "deadline", f"not scored within the {deadline_s * 1000:.0f} ms deadline", _retry_after(state.inflight))
-            completed = True
+            latency = time.perf_counter() - t0
         finally:
-            state.release(completed)
+            state.release(latency, ahead)
             metrics.queue_depth.dec()
         t_score = time.perf_counter() - t0
         logits = np.asarray(logits, dtype=np.float64)

@@ -49,3 +49,17 @@ def test_token_env_must_be_set(monkeypatch):
 def test_public_bind_with_token_is_allowed():
     c = load_config(overrides={"host": "0.0.0.0", "allow_public_bind": True, "token": "t"})
     assert c.host == "0.0.0.0" and c.public()["token"] == "***"
+
+
+def test_admission_bound_and_wait_estimate():
+    from serve.app import ServeState
+
+    st = ServeState()
+    st.sec_per_request = 0.1
+    assert [st.admit(2), st.admit(2), st.admit(2)] == [0, 1, None]  # the third is refused (429)
+    assert not st.idle.is_set() and abs(st.wait_estimate_s(1) - 0.2) < 1e-9
+    st.release(0.4, ahead=1)  # answered after 0.4 s with one ahead: 0.2 s per slot
+    assert abs(st.sec_per_request - (0.8 * 0.1 + 0.2 * 0.2)) < 1e-9
+    st.release(None)  # refused or timed out: no update
+    assert st.inflight == 0 and st.idle.is_set()
+    assert st.admit(0) == 0  # 0 = unbounded
