@@ -308,7 +308,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="load test of ragfix serve on loopback: naive vs fixed server, closed loop + 2x capacity (VIII)")
     p.add_argument("--data", default=str(data_root() / "scifact"), help="BEIR-layout folder (test split)")
     p.add_argument("--model", default="reranker-l6", help="registry name or folder (reranker-l2 is ~3x cheaper per pair)")
-    p.add_argument("--backend", default="fp32", choices=["fp32", "bf16", "int8", "onnx", "onnx-int8"])
+    from rerank.backends import BACKENDS
+
+    p.add_argument("--backend", default="fp32", choices=list(BACKENDS))
     p.add_argument("--k", type=positive_int, default=10, help="BM25 passages per request")
     p.add_argument("--max-chars", type=positive_int, default=600, help="characters kept per passage")
     p.add_argument("--limit", type=positive_int, default=200, help="SciFact test claims to draw requests from")

@@ -18,6 +18,9 @@ out. Here every ``/v1`` request passes admission first:
 No response carries a stack trace: an unexpected error is logged server-side and answered
 ``500 {"error": {"type": "internal_error", ...}}`` with a request id to find the log line.
 
+Leaves out: ``/v1/answer`` and the other pipeline endpoints (the pipeline is not importable from
+serve yet: docs/serve.md), priorities between requests, streaming, TLS (terminate it in front).
+
 Request and response shapes follow Cohere's ``/v1/rerank`` (``documents``, ``top_n``,
 ``return_documents`` -> ``{"results": [{"index", "relevance_score", "document"}]}``) and Hugging
 Face text-embeddings-inference's ``/rerank`` (``texts``, ``raw_scores``, ``return_text`` -> a list

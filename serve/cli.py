@@ -42,7 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1; others need allow_public_bind and a token)")
     p.add_argument("--port", type=int, default=None, help="TCP port (default 8080; 0 picks a free one)")
     p.add_argument("--model", default=None, help="registry name (configs/models.yaml) or cross-encoder folder (default reranker-l6)")
-    p.add_argument("--backend", default=None, choices=["fp32", "bf16", "int8", "onnx", "onnx-int8"])
+    from rerank.backends import BACKENDS
+
+    p.add_argument("--backend", default=None, choices=list(BACKENDS))
     p.add_argument("--token-budget", type=int, default=None, help="padded tokens per forward pass")
     p.add_argument("--max-queue", type=int, default=None, help="requests admitted at once; 429 beyond (0: unbounded)")
     p.add_argument("--deadline-ms", type=float, default=None, help="default per-request deadline (0: none)")

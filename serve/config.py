@@ -62,6 +62,10 @@ class ServeConfig:
         for key in ("max_wait_ms", "deadline_ms", "drain_timeout_s"):
             if float(getattr(self, key)) < 0:
                 raise bad(key, "must be >= 0")
+        from rerank.backends import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise bad("backend", f"is not one of {', '.join(BACKENDS)}")
         if self.torch_threads is not None and int(self.torch_threads) < 1:
             raise bad("torch_threads", "must be >= 1 or null (every core)")
         if self.max_doc_tokens is not None and int(self.max_doc_tokens) < 1:

@@ -24,6 +24,7 @@ def test_yaml_then_overrides(tmp_path):
     ("port: 70000\n", ["port=70000"]),
     ("deadline_ms: soon\n", ["deadline_ms='soon'"]),
     ("- a\n- b\n", ["must be a mapping"]),
+    ("backend: fp16\n", ["backend='fp16'", "fp32"]),
     ("host: 0.0.0.0\n", ["not a loopback address", "allow_public_bind"]),
     ("host: 0.0.0.0\nallow_public_bind: true\n", ["no token is set"]),
 ])
