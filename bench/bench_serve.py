@@ -36,7 +36,7 @@ import numpy as np
 
 from bench.argtypes import positive_float, positive_int
 
-__all__ = ["add_parser", "run_serve_bench", "markdown"]
+__all__ = ["add_parser", "run_serve_bench", "markdown", "plot"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ("naive", "fixed")
@@ -289,6 +289,33 @@ def markdown(r: dict, command: str) -> str:
     return "\n".join(lines)
 
 
+def plot(r: dict, out: Path | str) -> Path:
+    """p99 latency of accepted requests and answered req/s per load level, naive beside fixed, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = list(r["metrics"]["fixed"])
+    x = np.arange(len(levels))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for i, name in enumerate(SERVERS):
+        m = r["metrics"][name]
+        a.bar(x + (i - 0.5) * 0.38, [(m[k]["p99_ms"] or 0) / 1000 for k in levels], 0.38, label=name)
+        b.bar(x + (i - 0.5) * 0.38, [m[k]["rps"] for k in levels], 0.38, label=name)
+    names = [k if k != "overload" else f"2x cap\n({2 * r['capacity_rps']:.1f}/s)" for k in levels]
+    for ax, title in ((a, "p99 latency of accepted requests (s)"), (b, "answered requests/s")):
+        ax.set_xticks(x, names)
+        ax.set_xlabel("concurrent clients (closed loop) / open-loop rate")
+        ax.set_title(title, fontsize=10)
+        ax.legend()
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def _cmd(args: argparse.Namespace) -> int:
     import shlex
 
@@ -298,6 +325,7 @@ def _cmd(args: argparse.Namespace) -> int:
     r = run_serve_bench(args)
     md = markdown(r, "ragfix " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     write_results(out, r["config"], r["metrics"], markdown=md, **{k: v for k, v in r.items() if k not in ("metrics", "config")})
+    plot(r, out.with_suffix(".png"))
     print(md)
     return 0
 

@@ -50,3 +50,12 @@ def test_serve_bad_config_exits_2_without_traceback(tmp_path, capsys):
     assert main(["serve", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "max_queue='lots'" in err and "Traceback" not in err
+
+
+def test_plot_writes_a_png(tmp_path):
+    from bench.bench_serve import plot
+
+    row = {"p99_ms": 100.0, "rps": 2.0}
+    r = {"capacity_rps": 2.0, "metrics": {s: {"1": row, "overload": {"p99_ms": None, "rps": 1.0}} for s in ("naive", "fixed")}}
+    out = plot(r, tmp_path / "s.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
