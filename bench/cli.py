@@ -14,9 +14,9 @@ __all__ = ["main", "build_parser"]
 # (e.g. `ragfix calibrate ...`, `ragfix diagnose ...`, `ragfix train ...`, `ragfix report ...`).
 BENCH_MODULES = ["bench.bench_retrieval", "bench.bench_thresholds", "bench.bench_cascade", "bench.bench_rerank",
                  "bench.bench_specialists", "bench.bench_pipeline", "bench.bench_faithfulness", "bench.context_cli:add_bench_parser",
-                 "bench.bench_eval_drift", "bench.bench_judge_spend", "bench.bench_distill_drift"]
+                 "bench.bench_eval_drift", "bench.bench_judge_spend", "bench.bench_distill_drift", "bench.bench_serve"]
 COMMAND_MODULES = ["bench.demo", "bench.calibrate_cli", "bench.diagnose_cli", "bench.train_cli", "bench.report_cli",
-                   "bench.distill_cli", "bench.perf_cli", "bench.cache_cli"]
+                   "bench.distill_cli", "bench.perf_cli", "bench.cache_cli", "serve.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,10 +10,12 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("retrieval", "rerank", "generate", "cascade", "distill", "monitor", "bench", "registry", "data")
+# Every root package (pyproject's import-linter list): the CLI registers commands from several of them.
+PACKAGES = tuple(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]["root_packages"])
 
 _CHECK = r'''
 import os, sys

@@ -11,12 +11,14 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("retrieval", "rerank", "generate", "cascade", "distill", "monitor", "bench", "registry", "data")
+# Every root package the contracts name (read from pyproject.toml, so a package added there is copied too).
+PACKAGES = tuple(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]["root_packages"])
 LINT = Path(sys.executable).with_name("lint-imports")
 
 pytestmark = pytest.mark.skipif(not LINT.is_file(), reason="import-linter not installed (pip install -r requirements.txt)")
@@ -46,6 +48,8 @@ def test_contracts_hold_on_the_repository_copy(tmp_path):
     ("cascade/intent.py", "import data.clinc", "cascade is not allowed to import data"),
     ("distill/ledger.py", "from bench.metrics import ndcg_at_k", "distill is not allowed to import bench"),
     ("monitor/drift.py", "from rerank.fusion import zscore", "monitor is not allowed to import rerank"),
+    ("rerank/engine.py", "from serve.app import create_app", "rerank is not allowed to import serve"),
+    ("serve/app.py", "from bench.report import write_results", "serve is not allowed to import bench"),
 ])
 def test_an_import_inside_a_function_breaks_the_contract(tmp_path, module, line, contract):
     tmp = _copy(tmp_path)

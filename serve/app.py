@@ -1,0 +1,452 @@
+"""The FastAPI application: ``/v1/rerank`` behind admission control, health, readiness and metrics.
+
+Failure mode VIII (Reranker on the Request Path), at the server: without a bound, a reranker
+behind an endpoint accepts every request and lets latency grow with the queue until clients time
+out. Here every ``/v1`` request passes admission first:
+
+* more than ``max_queue`` requests admitted at once -> ``429`` with ``Retry-After`` (the estimated
+  time for the queue to drain);
+* the estimated wait already exceeds the request's deadline (``X-Request-Timeout-Ms`` header, or
+  ``deadline_ms``) -> ``503`` with ``Retry-After``; a request still unscored at its deadline is
+  cancelled (the micro-batcher skips it) and gets the same ``503``;
+* a body over ``max_body_bytes``, more than ``max_documents`` documents or a text over
+  ``max_text_chars`` -> ``413``; a malformed JSON body -> ``400``; a body that fails validation ->
+  ``422`` naming the field; a wrong or missing bearer token (when one is set) -> ``401``;
+* draining after SIGTERM (:mod:`serve.server`) -> ``503`` with ``Retry-After`` and
+  ``Connection: close``; requests admitted before the signal finish.
+
+No response carries a stack trace: an unexpected error is logged server-side and answered
+``500 {"error": {"type": "internal_error", ...}}`` with a request id to find the log line.
+
+Leaves out: ``/v1/answer`` and the other pipeline endpoints (the pipeline is not importable from
+serve yet: docs/serve.md), priorities between requests, streaming, TLS (terminate it in front).
+
+Request and response shapes follow Cohere's ``/v1/rerank`` (``documents``, ``top_n``,
+``return_documents`` -> ``{"results": [{"index", "relevance_score", "document"}]}``) and Hugging
+Face text-embeddings-inference's ``/rerank`` (``texts``, ``raw_scores``, ``return_text`` -> a list
+of ``{"index", "score", "text"}``), so either client works. Scores are the cross-encoder's
+sigmoid (``raw_scores: true`` returns logits).
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import math
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serve.config import ServeConfig
+
+__all__ = ["Scorer", "MicroBatchScorer", "PerRequestScorer", "ServeState", "create_app", "RerankRequest"]
+
+log = logging.getLogger("ragfix.serve")
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Scorer(Protocol):
+    """What the app scores with: a future of logits for ``pairs`` (cancel it to skip unstarted work)."""
+
+    name: str
+
+    def submit(self, pairs: Sequence[tuple[str, str]]) -> Future: ...
+
+    def take_batch_stats(self) -> tuple[list[int], list[int]]: ...
+
+    def close(self) -> None: ...
+
+
+class MicroBatchScorer:
+    """The fixed server: one :class:`rerank.microbatch.MicroBatcher` worker batches across requests."""
+
+    def __init__(self, engine: Any, max_wait_ms: float, max_batch_tokens: int) -> None:
+        from rerank.microbatch import MicroBatcher
+
+        self.engine = engine
+        self.name = f"{engine.name}+microbatch"
+        self.batcher = MicroBatcher(engine, max_wait_ms=max_wait_ms, max_tokens=max_batch_tokens)
+
+    def submit(self, pairs: Sequence[tuple[str, str]]) -> Future:
+        return self.batcher.submit(pairs)
+
+    def take_batch_stats(self) -> tuple[list[int], list[int]]:
+        """(requests per forward pass, pairs per forward pass) since the last call; the lists are emptied."""
+        return _take(self.batcher.requests_per_pass_), _take(self.engine.batch_sizes_)
+
+    def close(self) -> None:
+        self.batcher.close()
+
+
+class PerRequestScorer:
+    """The naive server: each request scores its own pairs on a thread of an unbounded-queue pool."""
+
+    def __init__(self, engine: Any, threads: int = 8) -> None:
+        self.engine = engine
+        self.name = f"{engine.name}+per-request"
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="rerank-per-request")
+
+    def submit(self, pairs: Sequence[tuple[str, str]]) -> Future:
+        return self.pool.submit(self.engine.score_pairs, pairs)
+
+    def take_batch_stats(self) -> tuple[list[int], list[int]]:
+        sizes = _take(self.engine.batch_sizes_)
+        return [], sizes
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def _take(values: list) -> list:
+    n = len(values)
+    out = values[:n]
+    del values[:n]  # list slicing and deletion are atomic under the GIL; appends after n survive
+    return out
+
+
+class DocumentObject(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    text: str
+
+
+class RerankRequest(BaseModel):
+    """A Cohere-shaped (``documents``) or TEI-shaped (``texts``) rerank request."""
+
+    model_config = ConfigDict(extra="ignore")
+    query: str = Field(min_length=1)
+    documents: list[str | DocumentObject] | None = None
+    texts: list[str] | None = None
+    top_n: int | None = Field(default=None, ge=1)
+    return_documents: bool = False
+    raw_scores: bool = False
+    return_text: bool = False
+    model: str | None = None
+
+    @model_validator(mode="after")
+    def _one_list(self) -> "RerankRequest":
+        if (self.documents is None) == (self.texts is None):
+            raise ValueError("give exactly one of 'documents' (Cohere shape) or 'texts' (TEI shape)")
+        if not (self.documents if self.documents is not None else self.texts):
+            raise ValueError("the document list is empty; send at least one document")
+        return self
+
+    def doc_texts(self) -> list[str]:
+        if self.texts is not None:
+            return list(self.texts)
+        return [d if isinstance(d, str) else d.text for d in self.documents or []]
+
+
+class ServeState:
+    """Admission bookkeeping shared by the app and the SIGTERM drain (:mod:`serve.server`).
+
+    The wait estimate is ``(depth ahead + 1) x sec_per_request``, where ``sec_per_request`` is an
+    EWMA of each answered request's time in the scorer divided by its position at admission
+    (``latency / (ahead + 1)``): the time one queue slot takes to clear at the current load,
+    smooth under micro-batching (completions arrive in bursts, a per-slot time does not).
+    """
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.draining = False
+        self.load_error: str | None = None
+        self.inflight = 0
+        self.lock = threading.Lock()
+        self.sec_per_request = 0.05  # replaced by the warm-up request's time at load
+        self.idle = threading.Event()
+        self.idle.set()
+
+    def admit(self, limit: int) -> int | None:
+        """Take a slot; returns the depth ahead, or None when ``limit`` (> 0) slots are taken."""
+        with self.lock:
+            if limit and self.inflight >= limit:
+                return None
+            ahead = self.inflight
+            self.inflight += 1
+            self.idle.clear()
+            return ahead
+
+    def release(self, latency_s: float | None = None, ahead: int = 0) -> None:
+        """Free a slot; ``latency_s`` (answered requests only) updates the per-slot time."""
+        with self.lock:
+            self.inflight -= 1
+            if latency_s is not None:
+                self.sec_per_request = 0.8 * self.sec_per_request + 0.2 * latency_s / (ahead + 1)
+            if self.inflight == 0:
+                self.idle.set()
+
+    def wait_estimate_s(self, ahead: int) -> float:
+        return (ahead + 1) * self.sec_per_request
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("ragfix_serve_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=r)
+        self.latency = Histogram("ragfix_serve_request_seconds", "Request latency by endpoint (admitted requests)", ["endpoint"],
+                                 buckets=_LATENCY_BUCKETS, registry=r)
+        self.stage = Histogram("ragfix_serve_stage_seconds", "Per-stage latency: tokenize+queue+score (score), whole handler (total)",
+                               ["stage"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.rejected = Counter("ragfix_serve_rejected", "Requests refused before scoring, by reason", ["reason"], registry=r)
+        self.queue_depth = Gauge("ragfix_serve_queue_depth", "Requests admitted and not yet answered", registry=r)
+        self.batch_requests = Histogram("ragfix_serve_batch_requests", "Requests merged into one micro-batch pass",
+                                        buckets=_BATCH_BUCKETS, registry=r)
+        self.batch_pairs = Histogram("ragfix_serve_batch_pairs", "Pairs per forward pass", buckets=_BATCH_BUCKETS, registry=r)
+        self.pairs = Counter("ragfix_serve_pairs", "Query-document pairs scored", registry=r)
+
+
+def _error(status: int, kind: str, message: str, retry_after: int | None = None, close: bool = False, **extra: Any) -> JSONResponse:
+    headers = {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(int(retry_after))
+    if close:
+        headers["Connection"] = "close"
+    return JSONResponse({"error": {"type": kind, "message": message, **extra}}, status_code=status, headers=headers)
+
+
+class _BodyLimit:
+    """ASGI middleware: refuse bodies over ``limit`` bytes with 413 before the app reads them.
+
+    A declared ``Content-Length`` over the limit is refused without reading; a chunked body is read
+    up to the limit (never more) and replayed to the app.
+    """
+
+    def __init__(self, app: Any, limit: int, on_reject: Callable[[], None]) -> None:
+        self.app, self.limit, self.on_reject = app, limit, on_reject
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_big = False
+        if declared is not None:
+            try:
+                too_big = int(declared) > self.limit
+            except ValueError:
+                return await _error(400, "invalid_request", "Content-Length is not an integer")(scope, receive, send)
+        messages: list[dict] = []
+        if not too_big and declared is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+            size = 0
+            while True:
+                msg = await receive()
+                messages.append(msg)
+                if msg["type"] != "http.request":
+                    break
+                size += len(msg.get("body", b""))
+                if size > self.limit:
+                    too_big = True
+                    break
+                if not msg.get("more_body"):
+                    break
+        if too_big:
+            self.on_reject()
+            return await _error(413, "payload_too_large", f"request body over {self.limit} bytes (max_body_bytes); send fewer or shorter documents",
+                                close=True)(scope, receive, send)
+        if not messages:
+            return await self.app(scope, receive, send)
+        replay = iter(messages)
+
+        async def replay_receive() -> dict:
+            try:
+                return next(replay)
+            except StopIteration:
+                return await receive()
+
+        return await self.app(scope, replay_receive, send)
+
+
+def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer], state: ServeState | None = None) -> FastAPI:
+    """Build the app; ``load_scorer(config)`` runs on a background thread at startup (``/readyz`` waits for it).
+
+    ``state`` is shared with :func:`serve.server.run` so SIGTERM can start the drain.
+    """
+    state = state or ServeState()
+    metrics = _Metrics()
+    token = config.bearer_token()
+    holder: dict[str, Scorer] = {}
+
+    def load() -> None:
+        try:
+            scorer = load_scorer(config)
+            scorer.submit([("warm-up query", "warm-up document")]).result()  # first call: allocator, thread pools
+            t = time.perf_counter()
+            scorer.submit([("warm-up query", "warm-up document " * 40)] * 8).result()
+            state.sec_per_request = time.perf_counter() - t  # first wait estimate; answered requests refine it
+            scorer.take_batch_stats()
+            holder["scorer"] = scorer
+            state.ready = True
+            log.info("ragfix serve: %s ready", scorer.name)
+        except Exception as exc:  # the server stays up and says why on /readyz
+            state.load_error = f"{type(exc).__name__}: {exc}"
+            log.exception("ragfix serve: loading the model failed")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        threading.Thread(target=load, name="ragfix-serve-load", daemon=True).start()
+        yield
+        scorer = holder.get("scorer")
+        if scorer is not None:
+            await asyncio.to_thread(scorer.close)
+
+    app = FastAPI(title="ragfix serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.serve_state = state
+    app.state.metrics = metrics
+
+    def require_token(request: Request) -> None:
+        if token is None:
+            return
+        got = request.headers.get("authorization", "")
+        scheme, _, value = got.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+            metrics.rejected.labels("unauthorized").inc()
+            raise StarletteHTTPException(401, "missing or wrong bearer token; send 'Authorization: Bearer <token>'",
+                                         headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        resp = _error(exc.status_code, kind, str(exc.detail))
+        for k, v in (exc.headers or {}).items():
+            resp.headers[k] = v
+        metrics.requests.labels(request.url.path if request.url.path.startswith("/v1") else "other", str(exc.status_code)).inc()
+        return resp
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            status, kind, msg = 400, "invalid_json", "the body is not valid JSON"
+        else:
+            status, kind, msg = 422, "invalid_request", "the body does not match the schema; see 'details'"
+        details = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in errors[:20]]
+        metrics.requests.labels(request.url.path, str(status)).inc()
+        return _error(status, kind, msg, details=details)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        rid = uuid.uuid4().hex[:12]
+        log.error("ragfix serve: request %s failed", rid, exc_info=exc)
+        metrics.requests.labels(request.url.path, "500").inc()
+        return _error(500, "internal_error", "internal error; the server log has the details", request_id=rid)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        if state.draining:
+            return _error(503, "draining", "the server is shutting down", retry_after=config.retry_after_s)
+        if state.load_error:
+            return _error(503, "load_failed", state.load_error)
+        if not state.ready:
+            return _error(503, "loading", "the model is loading", retry_after=config.retry_after_s)
+        return JSONResponse({"status": "ready", "model": holder["scorer"].name})
+
+    @app.get("/metrics", dependencies=[Depends(require_token)])
+    async def metrics_text() -> PlainTextResponse:
+        _sync_batches()
+        return PlainTextResponse(generate_latest(metrics.registry).decode(), media_type=CONTENT_TYPE_LATEST)
+
+    def _sync_batches() -> None:
+        scorer = holder.get("scorer")
+        if scorer is None:
+            return
+        per_pass, pairs = scorer.take_batch_stats()
+        for n in per_pass:
+            metrics.batch_requests.observe(n)
+        for n in pairs:
+            metrics.batch_pairs.observe(n)
+
+    def _retry_after(ahead: int) -> int:
+        return max(config.retry_after_s, math.ceil(state.wait_estimate_s(ahead)))
+
+    @app.post("/v1/rerank", dependencies=[Depends(require_token)])
+    async def rerank(body: RerankRequest, request: Request) -> Any:
+        endpoint = "/v1/rerank"
+        t0 = time.perf_counter()
+
+        def refuse(status: int, reason: str, message: str, retry: int | None = None, close: bool = False) -> JSONResponse:
+            metrics.rejected.labels(reason).inc()
+            metrics.requests.labels(endpoint, str(status)).inc()
+            return _error(status, reason, message, retry_after=retry, close=close)
+
+        if state.draining:
+            return refuse(503, "draining", "the server is shutting down; retry on another instance", config.retry_after_s, close=True)
+        if not state.ready:
+            return refuse(503, "loading", state.load_error or "the model is loading", config.retry_after_s)
+        texts = body.doc_texts()
+        if len(texts) > config.max_documents:
+            return refuse(413, "too_many_documents", f"{len(texts)} documents; the limit is {config.max_documents} (max_documents)")
+        longest = max([len(body.query)] + [len(t) for t in texts])
+        if longest > config.max_text_chars:
+            return refuse(413, "text_too_long", f"a text of {longest} characters; the limit is {config.max_text_chars} (max_text_chars)")
+        deadline_s = config.deadline_ms / 1000.0 if config.deadline_ms else None
+        header = request.headers.get("x-request-timeout-ms")
+        if header is not None:
+            try:
+                asked = float(header)
+                if not asked > 0 or not math.isfinite(asked):
+                    raise ValueError
+            except ValueError:
+                return refuse(400, "invalid_request", f"X-Request-Timeout-Ms={header!r}: must be a positive number of milliseconds")
+            deadline_s = asked / 1000.0 if deadline_s is None else min(deadline_s, asked / 1000.0)
+        ahead = state.admit(config.max_queue)
+        if ahead is None:
+            return refuse(429, "queue_full", f"{config.max_queue} requests already queued (max_queue); retry after the Retry-After seconds",
+                          _retry_after(config.max_queue))
+        latency: float | None = None
+        metrics.queue_depth.inc()
+        try:
+            if deadline_s is not None and state.wait_estimate_s(ahead) > deadline_s:
+                return refuse(503, "deadline", f"estimated wait {state.wait_estimate_s(ahead) * 1000:.0f} ms exceeds the "
+                              f"{deadline_s * 1000:.0f} ms deadline", _retry_after(ahead))
+            pairs = [(body.query, t) for t in texts]
+            loop = asyncio.get_running_loop()
+            cf = await loop.run_in_executor(None, holder["scorer"].submit, pairs)  # tokenizes off the event loop
+            left = None if deadline_s is None else max(0.0, deadline_s - (time.perf_counter() - t0))
+            try:
+                logits = await asyncio.wait_for(asyncio.wrap_future(cf), left)
+            except (asyncio.TimeoutError, TimeoutError):
+                cf.cancel()  # not started yet: the micro-batcher skips it
+                return refuse(503, "deadline", f"not scored within the {deadline_s * 1000:.0f} ms deadline", _retry_after(state.inflight))
+            latency = time.perf_counter() - t0
+        finally:
+            state.release(latency, ahead)
+            metrics.queue_depth.dec()
+        t_score = time.perf_counter() - t0
+        logits = np.asarray(logits, dtype=np.float64)
+        scores = logits if body.raw_scores else 1.0 / (1.0 + np.exp(-logits))
+        order = np.argsort(-scores, kind="stable")
+        if body.top_n is not None:
+            order = order[: body.top_n]
+        metrics.pairs.inc(len(pairs))
+        metrics.stage.labels("score").observe(t_score)
+        _sync_batches()
+        total = time.perf_counter() - t0
+        metrics.stage.labels("total").observe(total)
+        metrics.latency.labels(endpoint).observe(total)
+        metrics.requests.labels(endpoint, "200").inc()
+        if body.texts is not None:  # TEI shape: a bare list
+            return [{"index": int(i), "score": float(scores[i]), **({"text": texts[i]} if body.return_text else {})} for i in order]
+        results = [{"index": int(i), "relevance_score": float(scores[i]),
+                    **({"document": {"text": texts[i]}} if body.return_documents else {})} for i in order]
+        return {"id": uuid.uuid4().hex, "results": results,
+                "meta": {"model": holder["scorer"].name, "timings_ms": {"score": t_score * 1000, "total": total * 1000}}}
+
+    app.add_middleware(_BodyLimit, limit=config.max_body_bytes, on_reject=lambda: metrics.rejected.labels("too_large").inc())
+    return app

@@ -1,0 +1,68 @@
+"""``ragfix serve``: parse flags, read ``--config``, start :func:`serve.server.run` (parsing only here).
+
+Registered by ``bench.cli`` through its ``COMMAND_MODULES`` list by name, so bench does not import
+serve (they are independent siblings in the layers contract).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["add_parser", "main"]
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    keys = ("host", "port", "model", "backend", "token_budget", "max_queue", "deadline_ms", "max_wait_ms", "max_body_bytes",
+            "token_env", "torch_threads", "drain_timeout_s", "naive_threads")
+    out = {k: getattr(args, k) for k in keys}
+    if args.naive:
+        out.update(microbatch=False, max_queue=0, deadline_ms=0)
+    if args.allow_public_bind:
+        out["allow_public_bind"] = True
+    return out
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    from serve.config import ServeConfigError, load_config
+    from serve.server import run
+
+    try:
+        config = load_config(args.config, _overrides(args))
+        config.bearer_token()
+    except ServeConfigError as exc:
+        print(f"ragfix serve: error: {exc}", file=sys.stderr)
+        return 2
+    return run(config)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``ragfix serve`` to ``sub``; flags override the ``--config`` YAML (docs/serve.md)."""
+    p = sub.add_parser("serve", help="serve the reranker over HTTP (/v1/rerank, /healthz, /readyz, /metrics) with backpressure")
+    p.add_argument("--config", default=None, help="YAML settings (e.g. configs/serve.yaml); flags override it")
+    p.add_argument("--host", default=None, help="bind address (default 127.0.0.1; others need allow_public_bind and a token)")
+    p.add_argument("--port", type=int, default=None, help="TCP port (default 8080; 0 picks a free one)")
+    p.add_argument("--model", default=None, help="registry name (configs/models.yaml) or cross-encoder folder (default reranker-l6)")
+    from rerank.backends import BACKENDS
+
+    p.add_argument("--backend", default=None, choices=list(BACKENDS))
+    p.add_argument("--token-budget", type=int, default=None, help="padded tokens per forward pass")
+    p.add_argument("--max-queue", type=int, default=None, help="requests admitted at once; 429 beyond (0: unbounded)")
+    p.add_argument("--deadline-ms", type=float, default=None, help="default per-request deadline (0: none)")
+    p.add_argument("--max-wait-ms", type=float, default=None, help="micro-batcher wait for more requests")
+    p.add_argument("--max-body-bytes", type=int, default=None, help="413 above this body size")
+    p.add_argument("--token-env", default=None, help="environment variable holding the bearer token")
+    p.add_argument("--torch-threads", type=int, default=None)
+    p.add_argument("--drain-timeout-s", type=float, default=None, help="SIGTERM: longest wait for in-flight requests")
+    p.add_argument("--naive-threads", type=int, default=None, help="with --naive: scoring threads of the per-request pool")
+    p.add_argument("--naive", action="store_true", help="the baseline: per-request scoring, unbounded queue, no deadline")
+    p.add_argument("--allow-public-bind", action="store_true", help="allow a non-loopback --host (needs --token-env)")
+    p.set_defaults(func=_cmd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m serve ...``: the same flags as ``ragfix serve``."""
+    parser = argparse.ArgumentParser(prog="python -m serve")
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args) or 0)

@@ -1,0 +1,167 @@
+"""Server settings: one dataclass, read from a YAML file and overridden by command-line flags.
+
+Unknown keys and out-of-range values are refused with the file, the key and what to do
+(:class:`ServeConfigError`, a ``ValueError``: ``ragfix serve`` exits 2 on it). The reference of
+every key is ``docs/serve.md``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["ServeConfig", "ServeConfigError", "load_config"]
+
+
+class ServeConfigError(ValueError):
+    """A serve setting is unknown or out of range; the message names it and the fix."""
+
+
+@dataclass
+class ServeConfig:
+    """Every server setting, with the defaults of the *fixed* server (see docs/serve.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    model: str = "reranker-l6"          # registry name (configs/models.yaml) or a cross-encoder folder
+    backend: str = "fp32"               # rerank.backends.BACKENDS
+    token_budget: int = 8192            # padded tokens per forward pass (RerankEngine.max_tokens_per_batch)
+    max_doc_tokens: int | None = None   # document tokens kept per pair (None: all that fit)
+    torch_threads: int | None = None    # None: every core
+    microbatch: bool = True             # cross-request batching (rerank.microbatch.MicroBatcher)
+    naive_threads: int = 2              # microbatch: false -> scoring threads of the per-request pool
+    max_wait_ms: float = 2.0            # micro-batcher wait for more requests after the first
+    max_batch_tokens: int = 16384       # micro-batcher: padded tokens gathered before it stops waiting
+    max_queue: int = 64                 # requests admitted at once (queued + scoring); 0 = unbounded
+    deadline_ms: float = 10000.0        # default per-request deadline; 0 = none
+    retry_after_s: int = 1              # floor of the Retry-After header on 429 / 503
+    max_body_bytes: int = 1_000_000     # 413 above this
+    max_documents: int = 1000           # 413 above this many documents in one request
+    max_text_chars: int = 20000         # 413 when the query or a document is longer
+    token: str | None = None            # bearer token; None: no authentication
+    token_env: str | None = None        # read the bearer token from this environment variable instead
+    drain_timeout_s: float = 30.0       # SIGTERM: longest wait for in-flight requests before exiting
+    allow_public_bind: bool = False     # a host other than loopback needs this set (and a token)
+
+    def check(self, source: str = "settings") -> "ServeConfig":
+        """Raise :class:`ServeConfigError` naming ``source`` and the key when a value is out of range."""
+        def bad(key: str, why: str) -> ServeConfigError:
+            return ServeConfigError(f"{source}: {key}={getattr(self, key)!r} {why}")
+
+        for key in ("port",):
+            if not 0 <= int(getattr(self, key)) <= 65535:
+                raise bad(key, "must be a TCP port 0..65535 (0 picks a free one)")
+        for key in ("token_budget", "naive_threads", "max_batch_tokens", "max_body_bytes", "max_documents", "max_text_chars", "retry_after_s"):
+            if int(getattr(self, key)) < 1:
+                raise bad(key, "must be >= 1")
+        for key in ("max_queue",):
+            if int(getattr(self, key)) < 0:
+                raise bad(key, "must be >= 0 (0 means unbounded)")
+        for key in ("max_wait_ms", "deadline_ms", "drain_timeout_s"):
+            if float(getattr(self, key)) < 0:
+                raise bad(key, "must be >= 0")
+        from rerank.backends import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise bad("backend", f"is not one of {', '.join(BACKENDS)}")
+        if self.torch_threads is not None and int(self.torch_threads) < 1:
+            raise bad("torch_threads", "must be >= 1 or null (every core)")
+        if self.max_doc_tokens is not None and int(self.max_doc_tokens) < 1:
+            raise bad("max_doc_tokens", "must be >= 1 or null (all that fit)")
+        if not _is_loopback(self.host) and not self.allow_public_bind:
+            raise bad("host", "is not a loopback address; set allow_public_bind: true (and a token) to listen beyond this machine")
+        if not _is_loopback(self.host) and not self.bearer_token():
+            raise bad("host", "is not a loopback address and no token is set; set token_env to an environment variable holding one")
+        return self
+
+    def bearer_token(self) -> str | None:
+        """The bearer token: ``token``, else the environment variable named by ``token_env`` (None: no auth)."""
+        import os
+
+        if self.token:
+            return self.token
+        if self.token_env:
+            value = os.environ.get(self.token_env)
+            if not value:
+                raise ServeConfigError(f"token_env={self.token_env!r}: that environment variable is unset or empty; export it or drop token_env")
+            return value
+        return None
+
+    def public(self) -> dict:
+        """The settings without the token (for logs and results files)."""
+        d = dataclasses.asdict(self)
+        d["token"] = "***" if self.token else None
+        return d
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_TYPES = {f.name: f for f in fields(ServeConfig)}
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    default = _TYPES[key].default
+    if value is None:
+        return None
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "1", "yes", "on"):
+                return True
+            if str(value).lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(value)
+        if isinstance(default, int) or key in ("torch_threads", "max_doc_tokens"):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ServeConfigError(f"{source}: {key}={value!r} is not a valid {type(default).__name__ if default is not None else 'value'}") from None
+
+
+def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> ServeConfig:
+    """Defaults, then the YAML mapping at ``path``, then ``overrides`` (``None`` values are skipped).
+
+    Raises :class:`ServeConfigError` for a missing or malformed file, an unknown key (with the
+    allowed ones) or an out-of-range value.
+    """
+    import yaml
+
+    values: dict[str, Any] = {}
+    source = "serve settings"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ServeConfigError(f"--config {p}: no such file; pass a YAML file such as configs/serve.yaml")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ServeConfigError(f"{p}: not valid YAML ({exc}); fix the file") from None
+        if not isinstance(raw, dict):
+            raise ServeConfigError(f"{p}: must be a mapping of setting: value, got {type(raw).__name__}")
+        raw = raw.get("serve", raw) if isinstance(raw.get("serve"), dict) else raw
+        for key, value in raw.items():
+            if key not in _TYPES:
+                raise ServeConfigError(f"{p}: unknown setting {key!r}; allowed: {', '.join(_TYPES)}")
+            values[key] = _coerce(key, value, str(p))
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in _TYPES:
+            raise ServeConfigError(f"unknown setting {key!r}; allowed: {', '.join(_TYPES)}")
+        values[key] = _coerce(key, value, f"--{key.replace('_', '-')}")
+    return ServeConfig(**values).check(source)

@@ -1,0 +1,66 @@
+"""serve.config: defaults are the safe ones, bad settings are refused with the key and the fix."""
+from __future__ import annotations
+
+import pytest
+
+from serve.config import ServeConfigError, load_config
+
+
+def test_defaults_bind_loopback_and_bound_the_queue():
+    c = load_config()
+    assert c.host == "127.0.0.1" and c.max_queue > 0 and c.deadline_ms > 0 and c.bearer_token() is None
+
+
+def test_yaml_then_overrides(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("port: 9000\nmax_queue: 8\nmicrobatch: false\n")
+    c = load_config(p, {"port": 0, "max_queue": None})
+    assert (c.port, c.max_queue, c.microbatch) == (0, 8, False)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("prot: 1\n", ["unknown setting 'prot'", "allowed"]),
+    ("max_queue: -1\n", ["max_queue=-1", ">= 0"]),
+    ("port: 70000\n", ["port=70000"]),
+    ("deadline_ms: soon\n", ["deadline_ms='soon'"]),
+    ("- a\n- b\n", ["must be a mapping"]),
+    ("backend: fp16\n", ["backend='fp16'", "fp32"]),
+    ("host: 0.0.0.0\n", ["not a loopback address", "allow_public_bind"]),
+    ("host: 0.0.0.0\nallow_public_bind: true\n", ["no token is set"]),
+])
+def test_bad_settings_name_the_key(tmp_path, text, words):
+    p = tmp_path / "s.yaml"
+    p.write_text(text)
+    with pytest.raises(ServeConfigError) as e:
+        load_config(p)
+    for w in words:
+        assert w in str(e.value)
+    assert str(p) in str(e.value) or "unknown" in str(e.value)
+
+
+def test_token_env_must_be_set(monkeypatch):
+    monkeypatch.delenv("RAGFIX_TEST_NO_SUCH_TOKEN", raising=False)
+    with pytest.raises(ServeConfigError, match="RAGFIX_TEST_NO_SUCH_TOKEN"):
+        load_config(overrides={"token_env": "RAGFIX_TEST_NO_SUCH_TOKEN"}).bearer_token()
+    monkeypatch.setenv("RAGFIX_TEST_NO_SUCH_TOKEN", "s3cret")
+    c = load_config(overrides={"token_env": "RAGFIX_TEST_NO_SUCH_TOKEN"})
+    assert c.bearer_token() == "s3cret" and "s3cret" not in str(c.public())
+
+
+def test_public_bind_with_token_is_allowed():
+    c = load_config(overrides={"host": "0.0.0.0", "allow_public_bind": True, "token": "t"})
+    assert c.host == "0.0.0.0" and c.public()["token"] == "***"
+
+
+def test_admission_bound_and_wait_estimate():
+    from serve.app import ServeState
+
+    st = ServeState()
+    st.sec_per_request = 0.1
+    assert [st.admit(2), st.admit(2), st.admit(2)] == [0, 1, None]  # the third is refused (429)
+    assert not st.idle.is_set() and abs(st.wait_estimate_s(1) - 0.2) < 1e-9
+    st.release(0.4, ahead=1)  # answered after 0.4 s with one ahead: 0.2 s per slot
+    assert abs(st.sec_per_request - (0.8 * 0.1 + 0.2 * 0.2)) < 1e-9
+    st.release(None)  # refused or timed out: no update
+    assert st.inflight == 0 and st.idle.is_set()
+    assert st.admit(0) == 0  # 0 = unbounded
