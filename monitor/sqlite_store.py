@@ -63,6 +63,20 @@ def _locked(path: Path | str, waited_s: float, exc: BaseException) -> StoreLocke
                             "retry when the other writer is done, or open the store with a longer busy timeout")
 
 
+def _until_unlocked(step, path, busy_timeout_s: float, t0: float | None = None):
+    """Run ``step()`` again while SQLite says the file is locked, up to ``busy_timeout_s`` from ``t0``."""
+    t0 = time.monotonic() if t0 is None else t0
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if not is_lock_error(exc):
+                raise
+            if time.monotonic() - t0 >= busy_timeout_s:
+                raise _locked(path, time.monotonic() - t0, exc) from None
+            time.sleep(0.01)
+
+
 def connect(path: Path | str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S, synchronous: str = "FULL",
             check_same_thread: bool = True) -> sqlite3.Connection:
     """Open (creating if missing) an SQLite file in WAL mode with the given busy timeout and durability.
@@ -90,16 +104,7 @@ def connect(path: Path | str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
     try:
         # subtle: switching a new file to WAL needs a lock that the busy handler does not always wait
         # for (SQLite may return SQLITE_BUSY at once), so retry up to the same deadline ourselves.
-        while True:
-            try:
-                mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                break
-            except sqlite3.OperationalError as exc:
-                if not is_lock_error(exc):
-                    raise
-                if time.monotonic() - t0 >= busy_timeout_s:
-                    raise _locked(path, time.monotonic() - t0, exc) from None
-                time.sleep(0.01)
+        mode = _until_unlocked(lambda: db.execute("PRAGMA journal_mode=WAL").fetchone()[0], path, busy_timeout_s, t0)
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"{path}: could not switch to WAL (journal_mode is {mode}); "
                                            "is the file on a filesystem without shared memory (e.g. NFS)?")
@@ -119,17 +124,7 @@ def write_transaction(db: sqlite3.Connection, path: Path | str = "<sqlite>",
     it commits, whoever else writes the file. Waiting longer than ``busy_timeout_s`` for the lock
     raises :class:`StoreLockedError` *before* the block runs.
     """
-    t0 = time.monotonic()
-    while True:
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            break
-        except sqlite3.OperationalError as exc:
-            if not is_lock_error(exc):
-                raise
-            if time.monotonic() - t0 >= busy_timeout_s:
-                raise _locked(path, time.monotonic() - t0, exc) from None
-            time.sleep(0.01)
+    _until_unlocked(lambda: db.execute("BEGIN IMMEDIATE"), path, busy_timeout_s)
     try:
         yield db
     except BaseException:
