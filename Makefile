@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-unit test-integration perf perf-baseline bench-retrieval readme-tables clean
+.PHONY: install demo test test-unit test-integration perf perf-baseline perf-proof bench-retrieval clean
 
 install: $(STAMP)
 
@@ -39,6 +39,13 @@ test-integration: $(STAMP)
 
 perf: $(STAMP)
 	$(PY) -m pytest -q tests/perf
+
+# Record this machine class's perf baselines (on a quiet machine), then prove the guard under load.
+perf-baseline: $(STAMP)
+	$(PY) -m pytest -q tests/perf --perf-update
+
+perf-proof: $(STAMP)
+	$(VENV)/bin/ragfix perf proof --runs 20 --load 1 --unloaded-runs 20 --out results/perf_under_load.json
 
 bench-retrieval: $(STAMP)
 	$(VENV)/bin/ragfix bench retrieval --data ../shared/data/scifact --out results/retrieval_scifact.json
