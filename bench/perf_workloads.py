@@ -87,7 +87,9 @@ def build_workloads(names: tuple[str, ...] = WORKLOADS, threads: int = 1) -> tup
     if any(n in names for n in ("engine_score_pairs_16", "microbatcher_4x4")):
         import torch
 
+        before = torch.get_num_threads()
         torch.set_num_threads(threads)
+        closers.append(lambda: torch.set_num_threads(before))  # the process's other work keeps its threads
         engine, model = _tiny_engine()
         pairs = _pairs()
         forward = _raw_forward(model)
