@@ -502,14 +502,16 @@ def _cmd(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from bench.argtypes import non_negative_int, positive_int
+
     p = sub.add_parser("eval-drift", help="eval set frozen at T vs drifting traffic: detect, estimate, refresh (I)")
     p.add_argument("--out", required=True, type=Path, help="results JSON (.md and .png written beside it)")
-    p.add_argument("--n-nq", type=int, default=1500, help="NQ-open questions (and gold passages) in the product")
-    p.add_argument("--eval-size", type=int, default=300, help="SciFact claims in the eval set frozen at T")
-    p.add_argument("--window", type=int, default=400, help="traffic queries per week")
-    p.add_argument("--budget", type=int, default=100, help="traffic queries labelled by a refresh (<= 200)")
-    p.add_argument("--refresh-window", type=int, default=1000, help="traffic queries in the week the refresh runs are drawn from")
-    p.add_argument("--runs", type=int, default=30, help="seeded streams for detection, false alarms and refresh")
-    p.add_argument("--power-runs", type=int, default=30, help="seeded windows per shift size in the power table")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-nq", type=positive_int, default=1500, help="NQ-open questions (and gold passages) in the product")
+    p.add_argument("--eval-size", type=positive_int, default=300, help="SciFact claims in the eval set frozen at T")
+    p.add_argument("--window", type=positive_int, default=400, help="traffic queries per week")
+    p.add_argument("--budget", type=positive_int, default=100, help="traffic queries labelled by a refresh (<= 200)")
+    p.add_argument("--refresh-window", type=positive_int, default=1000, help="traffic queries in the week the refresh runs are drawn from")
+    p.add_argument("--runs", type=positive_int, default=30, help="seeded streams for detection, false alarms and refresh")
+    p.add_argument("--power-runs", type=positive_int, default=30, help="seeded windows per shift size in the power table")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(func=_cmd)

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from bench.argtypes import non_negative_int, positive_float, positive_int
+
 __all__ = ["add_parser", "load_callable"]
 
 
@@ -33,19 +35,6 @@ def load_callable(spec: str) -> Callable[[], object]:
     if not callable(obj):
         raise ValueError(f"{spec!r} is not callable")
     return obj
-
-
-def _positive(kind):
-    def parse(text: str):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-        return v
-
-    return parse
 
 
 def _guard(args):
@@ -97,14 +86,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--workload", required=True, help="module:callable under guard (zero arguments)")
         p.add_argument("--reference", required=True, help="module:callable doing the same kind of work at a fixed size")
         p.add_argument("--baseline", type=Path, default=Path("perf_baseline.json"))
-        p.add_argument("--tolerance", type=_positive(float), default=1.5)
-        p.add_argument("--confirm", type=int, default=2, help="re-measurements before a regression is declared")
+        p.add_argument("--tolerance", type=positive_float, default=1.5)
+        p.add_argument("--confirm", type=non_negative_int, default=2, help="re-measurements before a regression is declared")
         p.set_defaults(func=fn)
     p = group.add_parser("proof", help="catch and false-failure rates of the project's perf suite under CPU load")
-    p.add_argument("--runs", type=_positive(int), default=20)
-    p.add_argument("--load", type=int, default=1, help="busy-looping processes during the runs")
-    p.add_argument("--unloaded-runs", type=int, default=0, help="also this many runs with no load")
+    p.add_argument("--runs", type=positive_int, default=20)
+    p.add_argument("--load", type=non_negative_int, default=1, help="busy-looping processes during the runs")
+    p.add_argument("--unloaded-runs", type=non_negative_int, default=0, help="also this many runs with no load")
     p.add_argument("--baseline", type=Path, default=None)
-    p.add_argument("--tolerance", type=_positive(float), default=1.5)
+    p.add_argument("--tolerance", type=positive_float, default=1.5)
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_proof)
