@@ -156,7 +156,7 @@ def _question_passage_pairs(questions: list[str], passages: list[str], gold: lis
 def hotpotqa_draw(query_ids: Iterable[str], n_queries: int, rng: random.Random) -> list[str]:
     """The HaluEval QA question ids a training run draws (``q<line>`` ids, shuffled by ``rng``, first ``n_queries``).
 
-    One function for the draw, so a held-out check (``bench.probe_fusion``) can rebuild exactly what
+    One function for the draw, so a held-out check (``bench.probes.probe_fusion``) can rebuild exactly what
     each training stage saw from its ``--seed`` and ``--hotpot-queries``.
     """
     order = sorted(query_ids, key=lambda q: int(q[1:]))

@@ -14,7 +14,7 @@ and the cost in USD from a price table (:class:`Prices`: ``configs/prices.yaml``
 
 :meth:`Ledger.by_task` gives spend per task; :meth:`Ledger.savings` projects what routing each
 task's LLM calls to its specialist would cost, from the specialist calls the ledger has measured
-for that task. ``ragfix report cost --ledger FILE`` prints both (:mod:`bench.report_cost`).
+for that task. ``ragfix report cost --ledger FILE`` prints both (:mod:`bench.report.cost`).
 
 Storage: SQLite opened by :func:`monitor.sqlite_store.connect` (WAL, ``synchronous=FULL``: a priced
 row is on disk when :meth:`Ledger.record` returns; a crash keeps every committed row), one ``calls``

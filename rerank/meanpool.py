@@ -2,7 +2,7 @@
 
 Failure mode VIII (Reranker on the Request Path): the cascade's cheap stage is the first two
 layers of MiniLM. After two layers of these weights the [CLS] state barely depends on the input
-(``python -m bench.probe_pooling``: spread 0.002, frozen-probe AUC 0.504 on SciFact pairs), while
+(``python -m bench.probes.probe_pooling``: spread 0.002, frozen-probe AUC 0.504 on SciFact pairs), while
 the mean of the token states carries the signal (spread 0.094, AUC 0.601). A [CLS] head starts
 from a constant and, on CPU budgets, never left chance loss; a mean-pooling head starts from
 features that already rank. This module is that head, as a regular ``transformers`` model type

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from bench.train_cli import evaluate_reranker
+from bench.eval.rerank import evaluate_reranker
 
 pytestmark = pytest.mark.integration
 

@@ -63,7 +63,7 @@ def test_onnx_int8_ranks_as_fp32(name, scifact_pairs, tmp_path):
     from sentence_transformers import CrossEncoder
 
     import rerank.meanpool  # noqa: F401  (reranker-l2's mean-pool type)
-    from bench.metrics import evaluate
+    from bench.eval.metrics import evaluate
     from rerank.agreement import rank_agreement
     from rerank.engine import RerankEngine
 

@@ -2,7 +2,7 @@
 
 
 def test_two_layer_cls_barely_varies_while_the_token_mean_does(data_root):
-    from bench.probe_pooling import probe_pooling
+    from bench.probes.probe_pooling import probe_pooling
 
     r = probe_pooling(n_pairs=120, layers=(2,))
     assert r["pairs"] == 120 and 0 < r["positives"] < 120

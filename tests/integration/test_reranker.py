@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from data import data_root, load_beir
-from bench.metrics import evaluate
+from bench.eval.metrics import evaluate
 from registry import Registry, load_cross_encoder
 from retrieval.retrievers import BM25Retriever
 
@@ -166,10 +166,10 @@ def test_pruner_keeps_the_6_layer_top_10_better_than_bm25():
 def test_freshness_committed_eval_report_describes_the_committed_weights():
     """Freshness check (not a test of the code): results/reranker_l6_eval.json, which the docs quote,
     must describe the weights in models/ -- a retrained model without a fresh evaluation fails here."""
-    from bench.train_cli import _model_key
+    from bench.eval.rerank import model_key
 
     rep = json.loads((Path(__file__).resolve().parents[2] / "results" / "reranker_l6_eval.json").read_text())
-    assert rep["model_key"] == _model_key(Registry().resolve("reranker-l6", "cross-encoder").path), (
+    assert rep["model_key"] == model_key(Registry().resolve("reranker-l6", "cross-encoder").path), (
         "models/reranker-minilm-l6 changed since results/reranker_l6_eval.json was written: re-run "
         "ragfix train eval-reranker --model reranker-l6 --depth 100 --out results/reranker_l6_eval.json")
     assert rep["queries"] == 300 and rep["depth"] == 100

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from bench.bench_retrieval import run_retrieval_bench
+from bench.benchmarks.bench_retrieval import run_retrieval_bench
 from bench.cli import main
 
 pytestmark = pytest.mark.integration

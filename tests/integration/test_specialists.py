@@ -60,7 +60,7 @@ def test_registered_faithfulness_specialist_meets_the_bar_on_held_out_length_mat
 def test_relevance_cost_is_measured_on_the_serving_engine_and_keeps_fp32_ranking(tmp_path):
     """The cost row prices the engine the pipeline serves with, one ledger row per pair, and that
     engine must rank like fp32 (a cheaper backend may not buy its price with another ranking)."""
-    from bench.bench_specialists import bench_relevance
+    from bench.benchmarks.bench_specialists import bench_relevance
     from rerank.backends import resolve_backend
     from distill.ledger import Ledger
     from registry import load_prices

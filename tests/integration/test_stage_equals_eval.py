@@ -17,7 +17,7 @@ N_QUERIES, DEPTH = 20, 100
 def test_pipeline_ranking_equals_the_evaluations(tmp_path, data_root):
     from data import load_beir
     from registry import Registry, load_cross_encoder, load_embedder
-    from bench.train_cli import evaluate_reranker
+    from bench.eval.rerank import evaluate_reranker
     from pipeline import Pipeline
     from rerank.stage import FusedRerankStage
     from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever

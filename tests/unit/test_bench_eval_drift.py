@@ -1,7 +1,7 @@
 """``ragfix bench eval-drift`` building blocks: the release rule, the schedule, window sampling, registration."""
 import numpy as np
 
-from bench.bench_eval_drift import default_schedule, sample_window, shipped
+from bench.benchmarks.bench_eval_drift import default_schedule, sample_window, shipped
 from bench.cli import build_parser
 
 
@@ -26,4 +26,4 @@ def test_window_has_the_stated_share_and_follows_the_tilt():
 
 def test_registered_under_bench():
     args = build_parser().parse_args(["bench", "eval-drift", "--out", "x.json"])
-    assert args.func.__module__ == "bench.bench_eval_drift" and args.budget <= 200
+    assert args.func.__module__ == "bench.benchmarks.bench_eval_drift" and args.budget <= 200

@@ -1,7 +1,7 @@
 """``ragfix bench judge-spend``: the day schedule's arithmetic and bad input (exit 2, no file)."""
 import pytest
 
-from bench.bench_judge_spend import dashboard_days
+from bench.benchmarks.bench_judge_spend import dashboard_days
 from bench.cli import main
 
 

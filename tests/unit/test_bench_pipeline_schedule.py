@@ -3,7 +3,7 @@ import types
 
 import pytest
 
-from bench.bench_pipeline import _drive_interleaved, _paired_saving, _rerank_rounds
+from bench.benchmarks.bench_pipeline import _drive_interleaved, _paired_saving, _rerank_rounds
 
 
 class _Timed:

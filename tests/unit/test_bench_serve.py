@@ -1,4 +1,4 @@
-"""bench.bench_serve bookkeeping (outcome counts, percentiles, batch means from /metrics deltas) and
+"""bench.benchmarks.bench_serve bookkeeping (outcome counts, percentiles, batch means from /metrics deltas) and
 the ``ragfix serve`` / ``ragfix bench serve`` parsers."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from bench.bench_serve import _batch_stats, _levels, _summarise
+from bench.benchmarks.bench_serve import _batch_stats, _levels, _summarise
 from bench.cli import build_parser, main
 
 
@@ -53,7 +53,7 @@ def test_serve_bad_config_exits_2_without_traceback(tmp_path, capsys):
 
 
 def test_plot_writes_a_png(tmp_path):
-    from bench.bench_serve import plot
+    from bench.benchmarks.bench_serve import plot
 
     row = {"p99_ms": 100.0, "rps": 2.0}
     r = {"capacity_rps": 2.0, "metrics": {s: {"1": row, "overload": {"p99_ms": None, "rps": 1.0}} for s in ("naive", "fixed")}}

@@ -2,7 +2,7 @@
 import pytest
 
 import rerank.backends as B
-from bench.bench_specialists import run_specialists_bench
+from bench.benchmarks.bench_specialists import run_specialists_bench
 from rerank.backends import resolve_backend
 
 

@@ -19,7 +19,7 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv):
 
 
 def test_split_by_query_keeps_queries_whole():
-    from bench.distill_cli import PoolPair, split_by_query
+    from bench.recipes.distill import PoolPair, split_by_query
 
     pairs = [PoolPair("s", f"q{i // 10}", f"query {i // 10}", f"doc {i}", int(i % 10 == 0)) for i in range(200)]
     tr, te = split_by_query(pairs, 0.4, seed=0)

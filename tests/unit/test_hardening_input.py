@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from bench.calibrate_cli import read_scores
+from bench.cli.calibrate import read_scores
 from data import DatasetError, load_beir, load_documents_jsonl
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from bench.cli import main
 from bench.report import write_results
-from bench.train_cli import PairScoreCache, evaluate_reranker
+from bench.eval.rerank import PairScoreCache, evaluate_reranker
 
 
 def test_results_follow_the_umask_not_0600(tmp_path):

@@ -46,10 +46,13 @@ def test_contracts_hold_on_the_repository_copy(tmp_path):
 @pytest.mark.parametrize("module, line, contract", [
     ("rerank/fusion.py", "from registry import load_embedder", "rerank is not allowed to import registry"),
     ("cascade/intent.py", "import data.clinc", "cascade is not allowed to import data"),
-    ("distill/ledger.py", "from bench.metrics import ndcg_at_k", "distill is not allowed to import bench"),
+    ("distill/ledger.py", "from bench.eval.metrics import ndcg_at_k", "distill is not allowed to import bench"),
     ("monitor/drift.py", "from rerank.fusion import zscore", "monitor is not allowed to import rerank"),
     ("rerank/engine.py", "from serve.app import create_app", "rerank is not allowed to import serve"),
     ("serve/app.py", "from bench.report import write_results", "serve is not allowed to import bench"),
+    ("bench/eval/metrics.py", "from bench.cli.argtypes import positive_int", "bench.eval is not allowed to import bench.cli"),
+    ("bench/report/cost.py", "from bench.benchmarks.bench_rerank import naive_scores",
+     "bench.report is not allowed to import bench.benchmarks"),
 ])
 def test_an_import_inside_a_function_breaks_the_contract(tmp_path, module, line, contract):
     tmp = _copy(tmp_path)

@@ -85,7 +85,7 @@ def test_prices_yaml_of_the_repo_loads():
 
 
 def test_report_cost_cli(tmp_path):
-    from bench.report_cost import cost_report
+    from bench.report.cost import cost_report
 
     path = tmp_path / "l.sqlite"
     with Ledger(path, Prices(RAW)) as led:
@@ -97,7 +97,7 @@ def test_report_cost_cli(tmp_path):
     bad.write_text("not a ledger" * 200)
     import argparse
 
-    from bench.report_cost import add_parser
+    from bench.report.cost import add_parser
     ap = argparse.ArgumentParser()
     add_parser(ap.add_subparsers())
     args = ap.parse_args(["cost", "--ledger", str(bad)])

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.metrics import evaluate, mrr_at_k, ndcg_at_k, recall_at_k
+from bench.eval.metrics import evaluate, mrr_at_k, ndcg_at_k, recall_at_k
 
 
 def test_hand_arithmetic():

@@ -53,7 +53,7 @@ def test_measured_order_reads_the_store_by_fingerprint_and_refuses_other_weights
 
     import torch
 
-    from bench.context_cli import _fingerprint, measured_order
+    from bench.benchmarks.bench_context import _fingerprint, measured_order
 
     llm = types.SimpleNamespace(name="tiny", model=torch.nn.Linear(4, 2))
     path = tmp_path / "orders.json"
@@ -87,7 +87,7 @@ def test_rank_weights_from_the_retriever_change_the_choice():
 def test_curve_from_an_earlier_run_must_match_its_settings(tmp_path):
     import json
 
-    from bench.context_cli import load_curve
+    from bench.benchmarks.bench_context import load_curve
 
     prior = {"model": "smollm2", "fingerprint": "abc", "passages": 10, "positions": [0, 2, 4, 7, 9], "questions_curve": 500,
              "max_words_per_passage": 50, "seed": 0, "dtype": "bf16", "curve": {}, "contrasts": {},
@@ -112,7 +112,7 @@ def test_curve_from_an_earlier_run_must_match_its_settings(tmp_path):
 
 @pytest.mark.parametrize("orders", [("reverse", "chosen"), ("rank", "middle")])
 def test_heldout_orders_must_be_known_and_hold_rank(tmp_path, orders):
-    from bench.context_cli import run_context
+    from bench.benchmarks.bench_context import run_context
 
     # refused before any model is loaded: nothing is written
     with pytest.raises(ValueError, match="heldout-orders"):

@@ -3,7 +3,7 @@ import sqlite3
 
 import pytest
 
-import bench.bench_specialists as bs
+import bench.benchmarks.bench_specialists as bs
 from bench.cli import main
 from distill.ledger import Ledger
 from registry import load_prices

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.bench_retrieval import paired_randomization_p
+from bench.benchmarks.bench_retrieval import paired_randomization_p
 from monitor.bounds import bootstrap_interval, clopper_pearson
 
 

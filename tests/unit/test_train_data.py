@@ -105,7 +105,7 @@ def test_pairs_round_trip(tmp_path):
 
 
 def test_model_card_carries_counts_command_and_metrics(tmp_path):
-    from bench.train_cli import write_model_card
+    from bench.recipes.rerank import write_model_card
 
     meta = {"layers": 2, "pairs": 6, "counts": {"scifact-ict": {"pos": 2, "neg": 2}, "hotpotqa": {"pos": 1, "neg": 1}},
             "lr": 5e-5, "batch_size": 32, "max_length": 128, "epochs": 2, "seed": 13, "date": "2026-11-30",
@@ -168,10 +168,10 @@ def test_unknown_miner_is_refused_before_any_index_is_built():
 
 
 def test_fusion_probe_holds_out_exactly_the_hotpot_questions_training_drew():
-    # bench.probe_fusion checks the stage's fusion on HotpotQA questions the reranker never saw; its
+    # bench.probes.probe_fusion checks the stage's fusion on HotpotQA questions the reranker never saw; its
     # held-out list must be rebuilt from the same draw data.rerank_pairs.hotpotqa_pairs makes.
     from data import load_halueval_qa
-    from bench.probe_fusion import held_out_hotpot_queries
+    from bench.probes.probe_fusion import held_out_hotpot_queries
     from data.rerank_pairs import hotpotqa_pairs
 
     ds = load_halueval_qa()

@@ -1,0 +1,517 @@
+"""``ragfix bench eval-drift``: a real drifting query stream, the releases a team would ship, and the eval-drift fix.
+
+Failure mode: Eval Drift (I) -- offline metrics climb every release while users say it feels
+worse, because the eval set was frozen at time T and traffic has since moved.
+
+The stream (real public data, real relevance labels; only the mixing rates are chosen):
+
+* product corpus = all SciFact abstracts (5,183) + the NQ-open gold passages of the first
+  ``n_nq`` questions of ``lost_in_the_middle/nq-open-oracle.jsonl.gz`` (one gold passage each);
+* eval set, frozen at T = a seeded sample of SciFact claims (train+test qrels pooled);
+* traffic week by week = the other SciFact claims, first drifting in topic (a tilt towards one
+  embedding cluster, covered by the eval set), then mixing in NQ questions at stated rates
+  (not covered by the eval set).
+
+Every release (BM25 default, BM25 tuned on the eval set, MiniLM dense, tuned-BM25 + MiniLM
+hybrid) is scored once per query; weeks, detection runs, estimates and refreshes are then
+computed from those per-query nDCG@10 values and the MiniLM query embeddings. HotpotQA
+passages and the cross-encoder stage are left out (2 CPU cores; ~2 s/query for 100 candidates).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.report import write_results
+from data import data_root, load_beir, read_jsonl
+from retrieval.types import Document
+
+__all__ = ["StreamData", "load_stream_data", "embed_all", "score_releases", "run_bench", "render_markdown", "add_parser"]
+
+
+@dataclass
+class StreamData:
+    """Corpus, queries (id -> text), qrels and each query's kind (``scifact`` / ``nq``)."""
+
+    corpus: list[Document]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    kind: dict[str, str]
+    query_emb: np.ndarray | None = None
+    doc_emb: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def load_stream_data(scifact_dir: Path | None = None, nq_path: Path | None = None, n_nq: int = 1500) -> StreamData:
+    """SciFact (train+test qrels pooled) + the first ``n_nq`` NQ-open oracle questions with their gold passage."""
+    root = data_root()
+    scifact_dir = Path(scifact_dir or root / "scifact")
+    nq_path = Path(nq_path or root / "lost_in_the_middle" / "nq-open-oracle.jsonl.gz")
+    test = load_beir(scifact_dir, "test")
+    train = load_beir(scifact_dir, "train")
+    corpus = list(test.corpus)
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    kind: dict[str, str] = {}
+    for ds in (train, test):
+        for q, rel in ds.qrels.items():
+            qid = f"sf{q}"
+            queries[qid] = ds.queries[q]
+            qrels[qid] = {d: int(g) for d, g in rel.items()}
+            kind[qid] = "scifact"
+    seen: dict[str, str] = {}
+    n_taken = 0
+    for line, obj in read_jsonl(nq_path):
+        if n_taken >= n_nq:
+            break
+        ctx = next((c for c in obj.get("ctxs", []) if c.get("isgold")), None)
+        if ctx is None or not obj.get("question"):
+            continue
+        text, title = ctx["text"].strip(), ctx.get("title", "").strip()
+        key = title + "\x00" + text
+        if key not in seen:
+            seen[key] = f"nqp{len(seen)}"
+            corpus.append(Document(seen[key], text, title))
+        qid = f"nq{line}"
+        queries[qid] = obj["question"].strip()
+        qrels[qid] = {seen[key]: 1}
+        kind[qid] = "nq"
+        n_taken += 1
+    return StreamData(corpus, queries, qrels, kind, meta={"scifact": str(scifact_dir), "nq": str(nq_path), "n_nq": n_nq})
+
+
+def embed_all(d: StreamData, embedder=None) -> StreamData:
+    """MiniLM embeddings of every query and document, cached on disk per text block (EmbeddingCache)."""
+    from registry import load_embedder
+    from retrieval.cache import EmbeddingCache
+
+    emb = embedder or load_embedder("minilm")
+    cache = EmbeddingCache()
+    parts = []
+    for prefix in ("sf", "nq"):  # SciFact block first: the existing SciFact corpus cache entry is reused
+        ids = [q for q in d.queries if q.startswith(prefix)]
+        parts.append((ids, cache.get_or_compute(emb.fingerprint + "-q", ids, [d.queries[q] for q in ids], emb.encode_queries)))
+    order = {q: i for i, q in enumerate(d.queries)}
+    qe = np.zeros((len(d.queries), parts[0][1].shape[1]), dtype=np.float32)
+    for ids, m in parts:
+        qe[[order[q] for q in ids]] = m
+    sf_docs = [doc for doc in d.corpus if not doc.id.startswith("nqp")]
+    nq_docs = [doc for doc in d.corpus if doc.id.startswith("nqp")]
+    blocks = [cache.get_or_compute(emb.fingerprint, [x.id for x in docs], [x.full_text() for x in docs], emb.encode_documents)
+              for docs in (sf_docs, nq_docs)]
+    d.query_emb, d.doc_emb = qe, np.vstack(blocks)
+    d.corpus = sf_docs + nq_docs
+    d.meta["embedder"] = getattr(emb, "name", "minilm")
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Releases: each scored once per query (nDCG@10 against the real qrels)
+
+# The detector and density-ratio model the bench runs (the power table also runs the logistic classifier).
+DETECTOR = {"model": "distance", "k": 1}
+WEIGHTS = {"model": "knn", "k": 20}
+BM25_GRID = [(k1, b) for k1 in (0.6, 0.9, 1.2, 1.5, 2.0) for b in (0.3, 0.5, 0.75, 0.9)]
+
+
+def _per_query_ndcg(d: StreamData, qids: list[str], res) -> np.ndarray:
+    from bench.eval.metrics import evaluate, run_from_results
+
+    run = run_from_results(qids, res, d.corpus)
+    _, per = evaluate({q: d.qrels[q] for q in qids}, run, ("ndcg@10",), per_query=True)
+    return np.array([per["ndcg@10"][q] for q in qids])
+
+
+def _dense(d: StreamData, k: int):
+    from retrieval.types import SearchResults
+
+    sims = d.query_emb @ d.doc_emb.T
+    top = np.argpartition(-sims, k, axis=1)[:, :k]
+    order = np.take_along_axis(-sims, top, 1).argsort(1)
+    idx = np.take_along_axis(top, order, 1)
+    return SearchResults(idx.astype(np.int64), np.take_along_axis(sims, idx, 1).astype(np.float32))
+
+
+def score_releases(d: StreamData, eval_ids: list[str], k: int = 100) -> tuple[dict[str, np.ndarray], dict]:
+    """Per-query nDCG@10 of every release over all queries (order of ``d.queries``), and what was tuned.
+
+    Releases, in the order a team ships them: ``bm25`` (k1=0.9, b=0.4), ``bm25-tuned`` (grid on the
+    eval set), ``minilm`` (dense), ``hybrid`` (RRF of bm25-tuned and minilm, k=60).
+    """
+    from retrieval.hybrid import reciprocal_rank_fusion
+    from retrieval.retrievers import BM25Retriever
+
+    qids = list(d.queries)
+    texts = [d.queries[q] for q in qids]
+    pos = {q: i for i, q in enumerate(qids)}
+    ev = np.array([pos[q] for q in eval_ids])
+    out: dict[str, np.ndarray] = {}
+    bm = BM25Retriever().index(d.corpus)
+    res_bm = bm.search(texts, k)
+    out["bm25"] = _per_query_ndcg(d, qids, res_bm)
+    eval_texts = [texts[i] for i in ev]
+    grid = {}
+    for k1, b in BM25_GRID:
+        r = BM25Retriever(k1=k1, b=b).index(d.corpus)
+        grid[(k1, b)] = float(_per_query_ndcg(d, list(eval_ids), r.search(eval_texts, 10)).mean())
+    best = max(grid, key=grid.get)
+    res_tuned = BM25Retriever(k1=best[0], b=best[1]).index(d.corpus).search(texts, k)
+    out["bm25-tuned"] = _per_query_ndcg(d, qids, res_tuned)
+    res_dense = _dense(d, k)
+    out["minilm"] = _per_query_ndcg(d, qids, res_dense)
+    out["hybrid"] = _per_query_ndcg(d, qids, reciprocal_rank_fusion([res_tuned, res_dense], k=60, top_k=k))
+    return out, {"bm25_tuned": {"k1": best[0], "b": best[1], "eval_ndcg@10": grid[best]},
+                 "bm25_grid": {f"k1={a},b={c}": v for (a, c), v in grid.items()}}
+
+
+# ---------------------------------------------------------------------------------------------
+# The stream
+
+def default_schedule(n_weeks: int = 12) -> tuple[list[float], list[float]]:
+    """(topic tilt factor, NQ share) per week: weeks 0-1 like T; weeks 2-5 a SciFact topic grows
+    (sampling weight x1 -> x8); from week 6 NQ questions enter at 2, 5, 10, 20, 35, 50%."""
+    tilt = [1.0, 1.0, 2.0, 4.0, 6.0, 8.0] + [8.0] * max(0, n_weeks - 6)
+    nq = [0.0] * 6 + [0.02, 0.05, 0.10, 0.20, 0.35, 0.50] + [0.5] * max(0, n_weeks - 12)
+    return tilt[:n_weeks], nq[:n_weeks]
+
+
+def sample_window(rng: np.random.Generator, sf_pool: np.ndarray, sf_weight: np.ndarray, nq_pool: np.ndarray,
+                  size: int, nq_share: float) -> np.ndarray:
+    """Row indices of one week's traffic: ``round(nq_share * size)`` NQ questions, the rest SciFact
+    claims drawn without replacement with probability proportional to ``sf_weight``."""
+    n_nq = int(round(nq_share * size))
+    p = sf_weight / sf_weight.sum()
+    sf = rng.choice(sf_pool, size - n_nq, replace=False, p=p)
+    nq = rng.choice(nq_pool, n_nq, replace=False) if n_nq else np.array([], dtype=int)
+    return np.concatenate([sf, nq]).astype(int)
+
+
+def _split(d: StreamData, n_eval: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    qids = list(d.queries)
+    sf = np.array([i for i, q in enumerate(qids) if d.kind[q] == "scifact"])
+    nq = np.array([i for i, q in enumerate(qids) if d.kind[q] == "nq"])
+    perm = np.random.default_rng(seed).permutation(sf)
+    return np.sort(perm[:n_eval]), np.sort(perm[n_eval:]), nq
+
+
+def _boot(v: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    from monitor.bounds import bootstrap_interval
+
+    iv = bootstrap_interval(np.asarray(v, float), n_boot=1000, seed=seed)
+    return iv.estimate, iv.lower, iv.upper
+
+
+def _tilt_weights(d: StreamData, eval_idx: np.ndarray, sf_pool: np.ndarray, metric: np.ndarray, seed: int,
+                  n_clusters: int = 6) -> tuple[np.ndarray, dict]:
+    """Membership (over ``sf_pool``) of the growing topic: the SciFact claim cluster (KMeans on all
+    SciFact claim embeddings, eval + traffic) where the last release is weakest over all its claims.
+
+    subtle: the cluster is chosen on eval and traffic claims together; choosing it on the traffic
+    claims alone would pick a cluster whose traffic members are hard partly by chance (winner's
+    curse), a shift no estimator from the eval set could follow.
+    """
+    from sklearn.cluster import KMeans
+
+    sf_all = np.concatenate([eval_idx, sf_pool])
+    lab = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed).fit_predict(d.query_emb[sf_all])
+    means = np.array([metric[sf_all][lab == c].mean() for c in range(n_clusters)])
+    hard = int(np.argmin(means))
+    in_pool = lab[len(eval_idx):] == hard
+    in_eval = lab[: len(eval_idx)] == hard
+    return in_pool, {"eval_members": in_eval,"cluster_size_traffic_pool": int(in_pool.sum()),
+                     "cluster_size_eval": int((lab[: len(eval_idx)] == hard).sum()),
+                     "cluster_ndcg": float(means[hard]), "all_scifact_ndcg": float(metric[sf_all].mean())}
+
+
+def run_story(d: StreamData, rel: dict[str, np.ndarray], eval_idx, sf_pool, nq_pool, window: int, budget: int,
+              seed: int = 0, clip: float = 20.0, max_uncovered: float = 0.05) -> tuple[list[dict], dict]:
+    """Week-by-week offline / true / reweighted / refreshed / random-refresh metric and alarm state.
+
+    Releases ship every ``n_weeks / len(releases)`` weeks; each week is scored with the live release.
+    """
+    from monitor.eval_drift import (ClassifierDrift, SequentialDrift, importance_weighted_estimate,
+                                    pick_for_labelling, refreshed_estimate)
+
+    names = list(rel)
+    tilt, nq_share = default_schedule()
+    n_weeks = len(tilt)
+    hard, tinfo = _tilt_weights(d, np.asarray(eval_idx), sf_pool, rel[names[-1]], seed)
+    hard_eval = tinfo.pop("eval_members")
+    rng = np.random.default_rng(seed)
+    q = d.query_emb.astype(np.float64)
+    seq = SequentialDrift(q[eval_idx], horizon=n_weeks, alpha=0.05, seed=seed, **DETECTOR)
+    weeks = []
+    for w in range(n_weeks):
+        r = names[min(len(names) - 1, w * len(names) // n_weeks)]
+        m = rel[r]
+        idx = sample_window(rng, sf_pool, np.where(hard, tilt[w], 1.0), nq_pool, window, nq_share[w])
+        off = _boot(m[eval_idx], seed)
+        # the best any reweighting can do: the exact sampling tilt as weights (ignores the NQ part)
+        w_or = np.where(hard_eval, tilt[w], 1.0)
+        oracle = float((w_or * m[eval_idx]).sum() / w_or.sum())
+        tru = _boot(m[idx], seed)
+        est = importance_weighted_estimate(q[eval_idx], m[eval_idx], q[idx], clip=clip, max_uncovered=max_uncovered,
+                                           n_boot=500, seed=seed, **WEIGHTS)
+        alarm = seq.update(q[idx])
+        plan = pick_for_labelling(q[eval_idx], q[idx], budget, seed=seed)
+        ref = refreshed_estimate(q[eval_idx], m[eval_idx], q[idx], plan, m[idx][plan.indices], n_boot=300, clip=clip,
+                                 seed=seed, **WEIGHTS)
+        rnd = _boot(m[idx][rng.choice(len(idx), budget, replace=False)], seed)
+        auc = ClassifierDrift(q[eval_idx], seed=seed, **DETECTOR).predict(q[idx])
+        weeks.append({
+            "week": w, "release": r, "topic_tilt": tilt[w], "nq_share": nq_share[w],
+            "offline": off[0], "offline_ci": [off[1], off[2]], "oracle_weighted": oracle,
+            "true": tru[0], "true_ci": [tru[1], tru[2]],
+            "estimated": None if est.is_refused else est.estimate,
+            "estimated_ci": None if est.is_refused else [est.lower, est.upper],
+            "ess": None if est.is_refused else est.ess, "uncovered_share": est.uncovered_share,
+            "refused": est.is_refused, "estimate_message": est.message,
+            "refreshed": ref[0], "refreshed_ci": [ref[1], ref[2]], "random_refresh": rnd[0],
+            "alarm": alarm.is_alarm, "auc": auc.statistic, "p_val": auc.p_val,
+        })
+    return weeks, tinfo
+
+
+def run_detection(d: StreamData, sf_all: np.ndarray, nq_pool: np.ndarray, n_eval: int, window: int, runs: int,
+                  shift: bool, alpha: float = 0.05) -> list[int | None]:
+    """Alarm week (0-based) of ``runs`` seeded streams (``None`` = never); NQ enters per the schedule when ``shift``."""
+    from monitor.eval_drift import SequentialDrift
+
+    _, nq_share = default_schedule()
+    q = d.query_emb.astype(np.float64)
+    out = []
+    for s in range(runs):
+        rng = np.random.default_rng(1000 + s)
+        perm = rng.permutation(sf_all)
+        ev, pool = perm[:n_eval], perm[n_eval:]
+        seq = SequentialDrift(q[ev], horizon=len(nq_share), alpha=alpha, seed=s, **DETECTOR)
+        at = None
+        for w, share in enumerate(nq_share):
+            res = seq.update(q[sample_window(rng, pool, np.ones(len(pool)), nq_pool, window, share if shift else 0.0)])
+            if res.is_alarm:
+                at = w
+                break
+        out.append(at)
+    return out
+
+
+def run_power(d: StreamData, sf_all, nq_pool, n_eval: int, window: int, shares: list[float], runs: int,
+              level: float, detector: dict | None = None) -> dict[str, float]:
+    """Share of ``runs`` single windows flagged at ``level`` per NQ share (the per-window level of the alarm)."""
+    from monitor.eval_drift import ClassifierDrift
+
+    q = d.query_emb.astype(np.float64)
+    out = {}
+    for share in shares:
+        hits = 0
+        for s in range(runs):
+            rng = np.random.default_rng(5000 + s)
+            perm = rng.permutation(sf_all)
+            ev, pool = perm[:n_eval], perm[n_eval:]
+            idx = sample_window(rng, pool, np.ones(len(pool)), nq_pool, window, share)
+            hits += ClassifierDrift(q[ev], p_val=level, seed=s, **(DETECTOR if detector is None else detector)).predict(q[idx]).is_drift
+        out[f"{int(round(100 * share))}%"] = hits / runs
+    return out
+
+
+def run_refresh_seeds(d: StreamData, m: np.ndarray, sf_all, nq_pool, n_eval: int, window: int, budget: int,
+                      runs: int, nq_share: float, clip: float = 20.0) -> dict:
+    """Paired over seeds: |refreshed - true| vs |mean of ``budget`` random labels - true| on a window with ``nq_share`` NQ."""
+    from monitor.eval_drift import pick_for_labelling, refreshed_estimate
+
+    q = d.query_emb.astype(np.float64)
+    ep, er = [], []
+    for s in range(runs):
+        rng = np.random.default_rng(9000 + s)
+        perm = rng.permutation(sf_all)
+        ev, pool = perm[:n_eval], perm[n_eval:]
+        idx = sample_window(rng, pool, np.ones(len(pool)), nq_pool, window, nq_share)
+        truth = m[idx].mean()
+        plan = pick_for_labelling(q[ev], q[idx], budget, seed=s)
+        est = refreshed_estimate(q[ev], m[ev], q[idx], plan, m[idx][plan.indices], n_boot=50, clip=clip, seed=s,
+                                 **WEIGHTS)[0]
+        ep.append(abs(est - truth))
+        er.append(abs(m[idx][rng.choice(len(idx), budget, replace=False)].mean() - truth))
+    ep, er = np.array(ep), np.array(er)
+    from bench.benchmarks.bench_retrieval import paired_randomization_p
+
+    return {"refresh_abs_error": float(ep.mean()), "random_refresh_abs_error": float(er.mean()),
+            "refresh_closer_share": float(np.mean(ep < er)), "p_paired": paired_randomization_p(ep, er),
+            "refresh_abs_error_max": float(ep.max()), "runs": runs, "nq_share": nq_share, "budget": budget}
+
+
+def shipped(offline: dict[str, float]) -> list[str]:
+    """The releases a team ships: in order, each one only if it beats the last shipped one offline."""
+    out: list[str] = []
+    for name, v in offline.items():
+        if not out or v > offline[out[-1]]:
+            out.append(name)
+    return out
+
+
+def plot_weeks(weeks: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [w["week"] for w in weeks]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for key, label, style in (("offline", "offline (frozen eval set)", "-o"), ("true", "true (week's traffic)", "-s"),
+                              ("estimated", "reweighted estimate", "-^"), ("refreshed", "refreshed estimate", "-d")):
+        ys = [np.nan if w[key] is None else w[key] for w in weeks]
+        ax.plot(x, ys, style, label=label, ms=4)
+    lo = [np.nan if w["estimated_ci"] is None else w["estimated_ci"][0] for w in weeks]
+    hi = [np.nan if w["estimated_ci"] is None else w["estimated_ci"][1] for w in weeks]
+    ax.fill_between(x, lo, hi, alpha=0.15, color="C2")
+    y0 = ax.get_ylim()[0]
+    for w in weeks:
+        if w["refused"]:
+            ax.axvspan(w["week"] - 0.5, w["week"] + 0.5, color="grey", alpha=0.08, lw=0)
+        if w["alarm"]:
+            ax.plot([w["week"]], [y0], "r|", ms=12)
+    ax.set_xlabel("week (grey: estimate refused, eval set does not cover traffic; red tick: drift alarm)")
+    ax.set_ylabel("nDCG@10")
+    ax.set_title("Eval drift: SciFact eval set frozen at T, traffic drifting to a hard topic, then to NQ")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_bench(n_nq: int = 1500, n_eval: int = 300, window: int = 400, budget: int = 100, runs: int = 30,
+              power_runs: int = 30, seed: int = 0, refresh_window: int = 1000) -> dict:
+    """The whole story; returns ``{"config", "metrics", "weeks", "releases", "power", "refresh"}``."""
+    from monitor.bounds import clopper_pearson
+
+    t0 = time.perf_counter()
+    d = embed_all(load_stream_data(n_nq=n_nq))
+    qids = list(d.queries)
+    ev, pool, nq = _split(d, n_eval, seed)
+    sf_all = np.concatenate([ev, pool])
+    rel, tuned = score_releases(d, [qids[i] for i in ev])
+    offline = {r: float(m[ev].mean()) for r, m in rel.items()}
+    ship = shipped(offline)
+    releases = []
+    for r, m in rel.items():
+        o, t = _boot(m[ev], seed), _boot(m[pool], seed)
+        releases.append({"release": r, "shipped": r in ship, "offline": o[0], "offline_ci": [o[1], o[2]],
+                         "scifact_traffic": t[0], "scifact_traffic_ci": [t[1], t[2]], "nq": float(m[nq].mean())})
+    t_rel = time.perf_counter()
+    weeks, tinfo = run_story(d, {r: rel[r] for r in ship}, ev, pool, nq, window, budget, seed)
+    t_story = time.perf_counter()
+    _, shares_sched = default_schedule()
+    onset = next(i for i, s in enumerate(shares_sched) if s > 0)
+    ten = next(i for i, s in enumerate(shares_sched) if s >= 0.10)
+    shifted = run_detection(d, sf_all, nq, n_eval, window, runs, shift=True)
+    clean = run_detection(d, sf_all, nq, n_eval, window, runs, shift=False)
+    early = sum(1 for a in shifted if a is not None and a < onset)
+    detected = [a for a in shifted if a is not None and a >= onset]
+    fa = sum(1 for a in clean if a is not None)
+    cp = clopper_pearson(fa, runs)
+    level = 0.05 / len(shares_sched)
+    shares = [0.02, 0.05, 0.10, 0.20, 0.50]
+    power = {"distance": run_power(d, sf_all, nq, n_eval, window, [0.0] + shares, power_runs, level),
+             "logistic": run_power(d, sf_all, nq, n_eval, window, [0.0] + shares, max(10, power_runs // 3), level,
+                                   {"model": "logistic", "C": 1.0})}
+    t_det = time.perf_counter()
+    refresh = run_refresh_seeds(d, rel[ship[-1]], sf_all, nq, n_eval, refresh_window, budget, runs, nq_share=0.2)
+    covered_off = [w for w in weeks if not w["refused"] and abs(w["offline"] - w["true"]) >= 0.05]
+    metrics = {
+        "runs": runs,
+        "detected_runs": len(detected),
+        "detected_by_10pct_week": sum(1 for a in detected if a <= ten),
+        "alarms_before_onset": early,
+        "median_delay": float(np.median([a - onset for a in detected])) if detected else None,
+        "false_alarm_rate": fa / runs,
+        "false_alarm_upper95": cp.upper,
+        "estimate_abs_error_max": max((abs(w["estimated"] - w["true"]) for w in covered_off), default=None),
+        "estimate_weeks_compared": len(covered_off),
+        "stale_abs_error_max": max((abs(w["offline"] - w["true"]) for w in weeks), default=None),
+        "refused_weeks": [w["week"] for w in weeks if w["refused"]],
+        "refresh_abs_error": refresh["refresh_abs_error"],
+        "random_refresh_abs_error": refresh["random_refresh_abs_error"],
+        "refresh_closer_share": refresh["refresh_closer_share"],
+        "refresh_p_paired": refresh["p_paired"],
+        "power_per_window": power,
+        "seconds": {"releases": round(t_rel - t0, 1), "story": round(t_story - t_rel, 1),
+                    "detection": round(t_det - t_story, 1), "refresh": round(time.perf_counter() - t_det, 1)},
+    }
+    config = {"n_nq": n_nq, "n_eval": n_eval, "window": window, "refresh_window": refresh_window, "budget": budget, "runs": runs,
+              "power_runs": power_runs, "seed": seed, "n_docs": len(d.corpus), "n_queries": len(d.queries),
+              "n_scifact_traffic_pool": int(len(pool)), "detector": DETECTOR, "weights": WEIGHTS,
+              "alarm": f"per-window level 0.05/{len(shares_sched)} (Bonferroni over {len(shares_sched)} weeks)",
+              "coverage": "uncovered = farther (cosine, nearest eval query) than 99% of eval queries from their nearest; refuse above 5%",
+              "schedule": {"topic_tilt": default_schedule()[0], "nq_share": shares_sched, "onset_week": onset},
+              "hard_topic": tinfo, "releases_shipped": ship, **tuned, "labels": "real qrels (SciFact, NQ gold passage)",
+              "data": d.meta}
+    return {"config": config, "metrics": metrics, "weeks": weeks, "releases": releases, "refresh": refresh}
+
+
+def render_markdown(res: dict) -> str:
+    from bench.report import markdown_table
+
+    m, c = res["metrics"], res["config"]
+    rows = [{**w, "estimated": "refused" if w["refused"] else w["estimated"], "uncovered": w["uncovered_share"],
+             "alarm": "ALARM" if w["alarm"] else ""} for w in res["weeks"]]
+    md = (f"# Eval drift (I): `ragfix bench eval-drift`\n\nCorpus {c['n_docs']} passages (SciFact abstracts + NQ-open gold "
+          f"passages), eval set {c['n_eval']} SciFact claims frozen at T, weekly traffic windows of {c['window']} queries, "
+          f"nDCG@10 with real qrels. Releases shipped (each only if it beat the last offline): {', '.join(c['releases_shipped'])}.\n\n"
+          "## Releases (offline = frozen eval set; traffic = the other SciFact claims / NQ questions)\n\n"
+          + markdown_table(res["releases"], ["release", "shipped", "offline", "scifact_traffic", "nq"])
+          + "\n## Week by week\n\n"
+          + "oracle_weighted = the eval set reweighted by the exact sampling tilt (the weights a perfect density-ratio model would give).\n\n"
+          + markdown_table(rows, ["week", "release", "topic_tilt", "nq_share", "offline", "true", "oracle_weighted", "estimated", "ess",
+                                  "uncovered", "refreshed", "random_refresh", "auc", "alarm"])
+          + "\n## Detection over seeded streams\n\n"
+          + f"- {m['detected_runs']}/{m['runs']} shifted streams alarmed after the onset (week {c['schedule']['onset_week']}), "
+            f"{m['detected_by_10pct_week']} of them by the week NQ reaches 10%; median delay {m['median_delay']} weeks; "
+            f"{m['alarms_before_onset']} alarmed before the onset.\n"
+          + f"- False alarms on unshifted streams: {m['false_alarm_rate']:.3f} (Clopper-Pearson 95% upper {m['false_alarm_upper95']:.3f}).\n\n"
+          + "Power of one window at the per-window level (share of seeded windows flagged):\n\n"
+          + markdown_table([{"detector": k, **v} for k, v in m["power_per_window"].items()],
+                           ["detector", *next(iter(m["power_per_window"].values())).keys()])
+          + "\n## Estimate and refresh\n\n"
+          + f"- Reweighted estimate, max |error| over covered weeks where the stale metric is off by >= 0.05: "
+            f"{m['estimate_abs_error_max']} ({m['estimate_weeks_compared']} such weeks); refused weeks: {m['refused_weeks']}.\n"
+          + f"- Refresh with {c['budget']} labelled traffic queries from a week of {c['refresh_window']} (NQ share 20%, "
+            f"{m['runs']} seeds, paired; labels = real qrels): "
+            f"|error| {m['refresh_abs_error']:.4f} vs random labelling {m['random_refresh_abs_error']:.4f}; refresh closer in "
+            f"{100 * m['refresh_closer_share']:.0f}% of seeds (paired randomisation p = {m['refresh_p_paired']:.3g}).\n")
+    return md
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    res = run_bench(n_nq=args.n_nq, n_eval=args.eval_size, window=args.window, budget=args.budget, runs=args.runs,
+                    power_runs=args.power_runs, seed=args.seed, refresh_window=args.refresh_window)
+    md = render_markdown(res)
+    out = Path(args.out)
+    png = out.with_suffix(".png")
+    plot_weeks(res["weeks"], png)
+    res["config"]["plot"] = str(png)
+    write_results(out, res["config"], res["metrics"], md, weeks=res["weeks"], releases=res["releases"],
+                  refresh=res["refresh"])
+    print(md)
+    print(f"wrote {out}, {out.with_suffix('.md')} and {png}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from bench.cli.argtypes import non_negative_int, positive_int
+
+    p = sub.add_parser("eval-drift", help="eval set frozen at T vs drifting traffic: detect, estimate, refresh (I)")
+    p.add_argument("--out", required=True, type=Path, help="results JSON (.md and .png written beside it)")
+    p.add_argument("--n-nq", type=positive_int, default=1500, help="NQ-open questions (and gold passages) in the product")
+    p.add_argument("--eval-size", type=positive_int, default=300, help="SciFact claims in the eval set frozen at T")
+    p.add_argument("--window", type=positive_int, default=400, help="traffic queries per week")
+    p.add_argument("--budget", type=positive_int, default=100, help="traffic queries labelled by a refresh (<= 200)")
+    p.add_argument("--refresh-window", type=positive_int, default=1000, help="traffic queries in the week the refresh runs are drawn from")
+    p.add_argument("--runs", type=positive_int, default=30, help="seeded streams for detection, false alarms and refresh")
+    p.add_argument("--power-runs", type=positive_int, default=30, help="seeded windows per shift size in the power table")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,402 @@
+"""``ragfix bench rerank``: the reranker's latency on the request path, naive against each fix (VIII).
+
+For each query the first stage (BM25, top K) is retrieved once; then every variant reranks the
+same K candidates, the variants *interleaved* query by query in a rotating order, so a noisy,
+shared machine slows all of them alike. Per variant: p50 / p95 / p99 rerank latency per query,
+pairs scored per second, CPU seconds per query, nDCG@10, and top-10 overlap with the naive
+ranking; beside them the arithmetic floor of the naive workload (its FLOPs over a matmul rate
+measured in this run). A Pareto plot (latency vs nDCG@10) is written next to the JSON.
+
+Variants:
+    naive       sentence-transformers ``CrossEncoder.predict`` on all K pairs, fp32, batch 32, the
+                model's own max length (the baseline the issue names)
+    length      length-sorted token-budget batches (rerank.batching), same scores
+    truncate    documents cut to ``--max-doc-tokens`` (rerank.truncation), batch 32
+    int8        ``--int8-backend`` (default ONNX Runtime dynamic int8), batch 32
+    bf16        torch bf16 autocast, batch 32 (skipped, with the reason, on CPUs without native bf16)
+    cascade     the ``--pruner`` model scores all K, the model ranks the ``--keep`` best (rerank.cascade)
+    adaptive    per-query candidate count from the BM25 scores, ratio fitted on the train split (fitted only
+                when a variant uses it; a folder without ``qrels/train.tsv`` gets the unfitted default
+                ratio ``DEFAULT_ADAPTIVE_RATIO`` = 0.5, and the results say so)
+    microbatch  the length engine behind the cross-request MicroBatcher, one request at a time
+    fastest     ``rerank.presets.fastest_stack``: adaptive -> the model on ``--fastest-backend`` (ONNX
+                int8), length-aware batching: the fastest combination, which trades the full rerank's
+                ranking for BM25's below the cut
+    pruner      the ``--pruner`` alone over all K, the engine ``best`` runs it on (its cost inside ``best``)
+    best        ``rerank.presets.best_stack``: cascade: the pruner on ``--best-pruner-backend`` (int8,
+                ``--pruner-doc-tokens``) over all K, the model on ``--best-backend`` over the ``--keep``
+                survivors, length-aware batching (without a pruner: adaptive -> the model on ``--best-backend``)
+    onnx_peer   ONNX Runtime fp32 on our own export of the same model, batch 32, full length (what
+                sentence-transformers' ``backend="onnx"`` runs, without optimum)
+
+``best`` and ``fastest`` are the library objects of :mod:`rerank.presets`; this module only turns
+its arguments into their constructor arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from data import RetrievalDataset, load_beir
+from bench.eval.metrics import evaluate
+from bench.report import markdown_table, write_results
+from bench.cli.argtypes import fraction, positive_int
+
+__all__ = ["VARIANTS", "DEFAULT_ADAPTIVE_RATIO", "run_rerank_bench", "pareto_plot", "add_parser"]
+
+# The adaptive rule's ratio when the data has no train split to fit it on (documented in the results).
+DEFAULT_ADAPTIVE_RATIO = 0.5
+
+VARIANTS = ("naive", "length", "truncate", "int8", "bf16", "cascade", "adaptive", "microbatch", "fastest", "pruner", "best",
+            "onnx_peer")
+
+
+def _load_ce(name: str):
+    from registry import load_cross_encoder
+
+    return load_cross_encoder(name, device="cpu").model
+
+
+def _fit_adaptive(data: Path, k: int, min_k: int, target: float, n_queries: int = 300):
+    """Fit the candidate-count ratio on the train split (never the test queries)."""
+    from rerank.candidates import AdaptiveCandidateCount
+    from retrieval.retrievers import BM25Retriever
+
+    train = load_beir(data, "train").limit(n_queries)
+    bm = BM25Retriever().index(train.corpus)
+    qids = list(train.queries)
+    res = bm.search([train.queries[q] for q in qids], k)
+    scores, masks = [], []
+    for i, q in enumerate(qids):
+        ids = [train.corpus[int(j)].id for j in res.indices[i] if j >= 0]
+        scores.append(np.asarray(res.scores[i][: len(ids)]))
+        masks.append(np.array([train.qrels.get(q, {}).get(d, 0) > 0 for d in ids]))
+    return AdaptiveCandidateCount(min_k=min_k, max_k=k).fit(scores, masks, target=target)
+
+
+def _wanted_variants(args: argparse.Namespace) -> list[str]:
+    """The ``--variants`` list, checked (names, bf16 support) before any model is loaded."""
+    from rerank.backends import bf16_refusal
+
+    wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
+    bad = sorted(set(wanted) - set(VARIANTS))
+    if bad or not wanted:
+        raise ValueError(f"--variants: unknown {bad or 'empty list'}; allowed: {', '.join(VARIANTS)}")
+    no_bf16 = None if args.force_bf16 else bf16_refusal()
+    for opt, variant in (("best_backend", "best"), ("best_pruner_backend", "best"), ("fastest_backend", "fastest")):
+        if no_bf16 and variant in wanted and getattr(args, opt) == "bf16":
+            raise ValueError(f"--{opt.replace('_', '-')} bf16: {no_bf16}; pick onnx-int8 or fp32, or pass --force-bf16")
+    return wanted
+
+
+def _uses_adaptive(wanted: Sequence[str], pruner: str | None) -> bool:
+    return "adaptive" in wanted or "fastest" in wanted or ("best" in wanted and not pruner)
+
+
+def _adaptive_for(args: argparse.Namespace, wanted: Sequence[str]):
+    """The adaptive candidate rule if a variant uses it: fitted on ``qrels/train.tsv``, or the default
+    ratio when there is no train split; ``(rule or None, how it was chosen)``."""
+    from rerank.candidates import AdaptiveCandidateCount
+
+    if not _uses_adaptive(wanted, args.pruner):
+        return None, "not used by the variants run"
+    if not (Path(args.data) / "qrels" / "train.tsv").is_file():
+        return (AdaptiveCandidateCount(DEFAULT_ADAPTIVE_RATIO, min(args.min_k, args.k), args.k),
+                f"default ratio {DEFAULT_ADAPTIVE_RATIO} ({args.data} has no qrels/train.tsv to fit it on)")
+    return _fit_adaptive(args.data, args.k, min(args.min_k, args.k), args.adaptive_target), "fitted on the train split"
+
+
+def _build_variants(args: argparse.Namespace, model, pruner, adaptive) -> tuple[dict[str, Callable], dict[str, str]]:
+    """variant -> f(query, texts, first_stage_scores) -> (order over texts, pairs scored)."""
+    from rerank.backends import bf16_refusal
+    from rerank.candidates import AdaptiveReranker
+    from rerank.cascade import CascadeReranker
+    from rerank.engine import RerankEngine
+    from rerank.microbatch import MicroBatcher
+    from rerank.presets import best_stack, fastest_stack
+
+    wanted = _wanted_variants(args)
+    no_bf16 = None if args.force_bf16 else bf16_refusal()
+    budget = args.max_tokens_per_batch
+    fns: dict[str, Callable] = {}
+    skipped: dict[str, str] = {}
+
+    def by_scores(scorer):
+        def f(q, texts, _fs):
+            s = scorer.score_pairs([(q, t) for t in texts])
+            return np.argsort(-s, kind="stable"), len(texts)
+        return f
+
+    def naive(q, texts, _fs):
+        return np.argsort(-naive_scores(model, q, texts), kind="stable"), len(texts)
+
+    def cascade_fn(casc):
+        def f(q, texts, _fs):
+            from retrieval.types import Document
+
+            docs = [Document(str(i), t) for i, t in enumerate(texts)]
+            r = casc.rank(q, docs)
+            return r.order, len(texts) + min(casc.keep, len(texts))
+        return f
+
+    def with_adaptive(inner):
+        def f(q, texts, fs):
+            k = adaptive.select(fs)
+            order, pairs = inner(q, texts[:k], fs[:k])
+            return np.concatenate([order, np.arange(k, len(texts))]), pairs
+        return f
+
+    def stack_fn(stack):  # a preset: pairs counted by the stack itself
+        def f(q, texts, fs):
+            from retrieval.types import Document
+
+            docs = [Document(str(i), t) for i, t in enumerate(texts)]
+            before = stack.pairs_scored_
+            r = stack.rank(q, docs, fs) if isinstance(stack, AdaptiveReranker) else stack.rank(q, docs)
+            return r.order, stack.pairs_scored_ - before
+        return f
+
+    best = None
+    if "best" in wanted or ("pruner" in wanted and pruner is not None):
+        best = best_stack(model, pruner, adaptive=adaptive, backend=args.best_backend,
+                          pruner_backend=args.best_pruner_backend, keep=args.keep, max_tokens_per_batch=budget,
+                          ranker_doc_tokens=args.best_ranker_doc_tokens, pruner_doc_tokens=args.pruner_doc_tokens)
+
+    for v in wanted:
+        if v == "naive":
+            fns[v] = naive
+        elif v == "length":
+            fns[v] = by_scores(RerankEngine(model, "fp32", max_tokens_per_batch=budget, name="length"))
+        elif v == "truncate":
+            fns[v] = by_scores(RerankEngine(model, "fp32", length_sort=False, max_batch=32, max_doc_tokens=args.max_doc_tokens))
+        elif v == "int8":
+            fns[v] = by_scores(RerankEngine(model, args.int8_backend, length_sort=False, max_batch=32))
+        elif v == "bf16":
+            if no_bf16:
+                skipped[v] = f"{no_bf16}; run with --force-bf16 to measure it anyway"
+                continue
+            fns[v] = by_scores(RerankEngine(model, "bf16", length_sort=False, max_batch=32))
+        elif v == "cascade":
+            if pruner is None:
+                skipped[v] = "no --pruner model"
+                continue
+            fns[v] = cascade_fn(CascadeReranker(RerankEngine(pruner, "fp32", length_sort=False, max_batch=32),
+                                                RerankEngine(model, "fp32", length_sort=False, max_batch=32), keep=args.keep))
+        elif v == "adaptive":
+            fns[v] = with_adaptive(naive)
+        elif v == "microbatch":
+            mb = MicroBatcher(RerankEngine(model, "fp32", max_tokens_per_batch=budget), max_wait_ms=2.0)
+            fns[v] = by_scores(mb)
+            fns[v].closer = mb  # type: ignore[attr-defined]
+        elif v == "fastest":
+            fns[v] = stack_fn(fastest_stack(model, adaptive, backend=args.fastest_backend, max_tokens_per_batch=budget))
+        elif v == "pruner":
+            if pruner is None:
+                skipped[v] = "no --pruner model"
+                continue
+            fns[v] = by_scores(best.pruner)  # the engine best runs the pruner on
+        elif v == "best":
+            fns[v] = stack_fn(best)
+        elif v == "onnx_peer":
+            fns[v] = by_scores(RerankEngine(model, "onnx", length_sort=False, max_batch=32))
+    return fns, skipped
+
+
+def naive_scores(model, query: str, texts: Sequence[str]) -> np.ndarray:
+    """The baseline every rerank fix is measured against: ``CrossEncoder.predict`` over all pairs, fp32, batch 32."""
+    import torch
+
+    s = model.predict([(query, t) for t in texts], batch_size=32, show_progress_bar=False,
+                      activation_fn=torch.nn.Identity(), convert_to_numpy=True)
+    return np.asarray(s).reshape(len(texts), -1)[:, 0]
+
+
+def _pct(xs: list[float], p: float) -> float:
+    return float(np.percentile(np.asarray(xs) * 1000.0, p)) if xs else float("nan")
+
+
+def run_rerank_bench(ds: RetrievalDataset, args: argparse.Namespace) -> tuple[dict, dict]:
+    import torch
+
+    from rerank.floor import config_flops, matmul_gflops
+    from rerank.truncation import TruncationPolicy, encode_pairs
+    from retrieval.retrievers import BM25Retriever
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    # Everything that can be wrong with the arguments is found before a model loads.
+    from registry import Registry
+
+    wanted = _wanted_variants(args)
+    registry = Registry()
+    for name in filter(None, (args.model, args.pruner)):
+        if not Path(name).exists():
+            registry.resolve(name, "cross-encoder")
+    adaptive, adaptive_how = _adaptive_for(args, wanted)
+    model = _load_ce(args.model)
+    pruner = _load_ce(args.pruner) if args.pruner else None
+    fns, skipped = _build_variants(args, model, pruner, adaptive)
+    names = list(fns)
+
+    qids = list(ds.queries)
+    bm = BM25Retriever().index(ds.corpus)
+    res = bm.search([ds.queries[q] for q in qids], args.k)
+    cands = []
+    for i, q in enumerate(qids):
+        idx = [int(j) for j in res.indices[i] if j >= 0]
+        cands.append(([ds.corpus[j] for j in idx], np.asarray(res.scores[i][: len(idx)], dtype=np.float64)))
+
+    # Warm-up (not timed): first calls pay thread-pool start, ONNX session and allocator costs.
+    q0, (d0, s0) = ds.queries[qids[0]], cands[0]
+    for n in names:
+        fns[n](q0, [d.full_text() for d in d0[:8]], s0[:8])
+
+    lat = {n: [] for n in names}
+    cpu = {n: [] for n in names}
+    pairs = {n: 0 for n in names}
+    runs = {n: {} for n in names}
+    rates, floors = [], []
+    policy = TruncationPolicy(int(model.max_length))
+    for qi, qid in enumerate(qids):
+        query = ds.queries[qid]
+        docs, fs = cands[qi]
+        texts = [d.full_text() for d in docs]
+        rates.append(matmul_gflops(1024, repeats=3))
+        floors.append(config_flops(encode_pairs(model.tokenizer, [(query, t) for t in texts], policy).lengths, model.model.config))
+        rot = qi % len(names)
+        for n in names[rot:] + names[:rot]:
+            w0, c0 = time.perf_counter(), time.process_time()
+            order, npairs = fns[n](query, texts, fs)
+            lat[n].append(time.perf_counter() - w0)
+            cpu[n].append(time.process_time() - c0)
+            pairs[n] += npairs
+            runs[n][qid] = {docs[int(j)].id: float(len(order) - r) for r, j in enumerate(order)}
+        if args.progress:
+            print(f"  [{qi + 1}/{len(qids)}] " + "  ".join(f"{n}={lat[n][-1] * 1000:.0f}ms" for n in names), flush=True)
+    for n in names:
+        closer = getattr(fns[n], "closer", None)
+        if closer is not None:
+            closer.close()
+
+    rate = float(max(rates))
+    floor_ms = float(np.median(floors)) / (rate * 1e9) * 1000.0
+    metrics: dict[str, dict] = {}
+    for n in names:
+        nd = evaluate(ds.qrels, runs[n], ("ndcg@10",))["ndcg@10"]
+        overlap = float(np.mean([len(set(sorted(runs[n][q], key=runs[n][q].get, reverse=True)[:10])
+                                     & set(sorted(runs["naive"][q], key=runs["naive"][q].get, reverse=True)[:10])) / 10
+                                 for q in qids])) if "naive" in runs else None
+        metrics[n] = {"p50_ms": _pct(lat[n], 50), "p95_ms": _pct(lat[n], 95), "p99_ms": _pct(lat[n], 99),
+                      "pairs_per_s": pairs[n] / max(sum(lat[n]), 1e-9), "cpu_s": float(np.mean(cpu[n])),
+                      "ndcg@10": nd, "top10_overlap_naive": overlap, "pairs_per_query": pairs[n] / len(qids)}
+    base = metrics.get("naive")
+    for n in names:
+        if base:
+            metrics[n]["speedup_p50"] = base["p50_ms"] / metrics[n]["p50_ms"]
+            metrics[n]["base_p50_ms"] = base["p50_ms"]
+            metrics[n]["base_ndcg@10"] = base["ndcg@10"]
+    extra = {"floor_ms": floor_ms, "matmul_gflops": rate, "matmul_gflops_median": float(np.median(rates)),
+             "skipped": skipped,
+             "adaptive": None if adaptive is None else {
+                 "ratio": adaptive.ratio, "how": adaptive_how, "fit_kept_share": getattr(adaptive, "kept_share_", None),
+                 "fit_mean_k": getattr(adaptive, "mean_k_", None), "min_k": adaptive.min_k},
+             "first_stage": f"BM25 top {args.k}"}
+    return metrics, extra
+
+
+def pareto_plot(metrics: dict, out: Path, floor_ms: float | None = None, title: str = "") -> Path:
+    """Latency (p50, log x) against nDCG@10 per variant, with the Pareto front drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    pts = sorted((m["p50_ms"], m["ndcg@10"], n) for n, m in metrics.items())
+    for x, y, n in pts:
+        ax.scatter(x, y, color="C3" if n == "naive" else ("C2" if n == "best" else "C0"), zorder=3)
+        ax.annotate(n, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    front, best_y = [], -1.0
+    for x, y, _ in pts:
+        if y > best_y:
+            front.append((x, y))
+            best_y = y
+    if len(front) > 1:
+        ax.plot(*zip(*front), color="C2", lw=1, ls="--", label="Pareto front")
+    if floor_ms:
+        ax.axvline(floor_ms, color="grey", ls=":", lw=1, label=f"floor of the naive workload ({floor_ms:.0f} ms)")
+    ax.set_xscale("log")
+    ax.set_xlabel("rerank latency per query, p50 (ms, log scale)")
+    ax.set_ylabel("nDCG@10")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    ds = load_beir(args.data, args.split).limit(args.limit)
+    metrics, extra = run_rerank_bench(ds, args)
+    cols = ["variant", "p50_ms", "p95_ms", "p99_ms", "speedup_p50", "pairs_per_s", "cpu_s", "ndcg@10", "top10_overlap_naive", "pairs_per_query"]
+    rows = [{"variant": n, **m} for n, m in metrics.items()]
+    head = (f"Rerank on {ds.name} ({args.split}, {len(ds.queries)} queries, {extra['first_stage']}), model {args.model}"
+            f"{', pruner ' + args.pruner if args.pruner else ''}; floor of the naive workload {extra['floor_ms']:.0f} ms "
+            f"at {extra['matmul_gflops']:.0f} GFLOP/s (best 1024^3 fp32 matmul in this run)\n\n")
+    md = head + markdown_table(rows, cols, floatfmt=".3g")
+    for name in ("best", "fastest"):
+        if name in metrics and "naive" in metrics:
+            b, n = metrics[name], metrics["naive"]
+            ok = b["speedup_p50"] >= 8 and abs(b["ndcg@10"] - n["ndcg@10"]) <= 0.005
+            md += (f"\nnaive -> {name}: p50 {n['p50_ms']:.0f} -> {b['p50_ms']:.0f} ms ({b['speedup_p50']:.1f}x), "
+                   f"nDCG@10 {n['ndcg@10']:.4f} -> {b['ndcg@10']:.4f} ({b['ndcg@10'] - n['ndcg@10']:+.4f}), "
+                   f"top-10 overlap {b['top10_overlap_naive']:.2f}; target (>= 8x, within 0.005): {'met' if ok else 'NOT met'}\n")
+    for v, why in extra["skipped"].items():
+        md += f"\nskipped {v}: {why}\n"
+    print(md)
+    if args.out:
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+        config["n_queries"] = len(ds.queries)
+        png = Path(args.out).with_suffix(".png")
+        png.parent.mkdir(parents=True, exist_ok=True)
+        pareto_plot(metrics, png, extra["floor_ms"], title=head.split(";")[0])
+        write_results(args.out, config, metrics, md, **extra, plot=str(png))
+        print(f"wrote {args.out} (+ .md, .png)")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rerank", help="reranker latency on the request path: naive vs each fix vs best (VIII)")
+    p.add_argument("--data", required=True, type=Path, help="BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--k", type=positive_int, default=100, help="first-stage (BM25) candidates per query")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N judged queries only")
+    p.add_argument("--out", type=Path, default=None, help="results JSON (.md and Pareto .png written beside it)")
+    p.add_argument("--model", default="reranker-l6", help="the cross-encoder whose ranking counts (registry name or folder)")
+    p.add_argument("--pruner", default="reranker-l2", help="small cross-encoder for the cascade ('' for none)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list from {', '.join(VARIANTS)}")
+    p.add_argument("--keep", type=positive_int, default=20, help="cascade: candidates the pruner passes to the model")
+    p.add_argument("--max-doc-tokens", type=positive_int, default=64, help="truncate variant: document tokens kept")
+    p.add_argument("--best-ranker-doc-tokens", type=positive_int, default=None, help="best: document tokens kept by the model (default all)")
+    p.add_argument("--max-tokens-per-batch", type=positive_int, default=4096, help="length-aware batching: padded tokens per forward pass")
+    p.add_argument("--int8-backend", default="onnx-int8", choices=["int8", "onnx-int8"])
+    p.add_argument("--best-backend", default="onnx-int8", choices=["fp32", "bf16", "int8", "onnx", "onnx-int8"],
+                   help="best: the model's backend (bf16 keeps its ranking best where the CPU has native bf16)")
+    p.add_argument("--best-pruner-backend", default="onnx-int8", choices=["fp32", "bf16", "int8", "onnx", "onnx-int8"],
+                   help="best: the pruner's backend (its errors only matter where they cross the --keep boundary)")
+    p.add_argument("--pruner-doc-tokens", type=positive_int, default=None,
+                   help="best: document tokens the pruner sees (default all; cutting them cost the pruner its agreement here)")
+    p.add_argument("--fastest-backend", default="onnx-int8", choices=["fp32", "bf16", "int8", "onnx", "onnx-int8"],
+                   help="fastest: the model's backend")
+    p.add_argument("--min-k", type=positive_int, default=20, help="adaptive: never fewer candidates than this")
+    p.add_argument("--adaptive-target", type=fraction, default=0.98, help="adaptive: share of relevant candidates kept on train")
+    p.add_argument("--force-bf16", action="store_true", help="measure bf16 even without native CPU support")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--progress", action="store_true", help="print each query's latencies")
+    p.set_defaults(func=_cmd)

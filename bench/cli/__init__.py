@@ -1,0 +1,46 @@
+"""The ``ragfix`` command line: ``demo``, ``bench <name>``, and (as they land) ``train``, ``diagnose``, ``report``."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from bench.cli.groups import add_group, register_modules
+
+__all__ = ["main", "build_parser"]
+
+# Each module exposes add_parser(subparsers); adding a command is one line here.
+# BENCH_MODULES register under `ragfix bench ...`; COMMAND_MODULES register top-level commands
+# (e.g. `ragfix calibrate ...`, `ragfix diagnose ...`, `ragfix train ...`, `ragfix report ...`).
+BENCH_MODULES = ["bench.benchmarks.bench_retrieval", "bench.benchmarks.bench_thresholds", "bench.benchmarks.bench_cascade",
+                 "bench.benchmarks.bench_rerank", "bench.benchmarks.bench_specialists", "bench.benchmarks.bench_pipeline",
+                 "bench.benchmarks.bench_faithfulness", "bench.benchmarks.bench_context:add_bench_parser",
+                 "bench.benchmarks.bench_eval_drift", "bench.benchmarks.bench_judge_spend", "bench.benchmarks.bench_distill_drift",
+                 "bench.benchmarks.bench_serve"]
+COMMAND_MODULES = ["bench.benchmarks.demo", "bench.cli.calibrate", "bench.cli.diagnose", "bench.cli.train", "bench.cli.report",
+                   "bench.cli.distill", "bench.cli.perf", "bench.cli.cache", "serve.cli"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ragfix", description="Fixes for production RAG failure modes, with benchmarks on real data.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register_modules(sub, COMMAND_MODULES)
+    add_group(sub, "bench", "benchmarks: baseline and fix side by side, JSON + Markdown", BENCH_MODULES)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    from data import DatasetError
+    from registry import UnknownModelError
+
+    try:
+        return int(args.func(args) or 0)
+    except (DatasetError, UnknownModelError, FileNotFoundError, ValueError) as exc:
+        print(f"ragfix: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
