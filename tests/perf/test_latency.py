@@ -1,6 +1,6 @@
 """Latency regression tests for the request path (VIII), through perfguard.
 
-Each workload of :mod:`bench.perf_workloads` is timed against its matched reference and compared
+Each workload of :mod:`bench.benchmarks.perf_workloads` is timed against its matched reference and compared
 with this machine class's baseline in ``tests/perf/baseline.json`` (tolerance 1.5x, two
 confirmations before failing). The second test injects a 3x slowdown into each workload and
 requires the same guard to call it a regression, so a guard that has gone blind fails CI.
@@ -15,7 +15,7 @@ from perfguard import slowed
 pytestmark = pytest.mark.perf
 pytest.importorskip("torch")
 
-from bench.perf_workloads import WORKLOADS, build_workloads  # noqa: E402
+from bench.benchmarks.perf_workloads import WORKLOADS, build_workloads  # noqa: E402
 
 
 @pytest.fixture(scope="module")
