@@ -23,7 +23,14 @@ Mechanism, on query embeddings (any encoder; numpy, scipy and scikit-learn only)
   from every eval query than 99% of eval queries are from their nearest neighbour): importance
   weighting cannot extrapolate where the eval density is negligible.
 * :func:`pick_for_labelling` / :func:`refreshed_estimate` -- which traffic queries to label
-  (uncovered regions first, stratified by traffic clusters) and today's metric from old + new labels.
+  (uncovered regions first, or proportional to cluster x coverage strata) and today's metric from old + new labels.
+* :func:`exceedance_p_value` -- the exact tail test the novelty detector uses (``tail_test="exceedance"``):
+  the count of window rows above a high quantile of held-out eval novelty scores, negative-hypergeometric
+  under the null.
+* :func:`cross_fitted_predictions`, :func:`model_assisted_estimate`, :func:`model_assisted_refresh` -- a
+  doubly robust estimate: a predictor of the per-query metric from label-free signals (retrieval scores,
+  query-result agreement; a cross-encoder's judgement would serve too), evaluated on every traffic query,
+  plus the density-ratio-weighted eval residuals (and, after a refresh, the new labels' residuals per stratum).
 
 Proved by ``tests/unit/test_monitor_eval_drift.py`` (silent on a same-distribution split, fires on a
 shifted one, refusal on unsupported traffic, unbiased on a synthetic known-weight case) and by
