@@ -61,3 +61,14 @@ def test_story_reports_model_assisted_and_plain_estimates_and_refuses_on_nq():
     first = weeks[0]
     assert not first["refused"] and first["estimated"] != first["estimated_iw"]
     assert abs(first["estimated"] - first["true"]) < 0.1 and first["refreshed"] is not None
+
+
+def test_detection_summary_false_alarm_rate_is_over_the_unshifted_streams():
+    from bench.bench_eval_drift import detection_summary
+
+    shifted = [7, 8, 8, 3, None]                   # onset week 6, NQ at 10% in week 8
+    clean = [None] * 99 + [4]
+    m = detection_summary(shifted, clean, onset=6, ten=8)
+    assert (m["runs"], m["detected_runs"], m["detected_by_10pct_week"], m["alarms_before_onset"]) == (5, 3, 3, 1)
+    assert m["median_delay"] == 2.0 and m["false_alarms"] == 1 and m["false_alarm_runs"] == 100
+    assert m["false_alarm_rate"] == 0.01 and 0.04 < m["false_alarm_upper95"] < 0.06
