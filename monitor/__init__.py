@@ -39,6 +39,10 @@ from monitor.eval_drift import (
     pick_for_labelling,
     refreshed_estimate,
     weighted_estimate,
+    exceedance_p_value,
+    cross_fitted_predictions,
+    model_assisted_estimate,
+    model_assisted_refresh,
 )
 from monitor.sequential import BernoulliCUSUM, false_alarm_rate
 from monitor.types import AlarmResult, DriftResult, Interval
@@ -52,4 +56,5 @@ __all__ = [
     "BernoulliCUSUM", "false_alarm_rate",
     "ClassifierDrift", "SequentialDrift", "ClusterShift", "grown_clusters", "EvalEstimate", "uncovered_mask",
     "importance_weighted_estimate", "weighted_estimate", "RefreshPlan", "pick_for_labelling", "refreshed_estimate",
+    "exceedance_p_value", "cross_fitted_predictions", "model_assisted_estimate", "model_assisted_refresh",
 ]

@@ -23,7 +23,14 @@ Mechanism, on query embeddings (any encoder; numpy, scipy and scikit-learn only)
   from every eval query than 99% of eval queries are from their nearest neighbour): importance
   weighting cannot extrapolate where the eval density is negligible.
 * :func:`pick_for_labelling` / :func:`refreshed_estimate` -- which traffic queries to label
-  (uncovered regions first, stratified by traffic clusters) and today's metric from old + new labels.
+  (uncovered regions first, or proportional to cluster x coverage strata) and today's metric from old + new labels.
+* :func:`exceedance_p_value` -- the exact tail test the novelty detector uses (``tail_test="exceedance"``):
+  the count of window rows above a high quantile of held-out eval novelty scores, negative-hypergeometric
+  under the null.
+* :func:`cross_fitted_predictions`, :func:`model_assisted_estimate`, :func:`model_assisted_refresh` -- a
+  doubly robust estimate: a predictor of the per-query metric from label-free signals (retrieval scores,
+  query-result agreement; a cross-encoder's judgement would serve too), evaluated on every traffic query,
+  plus the density-ratio-weighted eval residuals (and, after a refresh, the new labels' residuals per stratum).
 
 Proved by ``tests/unit/test_monitor_eval_drift.py`` (silent on a same-distribution split, fires on a
 shifted one, refusal on unsupported traffic, unbiased on a synthetic known-weight case) and by
@@ -43,9 +50,10 @@ from monitor.bounds import bootstrap_interval
 from monitor.types import AlarmResult, DriftResult
 
 __all__ = [
-    "ClassifierDrift", "SequentialDrift", "ClusterShift", "grown_clusters", "domain_probabilities",
+    "exceedance_p_value", "ClassifierDrift", "SequentialDrift", "ClusterShift", "grown_clusters", "domain_probabilities",
     "density_ratio", "uncovered_mask", "weighted_estimate", "EvalEstimate", "importance_weighted_estimate", "RefreshPlan",
-    "pick_for_labelling", "refreshed_estimate",
+    "pick_for_labelling", "refreshed_estimate", "cross_fitted_predictions", "model_assisted_estimate",
+    "model_assisted_refresh",
 ]
 
 
@@ -170,6 +178,39 @@ def _auc(scores_ref: np.ndarray, scores_win: np.ndarray) -> float:
     return float(u / (len(scores_ref) * len(scores_win)))
 
 
+def exceedance_p_value(null_scores, window_scores, rank: int) -> tuple[int, float]:
+    """Exact p-value of "the window has too many rows above the ``rank``-th largest null score".
+
+    ``null_scores`` (n rows) and ``window_scores`` (m rows) must be i.i.d. from one continuous
+    distribution under the null (e.g. novelty scores of held-out eval rows and of traffic rows against
+    the same fitted reference). The count K of window rows above the ``rank``-th largest null score
+    then follows a negative hypergeometric law, ``P(K=k) = C(k+r-1, k) C(n-r+m-k, m-k) / C(n+m, m)``,
+    whatever the score's distribution (the null quantile's own sampling noise is inside that law).
+    A new kind of query that is 5-10% of a window and lies outside the eval set puts almost all of its
+    rows above a high null quantile, where a rank-sum test (AUC) barely moves. Returns ``(K, p)``.
+
+    >>> exceedance_p_value([0.1, 0.2, 0.3, 0.4], [0.5, 0.6], rank=1)
+    (2, 0.06666666666666667)
+    """
+    from scipy.special import gammaln
+
+    sn = np.asarray(null_scores, dtype=np.float64).ravel()
+    sw = np.asarray(window_scores, dtype=np.float64).ravel()
+    n, m, r = len(sn), len(sw), int(rank)
+    if not (1 <= r <= n) or m < 1:
+        raise ValueError(f"exceedance_p_value needs 1 <= rank <= {n} null scores and >= 1 window score, got rank={rank}, "
+                         f"{m} window scores")
+    thr = np.sort(sn)[n - r]
+    k_obs = int((sw > thr).sum())
+    k = np.arange(k_obs, m + 1)
+
+    def lc(a, b):  # log C(a, b)
+        return gammaln(a + 1) - gammaln(b + 1) - gammaln(a - b + 1)
+
+    logp = lc(k + r - 1, k) + lc(n - r + m - k, m - k) - lc(n + m, m)
+    return k_obs, float(min(1.0, np.exp(logp).sum()))
+
+
 class ClassifierDrift:
     """Domain-classifier two-sample test on embeddings.
 
@@ -188,6 +229,12 @@ class ClassifierDrift:
             that is diffuse (NQ questions on every topic) is no cluster for kNN; the distance score finds it
             (``ragfix bench eval-drift`` measures all three).
         seed: split / fold / permutation seed (results are reproducible).
+        tail_test: the second held-out test combined with the AUC test: ``"top"`` (hypergeometric count of
+            traffic rows among the top ``tail`` of pooled held-out scores) or ``"exceedance"`` (exact count of
+            traffic rows above the held-out eval rows' ``exceed_quantile`` score, :func:`exceedance_p_value`;
+            much more power when a new kind is a few % of the window and lies outside the eval set: measured
+            in ``ragfix bench eval-drift``).
+        exceed_quantile: the null quantile of the exceedance test (rank ``max(1, round((1-q) n_null))``).
 
     The statistic is the AUC (0.5 = indistinguishable). Evidently alarms at AUC > 0.55 with no
     p-value; here the decision rule is the p-value, so the false-alarm rate is the level.
@@ -201,7 +248,7 @@ class ClassifierDrift:
 
     def __init__(self, reference, p_val: float = 0.05, test: str = "heldout", C: float = 1.0, n_folds: int = 5,
                  n_permutations: int = 100, n_components: int | None = 20, tail: float = 0.1, model: str = "logistic",
-                 k: int = 10, seed: int = 0) -> None:
+                 k: int = 10, seed: int = 0, tail_test: str = "top", exceed_quantile: float = 0.99) -> None:
         if not (0.0 < p_val < 1.0):
             raise ValueError(f"p_val (significance level) must be in (0, 1), got {p_val}")
         if test not in ("heldout", "permutation"):
@@ -218,6 +265,11 @@ class ClassifierDrift:
         if not (0.0 < tail < 1.0):
             raise ValueError(f"tail (share of held-out scores in the tail test) must be in (0, 1), got {tail}")
         self.n_permutations, self.n_components, self.tail, self.seed = n_permutations, n_components, tail, seed
+        if tail_test not in ("top", "exceedance"):
+            raise ValueError(f"tail_test must be 'top' or 'exceedance', got {tail_test!r}")
+        if not (0.5 <= exceed_quantile < 1.0):
+            raise ValueError(f"exceed_quantile must be in [0.5, 1), got {exceed_quantile}")
+        self.tail_test, self.exceed_quantile = tail_test, exceed_quantile
 
     def _heldout(self, w: np.ndarray) -> tuple[float, float]:
         rng = np.random.default_rng(self.seed)
@@ -237,6 +289,9 @@ class ClassifierDrift:
             m = _clf(self.C, self.seed, self.n_components, z.shape).fit(z, y)
             sr, sw = m.decision_function(r[ri[rh:]]), m.decision_function(w[wi[wh:]])
         res = stats.mannwhitneyu(sw, sr, alternative="greater")
+        if self.tail_test == "exceedance":
+            _, p_tail = exceedance_p_value(sr, sw, max(1, int(round((1 - self.exceed_quantile) * len(sr)))))
+            return float(res.statistic / (len(sr) * len(sw))), float(min(1.0, 2.0 * min(res.pvalue, p_tail)))
         # A new kind that is a small share of the window moves the AUC little but fills the top of the
         # ranking: a hypergeometric test on the traffic count among the top ``tail`` of held-out scores.
         pooled = np.r_[sr, sw]
@@ -494,30 +549,46 @@ def _allocate(counts: np.ndarray, budget: int) -> np.ndarray:
 
 
 def pick_for_labelling(eval_emb, traffic_emb, budget: int, n_clusters: int = 8, coverage_quantile: float = 0.99,
-                       seed: int = 0) -> RefreshPlan:
-    """Choose ``budget`` traffic rows to label: uncovered rows first, each group stratified by traffic cluster."""
+                       seed: int = 0, strategy: str = "uncovered_first") -> RefreshPlan:
+    """Choose ``budget`` traffic rows to label, stratified by traffic cluster (KMeans on the window).
+
+    ``strategy="uncovered_first"``: every uncovered row before any covered one (each group stratified by
+    cluster) -- for a small budget and an estimate from the eval set alone (:func:`refreshed_estimate`),
+    where the eval set cannot speak for the uncovered rows. ``strategy="proportional"``: strata = cluster x
+    covered/uncovered, each stratum sampled in proportion to its size (stratified random sampling); for
+    :func:`model_assisted_refresh`, which needs residuals from covered traffic too (the reweighted eval set
+    carries its own sampling luck there). ``ragfix bench eval-drift`` measures both.
+    """
     from sklearn.cluster import KMeans
 
     e, t = _emb(eval_emb, "eval_emb"), _emb(traffic_emb, "traffic_emb")
     _same_dim(e, t)
     if budget < 1:
         raise ValueError(f"budget must be >= 1 query to label, got {budget}")
+    if strategy not in ("uncovered_first", "proportional"):
+        raise ValueError(f"strategy must be 'uncovered_first' or 'proportional', got {strategy!r}")
     budget = min(budget, len(t))
     unc, _ = uncovered_mask(e, t, coverage_quantile)
     k = int(max(1, min(n_clusters, len(t) // 2)))
     lab = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(t)
     rng = np.random.default_rng(seed)
     chosen: list[int] = []
-    for group in (unc, ~unc):
-        left = budget - len(chosen)
-        if left <= 0:
-            break
-        counts = np.array([np.sum(group & (lab == c)) for c in range(k)])
-        for c, n in enumerate(_allocate(counts, min(left, int(counts.sum())))):
-            chosen.extend(rng.permutation(np.flatnonzero(group & (lab == c)))[:n].tolist())
+    if strategy == "proportional":
+        strata = lab * 2 + unc.astype(int)
+        counts = np.bincount(strata, minlength=2 * k)
+        for h, n in enumerate(_allocate(counts, budget)):
+            chosen.extend(rng.permutation(np.flatnonzero(strata == h))[:n].tolist())
+    else:
+        for group in (unc, ~unc):
+            left = budget - len(chosen)
+            if left <= 0:
+                break
+            counts = np.array([np.sum(group & (lab == c)) for c in range(k)])
+            for c, n in enumerate(_allocate(counts, min(left, int(counts.sum())))):
+                chosen.extend(rng.permutation(np.flatnonzero(group & (lab == c)))[:n].tolist())
     idx = np.array(chosen, dtype=int)
     return RefreshPlan(idx, lab[idx], unc[idx], float(unc.mean()), {"n_clusters": k, "labels": lab,
-                                                                    "uncovered_mask": unc})
+                                                                    "uncovered_mask": unc, "strategy": strategy})
 
 
 def refreshed_estimate(eval_emb, eval_metric, traffic_emb, plan: RefreshPlan, new_metric, confidence: float = 0.95,
@@ -588,3 +659,186 @@ def refreshed_estimate(eval_emb, eval_metric, traffic_emb, plan: RefreshPlan, ne
     if dist.size == 0:
         return float(est), math.nan, math.nan
     return float(est), float(np.quantile(dist, a)), float(np.quantile(dist, 1 - a))
+
+
+# ---------------------------------------------------------------------------------------------
+# Model-assisted (doubly robust) estimates: a label-free predictor of the per-query metric on traffic,
+# its bias corrected with labelled rows
+
+
+def cross_fitted_predictions(eval_features, eval_metric, other_features, n_folds: int = 5,
+                             seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A ridge regression (standardised features, penalty by internal CV) from label-free per-query
+    signals to the metric, fitted on the labelled eval rows.
+
+    Returns ``(eval_pred, other_pred)``: each eval row's prediction comes from a model fitted on the
+    other folds (so its residual is honest, not fitted), ``other_pred`` from the model on all eval rows.
+    The signals must exist for unlabelled traffic too (e.g. retrieval-score and query-result agreement
+    features, or a cross-encoder's judgement of the top results); a weak predictor costs variance, not
+    bias -- the residual correction in :func:`model_assisted_estimate` removes its mean error.
+    """
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    xe = _emb(eval_features, "eval_features")
+    xo = np.asarray(other_features, dtype=np.float64)
+    if xo.ndim == 1:
+        xo = xo[:, None]
+    if xo.ndim != 2 or xo.shape[1] != xe.shape[1] or not np.isfinite(xo).all():
+        raise ValueError(f"other_features must be finite (n, {xe.shape[1]}) like eval_features, got shape {xo.shape}")
+    y = np.asarray(eval_metric, dtype=np.float64)
+    if y.shape != (len(xe),) or not np.isfinite(y).all():
+        raise ValueError(f"eval_metric must be {len(xe)} finite values (one per eval row), got shape {y.shape}")
+    folds = int(min(n_folds, len(xe)))
+    if folds < 2:
+        raise ValueError("cross_fitted_predictions needs at least 2 eval rows")
+
+    def model():
+        return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 12)))
+
+    pe = np.empty(len(xe))
+    for tr, te in KFold(folds, shuffle=True, random_state=seed).split(xe):
+        pe[te] = model().fit(xe[tr], y[tr]).predict(xe[te])
+    return pe, model().fit(xe, y).predict(xo) if len(xo) else np.empty(0)
+
+
+def _check_pred(pred, n: int, name: str) -> np.ndarray:
+    a = np.asarray(pred, dtype=np.float64)
+    if a.shape != (n,) or not np.isfinite(a).all():
+        raise ValueError(f"{name} must be {n} finite predictions (one per row), got shape {a.shape}")
+    return a
+
+
+def _covered_weights(e: np.ndarray, t: np.ndarray, clip: float, max_uncovered: float, coverage_quantile: float,
+                     model: str, k: int, C: float, n_folds: int, seed: int) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """``(uncovered mask, radius, eval weights against the covered traffic or None on refusal)``."""
+    if clip <= 1 or not (0.0 <= max_uncovered <= 1.0):
+        raise ValueError(f"need clip > 1 and 0 <= max_uncovered <= 1, got clip={clip}, max_uncovered={max_uncovered}")
+    mask, radius = uncovered_mask(e, t, coverage_quantile)
+    if mask.mean() > max_uncovered or (~mask).sum() < 2:
+        return mask, radius, None
+    pe, _ = domain_probabilities(e, t[~mask], C=C, n_folds=n_folds, seed=seed, model=model, k=k)
+    return mask, radius, np.minimum(density_ratio(pe, len(e), int((~mask).sum())), clip)
+
+
+def model_assisted_estimate(eval_emb, eval_metric, eval_pred, traffic_emb, traffic_pred, clip: float = 20.0,
+                            max_uncovered: float = 0.05, confidence: float = 0.95, n_boot: int = 1000,
+                            model: str = "knn", k: int = 20, C: float = 0.1, n_folds: int = 5,
+                            coverage_quantile: float = 0.99, seed: int = 0) -> EvalEstimate:
+    """Doubly robust estimate of today's metric: the mean predicted metric over (covered) traffic plus the
+    density-ratio-weighted mean residual ``metric - prediction`` of the labelled eval rows.
+
+    ``eval_pred`` must be out-of-fold (:func:`cross_fitted_predictions`). Right if either the weights or
+    the predictor is right; when the predictor sees why traffic queries are harder (it is evaluated ON
+    them), the eval set's own sampling luck in a growing topic only enters through the residuals, which
+    is where plain reweighting (:func:`importance_weighted_estimate`) fails. Same refusal as plain
+    reweighting: more than ``max_uncovered`` of traffic outside the eval set's support -> no number (the
+    residual correction could not be checked there). ESS is that of the weights; the bootstrap resamples
+    eval rows and traffic rows.
+    """
+    e, t = _emb(eval_emb, "eval_emb"), _emb(traffic_emb, "traffic_emb")
+    _same_dim(e, t)
+    y = np.asarray(eval_metric, dtype=np.float64)
+    if y.shape != (len(e),) or not np.isfinite(y).all():
+        raise ValueError(f"eval_metric must be {len(e)} finite values (one per eval row), got shape {y.shape}")
+    pe = _check_pred(eval_pred, len(e), "eval_pred")
+    pt = _check_pred(traffic_pred, len(t), "traffic_pred")
+    mask, radius, we = _covered_weights(e, t, clip, max_uncovered, coverage_quantile, model, k, C, n_folds, seed)
+    unc = float(mask.mean())
+    meta = {"clip": clip, "max_uncovered": max_uncovered, "stale": float(y.mean()), "model": model, "k": k,
+            "confidence": confidence, "coverage_quantile": coverage_quantile, "coverage_radius": radius,
+            "estimator": "model_assisted"}
+    if we is None:
+        msg = (f"the eval set does not cover {100 * unc:.0f}% of traffic (limit {100 * max_uncovered:.0f}%): "
+               "no reweighted estimate; label traffic from the uncovered clusters")
+        return EvalEstimate(True, math.nan, math.nan, math.nan, math.nan, len(e), len(t), unc, msg, meta)
+    ptc = pt[~mask]
+    res = y - pe
+
+    def stat(r: np.ndarray, w: np.ndarray, p: np.ndarray) -> float:
+        return float(p.mean() + (r * w).sum() / max(w.sum(), 1e-300))
+
+    est = stat(res, we, ptc)
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        i, j = rng.integers(0, len(y), len(y)), rng.integers(0, len(ptc), len(ptc))
+        boots[b] = stat(res[i], we[i], ptc[j])
+    a = (1 - confidence) / 2
+    lo, hi = float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
+    ess = float(we.sum() ** 2 / (we**2).sum())
+    meta.update({"predicted_traffic_mean": float(ptc.mean()), "weighted_eval_residual": est - float(ptc.mean())})
+    msg = (f"model-assisted metric {est:.3f} [{lo:.3f}, {hi:.3f}] (predicted {ptc.mean():.3f} + weighted eval residual "
+           f"{est - ptc.mean():+.3f}; ESS {ess:.0f} of {len(e)}; stale {y.mean():.3f})")
+    return EvalEstimate(False, est, lo, hi, ess, len(e), len(t), unc, msg, meta)
+
+
+def model_assisted_refresh(eval_emb, eval_metric, eval_pred, traffic_emb, traffic_pred, plan: RefreshPlan, new_metric,
+                           confidence: float = 0.95, n_boot: int = 500, clip: float = 20.0, model: str = "knn",
+                           k: int = 20, coverage_quantile: float = 0.99, seed: int = 0) -> tuple[float, float, float]:
+    """Today's metric on the whole window from old eval labels, new traffic labels and a label-free predictor.
+
+    A composite (model-assisted, post-stratified) estimator of the window mean: labelled rows count with
+    their label; every unlabelled row counts with its prediction plus the mean residual of its stratum --
+    for an uncovered cluster the residual of the new labels in it (all uncovered new labels if it has
+    none), for covered traffic the precision-weighted (1 / variance) mix of the new covered residuals and
+    the density-ratio-weighted eval residuals. ``eval_pred`` out-of-fold; ``traffic_pred`` for every
+    window row. The interval resamples eval rows and new rows (within covered / uncovered).
+    Returns ``(estimate, lower, upper)``.
+    """
+    e, t = _emb(eval_emb, "eval_emb"), _emb(traffic_emb, "traffic_emb")
+    _same_dim(e, t)
+    y = np.asarray(eval_metric, dtype=np.float64)
+    if y.shape != (len(e),) or not np.isfinite(y).all():
+        raise ValueError(f"eval_metric must be {len(e)} finite values (one per eval row), got shape {y.shape}")
+    pe = _check_pred(eval_pred, len(e), "eval_pred")
+    pt = _check_pred(traffic_pred, len(t), "traffic_pred")
+    yn = np.asarray(new_metric, dtype=np.float64)
+    if yn.shape != plan.indices.shape or not np.isfinite(yn).all():
+        raise ValueError(f"new_metric has {yn.size} values for {plan.indices.size} planned rows (all must be finite)")
+    lab, unc = plan.meta["labels"], plan.meta["uncovered_mask"]
+    if len(lab) != len(t):
+        raise ValueError(f"plan was made for a window of {len(lab)} rows, traffic_emb has {len(t)}")
+    _, _, we = _covered_weights(e, t, clip, 1.0, coverage_quantile, model, k, 0.1, 5, seed)
+    if we is None:
+        we = np.ones(len(e))
+    L = plan.indices
+    is_l = np.zeros(len(t), bool)
+    is_l[L] = True
+    unl_cov = ~is_l & ~unc
+    unl_unc = [(int(((~is_l) & unc & (lab == c)).sum()), c) for c in np.unique(lab[unc])]
+    n = len(t)
+
+    def stat(r_e: np.ndarray, w_e: np.ndarray, yl: np.ndarray, rl: np.ndarray, ul: np.ndarray, cl: np.ndarray) -> float:
+        iw = float((r_e * w_e).sum() / w_e.sum())
+        ess = float(w_e.sum() ** 2 / (w_e**2).sum())
+        v_iw = float(np.average((r_e - iw) ** 2, weights=w_e)) / ess + 1e-12
+        rc_l = rl[~ul]
+        if rc_l.size > 1:
+            v_l = float(rc_l.var(ddof=1)) / rc_l.size + 1e-12
+            r_cov = (iw / v_iw + rc_l.mean() / v_l) / (1 / v_iw + 1 / v_l)
+        else:
+            r_cov = iw
+        total = float(yl.sum()) + float(pt[unl_cov].sum()) + r_cov * int(unl_cov.sum())
+        r_unc_all = float(rl[ul].mean()) if ul.any() else r_cov
+        for n_c, c in unl_unc:
+            sel = ul & (cl == c)
+            total += n_c * (float(rl[sel].mean()) if sel.any() else r_unc_all)
+        return total / n
+
+    total_pred_unc = float(pt[~is_l & unc].sum()) / n
+    rl = yn - pt[L]
+    ul, cl = unc[L], lab[L]
+    est = stat(y - pe, we, yn, rl, ul, cl) + total_pred_unc
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    gu, gc = np.flatnonzero(ul), np.flatnonzero(~ul)
+    for b in range(n_boot):
+        i = rng.integers(0, len(y), len(y))
+        j = np.r_[gu[rng.integers(0, len(gu), len(gu))] if len(gu) else np.array([], int),
+                  gc[rng.integers(0, len(gc), len(gc))] if len(gc) else np.array([], int)].astype(int)
+        boots[b] = stat((y - pe)[i], we[i], yn[j], rl[j], ul[j], cl[j]) + total_pred_unc
+    a = (1 - confidence) / 2
+    return float(est), float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))

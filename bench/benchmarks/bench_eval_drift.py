@@ -31,7 +31,7 @@ from bench.report import write_results
 from data import data_root, load_beir, read_jsonl
 from retrieval.types import Document
 
-__all__ = ["StreamData", "load_stream_data", "embed_all", "score_releases", "run_bench", "render_markdown", "add_parser"]
+__all__ = ["StreamData", "load_stream_data", "embed_all", "score_releases", "retrieval_signals", "run_bench", "render_markdown", "add_parser"]
 
 
 @dataclass
@@ -114,7 +114,7 @@ def embed_all(d: StreamData, embedder=None) -> StreamData:
 # Releases: each scored once per query (nDCG@10 against the real qrels)
 
 # The detector and density-ratio model the bench runs (the power table also runs the logistic classifier).
-DETECTOR = {"model": "distance", "k": 1}
+DETECTOR = {"model": "distance", "k": 1, "tail_test": "exceedance"}
 WEIGHTS = {"model": "knn", "k": 20}
 BM25_GRID = [(k1, b) for k1 in (0.6, 0.9, 1.2, 1.5, 2.0) for b in (0.3, 0.5, 0.75, 0.9)]
 
@@ -137,11 +137,32 @@ def _dense(d: StreamData, k: int):
     return SearchResults(idx.astype(np.int64), np.take_along_axis(sims, idx, 1).astype(np.float32))
 
 
-def score_releases(d: StreamData, eval_ids: list[str], k: int = 100) -> tuple[dict[str, np.ndarray], dict]:
+def retrieval_signals(d: StreamData, res, others: list) -> np.ndarray:
+    """Label-free per-query signals of one release's ranking (what a team has for every traffic query):
+    MiniLM cosine of the query to its top-1 result, mean over the top 3, top-1 minus top-10 and their spread;
+    agreement with each ranking in ``others`` (top-10 overlap, same top-1); the release's own score gaps
+    (top-1 vs top-2 and vs top-10, relative). Query-performance predictors of nDCG@10 for
+    :func:`monitor.eval_drift.cross_fitted_predictions` (no relevance label is read)."""
+    ind = np.asarray(res.indices)[:, :10]
+    sc = np.asarray(res.scores, dtype=np.float64)[:, :10]
+    q, docs = d.query_emb.astype(np.float64), d.doc_emb.astype(np.float64)
+    cos = np.einsum("qd,qkd->qk", q, docs[ind])
+    f = [cos[:, 0], cos[:, :3].mean(1), cos[:, 0] - cos[:, -1], cos.std(1)]
+    for o in others:
+        oi = np.asarray(o.indices)[:, :10]
+        f.append(np.array([len(set(a) & set(b)) / 10 for a, b in zip(ind, oi)]))
+        f.append((ind[:, 0] == oi[:, 0]).astype(float))
+    f += [(sc[:, 0] - sc[:, 1]) / (np.abs(sc[:, 0]) + 1e-9), (sc[:, 0] - sc[:, -1]) / (np.abs(sc[:, 0]) + 1e-9)]
+    return np.column_stack(f)
+
+
+def score_releases(d: StreamData, eval_ids: list[str], k: int = 100,
+                   signals: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """Per-query nDCG@10 of every release over all queries (order of ``d.queries``), and what was tuned.
 
     Releases, in the order a team ships them: ``bm25`` (k1=0.9, b=0.4), ``bm25-tuned`` (grid on the
     eval set), ``minilm`` (dense), ``hybrid`` (RRF of bm25-tuned and minilm, k=60).
+    ``signals``, when given, is filled with each release's :func:`retrieval_signals` (every query).
     """
     from retrieval.hybrid import reciprocal_rank_fusion
     from retrieval.retrievers import BM25Retriever
@@ -164,7 +185,13 @@ def score_releases(d: StreamData, eval_ids: list[str], k: int = 100) -> tuple[di
     out["bm25-tuned"] = _per_query_ndcg(d, qids, res_tuned)
     res_dense = _dense(d, k)
     out["minilm"] = _per_query_ndcg(d, qids, res_dense)
-    out["hybrid"] = _per_query_ndcg(d, qids, reciprocal_rank_fusion([res_tuned, res_dense], k=60, top_k=k))
+    res_hy = reciprocal_rank_fusion([res_tuned, res_dense], k=60, top_k=k)
+    out["hybrid"] = _per_query_ndcg(d, qids, res_hy)
+    if signals is not None:
+        signals.update({"bm25": retrieval_signals(d, res_bm, [res_dense, res_tuned]),
+                        "bm25-tuned": retrieval_signals(d, res_tuned, [res_dense, res_bm]),
+                        "minilm": retrieval_signals(d, res_dense, [res_tuned, res_bm]),
+                        "hybrid": retrieval_signals(d, res_hy, [res_dense, res_tuned])})
     return out, {"bm25_tuned": {"k1": best[0], "b": best[1], "eval_ndcg@10": grid[best]},
                  "bm25_grid": {f"k1={a},b={c}": v for (a, c), v in grid.items()}}
 
@@ -229,12 +256,19 @@ def _tilt_weights(d: StreamData, eval_idx: np.ndarray, sf_pool: np.ndarray, metr
 
 
 def run_story(d: StreamData, rel: dict[str, np.ndarray], eval_idx, sf_pool, nq_pool, window: int, budget: int,
-              seed: int = 0, clip: float = 20.0, max_uncovered: float = 0.05) -> tuple[list[dict], dict]:
-    """Week-by-week offline / true / reweighted / refreshed / random-refresh metric and alarm state.
+              seed: int = 0, clip: float = 20.0, max_uncovered: float = 0.05,
+              signals: dict[str, np.ndarray] | None = None) -> tuple[list[dict], dict]:
+    """Week-by-week offline / true / estimated / refreshed / random-refresh metric and alarm state.
+
+    ``estimated`` is the model-assisted estimate (label-free ``signals`` of the live release as predictor,
+    eval residuals reweighted) when ``signals`` is given, else plain reweighting; ``estimated_iw`` is
+    always plain reweighting. ``refreshed`` likewise: model-assisted over a proportional stratified plan,
+    else the eval-only refresh over an uncovered-first plan.
 
     Releases ship every ``n_weeks / len(releases)`` weeks; each week is scored with the live release.
     """
-    from monitor.eval_drift import (ClassifierDrift, SequentialDrift, importance_weighted_estimate,
+    from monitor.eval_drift import (ClassifierDrift, SequentialDrift, cross_fitted_predictions,
+                                    importance_weighted_estimate, model_assisted_estimate, model_assisted_refresh,
                                     pick_for_labelling, refreshed_estimate)
 
     names = list(rel)
@@ -243,6 +277,9 @@ def run_story(d: StreamData, rel: dict[str, np.ndarray], eval_idx, sf_pool, nq_p
     hard, tinfo = _tilt_weights(d, np.asarray(eval_idx), sf_pool, rel[names[-1]], seed)
     hard_eval = tinfo.pop("eval_members")
     rng = np.random.default_rng(seed)
+    # subtle: the random-labelling baseline draws from its own generator, so the weeks' traffic windows do
+    # not change with the labelling budget (round 1 shared one generator: a new budget gave a new story)
+    rng_lab = np.random.default_rng(seed + 7919)
     q = d.query_emb.astype(np.float64)
     seq = SequentialDrift(q[eval_idx], horizon=n_weeks, alpha=0.05, seed=seed, **DETECTOR)
     weeks = []
@@ -255,13 +292,22 @@ def run_story(d: StreamData, rel: dict[str, np.ndarray], eval_idx, sf_pool, nq_p
         w_or = np.where(hard_eval, tilt[w], 1.0)
         oracle = float((w_or * m[eval_idx]).sum() / w_or.sum())
         tru = _boot(m[idx], seed)
-        est = importance_weighted_estimate(q[eval_idx], m[eval_idx], q[idx], clip=clip, max_uncovered=max_uncovered,
-                                           n_boot=500, seed=seed, **WEIGHTS)
+        iw = importance_weighted_estimate(q[eval_idx], m[eval_idx], q[idx], clip=clip, max_uncovered=max_uncovered,
+                                          n_boot=500, seed=seed, **WEIGHTS)
         alarm = seq.update(q[idx])
-        plan = pick_for_labelling(q[eval_idx], q[idx], budget, seed=seed)
-        ref = refreshed_estimate(q[eval_idx], m[eval_idx], q[idx], plan, m[idx][plan.indices], n_boot=300, clip=clip,
-                                 seed=seed, **WEIGHTS)
-        rnd = _boot(m[idx][rng.choice(len(idx), budget, replace=False)], seed)
+        if signals is not None:
+            pe, pt = cross_fitted_predictions(signals[r][eval_idx], m[eval_idx], signals[r][idx], seed=seed)
+            est = model_assisted_estimate(q[eval_idx], m[eval_idx], pe, q[idx], pt, clip=clip,
+                                          max_uncovered=max_uncovered, n_boot=500, seed=seed, **WEIGHTS)
+            plan = pick_for_labelling(q[eval_idx], q[idx], budget, seed=seed, strategy="proportional")
+            ref = model_assisted_refresh(q[eval_idx], m[eval_idx], pe, q[idx], pt, plan, m[idx][plan.indices],
+                                         n_boot=300, clip=clip, seed=seed, **WEIGHTS)
+        else:
+            est = iw
+            plan = pick_for_labelling(q[eval_idx], q[idx], budget, seed=seed)
+            ref = refreshed_estimate(q[eval_idx], m[eval_idx], q[idx], plan, m[idx][plan.indices], n_boot=300,
+                                     clip=clip, seed=seed, **WEIGHTS)
+        rnd = _boot(m[idx][rng_lab.choice(len(idx), budget, replace=False)], seed)
         auc = ClassifierDrift(q[eval_idx], seed=seed, **DETECTOR).predict(q[idx])
         weeks.append({
             "week": w, "release": r, "topic_tilt": tilt[w], "nq_share": nq_share[w],
@@ -270,6 +316,8 @@ def run_story(d: StreamData, rel: dict[str, np.ndarray], eval_idx, sf_pool, nq_p
             "estimated": None if est.is_refused else est.estimate,
             "estimated_ci": None if est.is_refused else [est.lower, est.upper],
             "ess": None if est.is_refused else est.ess, "uncovered_share": est.uncovered_share,
+            "estimated_iw": None if iw.is_refused else iw.estimate,
+            "estimated_iw_ci": None if iw.is_refused else [iw.lower, iw.upper],
             "refused": est.is_refused, "estimate_message": est.message,
             "refreshed": ref[0], "refreshed_ci": [ref[1], ref[2]], "random_refresh": rnd[0],
             "alarm": alarm.is_alarm, "auc": auc.statistic, "p_val": auc.p_val,
@@ -320,29 +368,73 @@ def run_power(d: StreamData, sf_all, nq_pool, n_eval: int, window: int, shares: 
 
 
 def run_refresh_seeds(d: StreamData, m: np.ndarray, sf_all, nq_pool, n_eval: int, window: int, budget: int,
-                      runs: int, nq_share: float, clip: float = 20.0) -> dict:
-    """Paired over seeds: |refreshed - true| vs |mean of ``budget`` random labels - true| on a window with ``nq_share`` NQ."""
-    from monitor.eval_drift import pick_for_labelling, refreshed_estimate
+                      runs: int, nq_share: float, clip: float = 20.0, signals: np.ndarray | None = None) -> dict:
+    """Paired over seeds, on a window with ``nq_share`` NQ: |estimate - true| of
+
+    * ``refresh``: model-assisted refresh (:func:`monitor.eval_drift.model_assisted_refresh`, predictor from
+      ``signals``) over a proportional stratified plan of ``budget`` rows (eval-only refresh over an
+      uncovered-first plan when ``signals`` is None);
+    * ``random``: the mean of ``budget`` random labels (what a team does without this);
+    * ``random_same_estimator``: the model-assisted refresh over those random rows (isolates the plan);
+    * ``eval_only_refresh``: :func:`monitor.eval_drift.refreshed_estimate` over an uncovered-first plan.
+    """
+    from bench.benchmarks.bench_retrieval import paired_randomization_p
+    from monitor.eval_drift import (cross_fitted_predictions, model_assisted_refresh, pick_for_labelling,
+                                    refreshed_estimate)
 
     q = d.query_emb.astype(np.float64)
-    ep, er = [], []
+    err: dict[str, list[float]] = {"refresh": [], "random": [], "random_same_estimator": [], "eval_only_refresh": []}
     for s in range(runs):
         rng = np.random.default_rng(9000 + s)
         perm = rng.permutation(sf_all)
         ev, pool = perm[:n_eval], perm[n_eval:]
         idx = sample_window(rng, pool, np.ones(len(pool)), nq_pool, window, nq_share)
         truth = m[idx].mean()
-        plan = pick_for_labelling(q[ev], q[idx], budget, seed=s)
-        est = refreshed_estimate(q[ev], m[ev], q[idx], plan, m[idx][plan.indices], n_boot=50, clip=clip, seed=s,
-                                 **WEIGHTS)[0]
-        ep.append(abs(est - truth))
-        er.append(abs(m[idx][rng.choice(len(idx), budget, replace=False)].mean() - truth))
-    ep, er = np.array(ep), np.array(er)
-    from bench.benchmarks.bench_retrieval import paired_randomization_p
+        plan_u = pick_for_labelling(q[ev], q[idx], budget, seed=s)
+        err["eval_only_refresh"].append(abs(refreshed_estimate(q[ev], m[ev], q[idx], plan_u, m[idx][plan_u.indices],
+                                                               n_boot=50, clip=clip, seed=s, **WEIGHTS)[0] - truth))
+        rnd = rng.choice(len(idx), budget, replace=False)
+        err["random"].append(abs(m[idx][rnd].mean() - truth))
+        if signals is None:
+            err["refresh"].append(err["eval_only_refresh"][-1])
+            continue
+        pe, pt = cross_fitted_predictions(signals[ev], m[ev], signals[idx], seed=s)
+        plan = pick_for_labelling(q[ev], q[idx], budget, seed=s, strategy="proportional")
+        err["refresh"].append(abs(model_assisted_refresh(q[ev], m[ev], pe, q[idx], pt, plan, m[idx][plan.indices],
+                                                         n_boot=20, clip=clip, seed=s, **WEIGHTS)[0] - truth))
+        rplan = plan._replace(indices=rnd, cluster=plan.meta["labels"][rnd], uncovered=plan.meta["uncovered_mask"][rnd])
+        err["random_same_estimator"].append(abs(model_assisted_refresh(q[ev], m[ev], pe, q[idx], pt, rplan, m[idx][rnd],
+                                                                       n_boot=20, clip=clip, seed=s, **WEIGHTS)[0] - truth))
+    e = {k: np.array(v) for k, v in err.items() if v}
+    out = {"budget": budget, "runs": runs, "nq_share": nq_share, "window": window,
+           "refresh_abs_error": float(e["refresh"].mean()), "random_refresh_abs_error": float(e["random"].mean()),
+           "refresh_closer_share": float(np.mean(e["refresh"] < e["random"])),
+           "p_paired": paired_randomization_p(e["refresh"], e["random"]),
+           "refresh_abs_error_max": float(e["refresh"].max()),
+           "refresh_within_002_share": float(np.mean(e["refresh"] <= 0.02)),
+           "random_within_002_share": float(np.mean(e["random"] <= 0.02)),
+           "eval_only_refresh_abs_error": float(e["eval_only_refresh"].mean())}
+    if "random_same_estimator" in e:
+        out.update({"random_same_estimator_abs_error": float(e["random_same_estimator"].mean()),
+                    "closer_than_random_same_estimator_share": float(np.mean(e["refresh"] < e["random_same_estimator"])),
+                    "p_paired_vs_random_same_estimator": paired_randomization_p(e["refresh"], e["random_same_estimator"])})
+    return out
 
-    return {"refresh_abs_error": float(ep.mean()), "random_refresh_abs_error": float(er.mean()),
-            "refresh_closer_share": float(np.mean(ep < er)), "p_paired": paired_randomization_p(ep, er),
-            "refresh_abs_error_max": float(ep.max()), "runs": runs, "nq_share": nq_share, "budget": budget}
+
+def detection_summary(shifted: list[int | None], clean: list[int | None], onset: int, ten: int) -> dict:
+    """Alarm weeks of shifted and unshifted streams -> the detection metrics. The false-alarm rate and its
+    Clopper-Pearson bound are over the UNSHIFTED streams (round 1 divided by the shifted-run count)."""
+    from monitor.bounds import clopper_pearson
+
+    detected = [a for a in shifted if a is not None and a >= onset]
+    fa = sum(1 for a in clean if a is not None)
+    return {"runs": len(shifted), "detected_runs": len(detected),
+            "detected_by_10pct_week": sum(1 for a in detected if a <= ten),
+            "alarms_before_onset": sum(1 for a in shifted if a is not None and a < onset),
+            "median_delay": float(np.median([a - onset for a in detected])) if detected else None,
+            "false_alarm_runs": len(clean), "false_alarms": fa,
+            "false_alarm_rate": fa / len(clean) if clean else None,
+            "false_alarm_upper95": clopper_pearson(fa, len(clean)).upper}
 
 
 def shipped(offline: dict[str, float]) -> list[str]:
@@ -363,8 +455,9 @@ def plot_weeks(weeks: list[dict], path: Path) -> None:
     x = [w["week"] for w in weeks]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for key, label, style in (("offline", "offline (frozen eval set)", "-o"), ("true", "true (week's traffic)", "-s"),
-                              ("estimated", "reweighted estimate", "-^"), ("refreshed", "refreshed estimate", "-d")):
-        ys = [np.nan if w[key] is None else w[key] for w in weeks]
+                              ("estimated", "model-assisted estimate", "-^"), ("refreshed", "refreshed estimate", "-d"),
+                              ("estimated_iw", "plain reweighting", ":x")):
+        ys = [np.nan if w.get(key) is None else w[key] for w in weeks]
         ax.plot(x, ys, style, label=label, ms=4)
     lo = [np.nan if w["estimated_ci"] is None else w["estimated_ci"][0] for w in weeks]
     hi = [np.nan if w["estimated_ci"] is None else w["estimated_ci"][1] for w in weeks]
@@ -385,16 +478,17 @@ def plot_weeks(weeks: list[dict], path: Path) -> None:
 
 
 def run_bench(n_nq: int = 1500, n_eval: int = 300, window: int = 400, budget: int = 100, runs: int = 30,
-              power_runs: int = 30, seed: int = 0, refresh_window: int = 1000) -> dict:
+              power_runs: int = 30, seed: int = 0, refresh_window: int = 1000, false_alarm_runs: int = 100,
+              story_seeds: int = 10) -> dict:
     """The whole story; returns ``{"config", "metrics", "weeks", "releases", "power", "refresh"}``."""
-    from monitor.bounds import clopper_pearson
 
     t0 = time.perf_counter()
     d = embed_all(load_stream_data(n_nq=n_nq))
     qids = list(d.queries)
     ev, pool, nq = _split(d, n_eval, seed)
     sf_all = np.concatenate([ev, pool])
-    rel, tuned = score_releases(d, [qids[i] for i in ev])
+    sig: dict[str, np.ndarray] = {}
+    rel, tuned = score_releases(d, [qids[i] for i in ev], signals=sig)
     offline = {r: float(m[ev].mean()) for r, m in rel.items()}
     ship = shipped(offline)
     releases = []
@@ -403,46 +497,67 @@ def run_bench(n_nq: int = 1500, n_eval: int = 300, window: int = 400, budget: in
         releases.append({"release": r, "shipped": r in ship, "offline": o[0], "offline_ci": [o[1], o[2]],
                          "scifact_traffic": t[0], "scifact_traffic_ci": [t[1], t[2]], "nq": float(m[nq].mean())})
     t_rel = time.perf_counter()
-    weeks, tinfo = run_story(d, {r: rel[r] for r in ship}, ev, pool, nq, window, budget, seed)
+    weeks, tinfo = run_story(d, {r: rel[r] for r in ship}, ev, pool, nq, window, budget, seed, signals=sig)
+    # the same story under other seeds (another growing topic, other weekly windows; same eval set and
+    # releases): the estimate's error in every covered week where the stale metric is off by >= 0.05
+    story_rows = []
+    for s in range(seed, seed + story_seeds):
+        ws = weeks if s == seed else run_story(d, {r: rel[r] for r in ship}, ev, pool, nq, window, budget, s, signals=sig)[0]
+        story_rows += [{"story_seed": s, "week": w["week"], "stale_error": abs(w["offline"] - w["true"]),
+                        "estimate_error": abs(w["estimated"] - w["true"]), "iw_error": abs(w["estimated_iw"] - w["true"]),
+                        "oracle_error": abs(w["oracle_weighted"] - w["true"]), "ess": w["ess"]}
+                       for w in ws if not w["refused"] and abs(w["offline"] - w["true"]) >= 0.05]
     t_story = time.perf_counter()
     _, shares_sched = default_schedule()
     onset = next(i for i, s in enumerate(shares_sched) if s > 0)
     ten = next(i for i, s in enumerate(shares_sched) if s >= 0.10)
     shifted = run_detection(d, sf_all, nq, n_eval, window, runs, shift=True)
-    clean = run_detection(d, sf_all, nq, n_eval, window, runs, shift=False)
-    early = sum(1 for a in shifted if a is not None and a < onset)
-    detected = [a for a in shifted if a is not None and a >= onset]
-    fa = sum(1 for a in clean if a is not None)
-    cp = clopper_pearson(fa, runs)
+    clean = run_detection(d, sf_all, nq, n_eval, window, false_alarm_runs, shift=False)
+    det = detection_summary(shifted, clean, onset, ten)
     level = 0.05 / len(shares_sched)
     shares = [0.02, 0.05, 0.10, 0.20, 0.50]
-    power = {"distance": run_power(d, sf_all, nq, n_eval, window, [0.0] + shares, power_runs, level),
+    power = {"distance+exceedance": run_power(d, sf_all, nq, n_eval, window, [0.0] + shares, power_runs, level),
+             "distance+top10% (round 1)": run_power(d, sf_all, nq, n_eval, window, [0.0] + shares, power_runs, level,
+                                                    {**DETECTOR, "tail_test": "top"}),
              "logistic": run_power(d, sf_all, nq, n_eval, window, [0.0] + shares, max(10, power_runs // 3), level,
                                    {"model": "logistic", "C": 1.0})}
     t_det = time.perf_counter()
-    refresh = run_refresh_seeds(d, rel[ship[-1]], sf_all, nq, n_eval, refresh_window, budget, runs, nq_share=0.2)
+    refresh_by_budget = {b: run_refresh_seeds(d, rel[ship[-1]], sf_all, nq, n_eval, refresh_window, b, runs, nq_share=0.2,
+                                              signals=sig[ship[-1]]) for b in sorted({100, 200, budget})}
+    refresh = refresh_by_budget[budget]
     covered_off = [w for w in weeks if not w["refused"] and abs(w["offline"] - w["true"]) >= 0.05]
     metrics = {
-        "runs": runs,
-        "detected_runs": len(detected),
-        "detected_by_10pct_week": sum(1 for a in detected if a <= ten),
-        "alarms_before_onset": early,
-        "median_delay": float(np.median([a - onset for a in detected])) if detected else None,
-        "false_alarm_rate": fa / runs,
-        "false_alarm_upper95": cp.upper,
+        **det,
         "estimate_abs_error_max": max((abs(w["estimated"] - w["true"]) for w in covered_off), default=None),
         "estimate_weeks_compared": len(covered_off),
+        "estimate_iw_abs_error_max": max((abs(w["estimated_iw"] - w["true"]) for w in covered_off), default=None),
+        "oracle_weighted_abs_error_max": max((abs(w["oracle_weighted"] - w["true"]) for w in covered_off), default=None),
+        "stories": story_seeds,
+        "stories_weeks_compared": len(story_rows),
+        "stories_estimate_abs_error_max": max((r["estimate_error"] for r in story_rows), default=None),
+        "stories_estimate_abs_error_median": float(np.median([r["estimate_error"] for r in story_rows])) if story_rows else None,
+        "stories_estimate_within_003_share": float(np.mean([r["estimate_error"] <= 0.03 for r in story_rows])) if story_rows else None,
+        "stories_iw_abs_error_max": max((r["iw_error"] for r in story_rows), default=None),
+        "stories_iw_abs_error_median": float(np.median([r["iw_error"] for r in story_rows])) if story_rows else None,
+        "stories_iw_within_003_share": float(np.mean([r["iw_error"] <= 0.03 for r in story_rows])) if story_rows else None,
+        "stories_oracle_abs_error_median": float(np.median([r["oracle_error"] for r in story_rows])) if story_rows else None,
+        "refresh_within_002_share": refresh["refresh_within_002_share"],
         "stale_abs_error_max": max((abs(w["offline"] - w["true"]) for w in weeks), default=None),
         "refused_weeks": [w["week"] for w in weeks if w["refused"]],
         "refresh_abs_error": refresh["refresh_abs_error"],
         "random_refresh_abs_error": refresh["random_refresh_abs_error"],
         "refresh_closer_share": refresh["refresh_closer_share"],
         "refresh_p_paired": refresh["p_paired"],
+        "random_same_estimator_abs_error": refresh.get("random_same_estimator_abs_error"),
+        "eval_only_refresh_abs_error": refresh["eval_only_refresh_abs_error"],
         "power_per_window": power,
         "seconds": {"releases": round(t_rel - t0, 1), "story": round(t_story - t_rel, 1),
                     "detection": round(t_det - t_story, 1), "refresh": round(time.perf_counter() - t_det, 1)},
     }
     config = {"n_nq": n_nq, "n_eval": n_eval, "window": window, "refresh_window": refresh_window, "budget": budget, "runs": runs,
+              "false_alarm_runs": false_alarm_runs,
+              "estimator": "model-assisted (doubly robust): ridge on label-free retrieval signals, eval residuals reweighted",
+              "refresh_plan": "proportional stratified (traffic KMeans cluster x covered/uncovered)",
               "power_runs": power_runs, "seed": seed, "n_docs": len(d.corpus), "n_queries": len(d.queries),
               "n_scifact_traffic_pool": int(len(pool)), "detector": DETECTOR, "weights": WEIGHTS,
               "alarm": f"per-window level 0.05/{len(shares_sched)} (Bonferroni over {len(shares_sched)} weeks)",
@@ -450,14 +565,20 @@ def run_bench(n_nq: int = 1500, n_eval: int = 300, window: int = 400, budget: in
               "schedule": {"topic_tilt": default_schedule()[0], "nq_share": shares_sched, "onset_week": onset},
               "hard_topic": tinfo, "releases_shipped": ship, **tuned, "labels": "real qrels (SciFact, NQ gold passage)",
               "data": d.meta}
-    return {"config": config, "metrics": metrics, "weeks": weeks, "releases": releases, "refresh": refresh}
+    return {"config": config, "metrics": metrics, "weeks": weeks, "releases": releases, "refresh": refresh, "stories": story_rows,
+            "refresh_by_budget": [refresh_by_budget[b] for b in sorted(refresh_by_budget)]}
+
+
+def _f(x) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
 
 
 def render_markdown(res: dict) -> str:
     from bench.report import markdown_table
 
     m, c = res["metrics"], res["config"]
-    rows = [{**w, "estimated": "refused" if w["refused"] else w["estimated"], "uncovered": w["uncovered_share"],
+    rows = [{**w, "estimated": "refused" if w["refused"] else w["estimated"],
+             "estimated_iw": "refused" if w.get("estimated_iw") is None else w["estimated_iw"], "uncovered": w["uncovered_share"],
              "alarm": "ALARM" if w["alarm"] else ""} for w in res["weeks"]]
     md = (f"# Eval drift (I): `ragfix bench eval-drift`\n\nCorpus {c['n_docs']} passages (SciFact abstracts + NQ-open gold "
           f"passages), eval set {c['n_eval']} SciFact claims frozen at T, weekly traffic windows of {c['window']} queries, "
@@ -465,37 +586,59 @@ def render_markdown(res: dict) -> str:
           "## Releases (offline = frozen eval set; traffic = the other SciFact claims / NQ questions)\n\n"
           + markdown_table(res["releases"], ["release", "shipped", "offline", "scifact_traffic", "nq"])
           + "\n## Week by week\n\n"
-          + "oracle_weighted = the eval set reweighted by the exact sampling tilt (the weights a perfect density-ratio model would give).\n\n"
-          + markdown_table(rows, ["week", "release", "topic_tilt", "nq_share", "offline", "true", "oracle_weighted", "estimated", "ess",
-                                  "uncovered", "refreshed", "random_refresh", "auc", "alarm"])
+          + "estimated = model-assisted (label-free retrieval signals as predictor + reweighted eval residuals); "
+            "estimated_iw = plain reweighting; oracle_weighted = the eval set reweighted by the exact sampling tilt "
+            f"(the weights a perfect density-ratio model would give); refreshed = {c['budget']} new labels, "
+            "model-assisted; random_refresh = mean of as many random labels.\n\n"
+          + markdown_table(rows, ["week", "release", "topic_tilt", "nq_share", "offline", "true", "oracle_weighted", "estimated_iw",
+                                  "estimated", "ess", "uncovered", "refreshed", "random_refresh", "auc", "alarm"])
           + "\n## Detection over seeded streams\n\n"
           + f"- {m['detected_runs']}/{m['runs']} shifted streams alarmed after the onset (week {c['schedule']['onset_week']}), "
             f"{m['detected_by_10pct_week']} of them by the week NQ reaches 10%; median delay {m['median_delay']} weeks; "
             f"{m['alarms_before_onset']} alarmed before the onset.\n"
-          + f"- False alarms on unshifted streams: {m['false_alarm_rate']:.3f} (Clopper-Pearson 95% upper {m['false_alarm_upper95']:.3f}).\n\n"
+          + f"- False alarms on {m.get('false_alarm_runs', m['runs'])} unshifted streams of the same length: "
+            f"{m['false_alarm_rate']:.3f} (Clopper-Pearson 95% upper {m['false_alarm_upper95']:.3f}).\n\n"
           + "Power of one window at the per-window level (share of seeded windows flagged):\n\n"
           + markdown_table([{"detector": k, **v} for k, v in m["power_per_window"].items()],
                            ["detector", *next(iter(m["power_per_window"].values())).keys()])
           + "\n## Estimate and refresh\n\n"
-          + f"- Reweighted estimate, max |error| over covered weeks where the stale metric is off by >= 0.05: "
-            f"{m['estimate_abs_error_max']} ({m['estimate_weeks_compared']} such weeks); refused weeks: {m['refused_weeks']}.\n"
-          + f"- Refresh with {c['budget']} labelled traffic queries from a week of {c['refresh_window']} (NQ share 20%, "
-            f"{m['runs']} seeds, paired; labels = real qrels): "
-            f"|error| {m['refresh_abs_error']:.4f} vs random labelling {m['random_refresh_abs_error']:.4f}; refresh closer in "
-            f"{100 * m['refresh_closer_share']:.0f}% of seeds (paired randomisation p = {m['refresh_p_paired']:.3g}).\n")
+          + f"- Max |error| over the {m['estimate_weeks_compared']} covered weeks where the stale metric is off by >= 0.05: "
+            f"model-assisted {_f(m['estimate_abs_error_max'])}, plain reweighting {_f(m.get('estimate_iw_abs_error_max'))}, "
+            f"exact-tilt oracle weights {_f(m.get('oracle_weighted_abs_error_max'))}; refused weeks: {m['refused_weeks']}.\n"
+          + (f"- Over {m['stories']} seeded stories (same eval set and releases; another growing topic and other windows), "
+             f"{m['stories_weeks_compared']} covered weeks with the stale metric off by >= 0.05: model-assisted |error| median "
+             f"{_f(m['stories_estimate_abs_error_median'])}, max {_f(m['stories_estimate_abs_error_max'])}, within 0.03 in "
+             f"{100 * m['stories_estimate_within_003_share']:.0f}%; plain reweighting median {_f(m['stories_iw_abs_error_median'])}, "
+             f"max {_f(m['stories_iw_abs_error_max'])}, within 0.03 in {100 * m['stories_iw_within_003_share']:.0f}%; "
+             f"exact-tilt oracle weights median {_f(m['stories_oracle_abs_error_median'])}.\n"
+             if m.get("stories_weeks_compared") else "")
+          + f"- Refresh from a week of {c['refresh_window']} traffic queries (NQ share 20%, {m['runs']} seeds, paired; "
+            f"labels = real qrels), mean |error|: refresh = model-assisted over a proportional stratified plan; random = mean "
+            f"of as many random labels; random + same estimator = the model-assisted refresh over the random rows; "
+            f"eval-only = round 1's refresh (uncovered-first plan, no predictor).\n\n"
+          + markdown_table([{"budget": r["budget"], "refresh": r["refresh_abs_error"], "random": r["random_refresh_abs_error"],
+                             "refresh closer (share)": r["refresh_closer_share"], "p paired": r["p_paired"],
+                             "random + same estimator": r.get("random_same_estimator_abs_error"),
+                             "eval-only": r["eval_only_refresh_abs_error"], "refresh max": r["refresh_abs_error_max"],
+                             "refresh within 0.02": r.get("refresh_within_002_share"),
+                             "random within 0.02": r.get("random_within_002_share")}
+                            for r in res.get("refresh_by_budget", [res["refresh"]])],
+                           ["budget", "refresh", "random", "refresh closer (share)", "p paired", "random + same estimator",
+                            "eval-only", "refresh max", "refresh within 0.02", "random within 0.02"]))
     return md
 
 
 def _cmd(args: argparse.Namespace) -> int:
     res = run_bench(n_nq=args.n_nq, n_eval=args.eval_size, window=args.window, budget=args.budget, runs=args.runs,
-                    power_runs=args.power_runs, seed=args.seed, refresh_window=args.refresh_window)
+                    power_runs=args.power_runs, seed=args.seed, refresh_window=args.refresh_window,
+                    false_alarm_runs=args.false_alarm_runs, story_seeds=args.story_seeds)
     md = render_markdown(res)
     out = Path(args.out)
     png = out.with_suffix(".png")
     plot_weeks(res["weeks"], png)
     res["config"]["plot"] = str(png)
     write_results(out, res["config"], res["metrics"], md, weeks=res["weeks"], releases=res["releases"],
-                  refresh=res["refresh"])
+                  refresh=res["refresh"], refresh_by_budget=res["refresh_by_budget"], stories=res["stories"])
     print(md)
     print(f"wrote {out}, {out.with_suffix('.md')} and {png}")
     return 0
@@ -509,9 +652,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-nq", type=positive_int, default=1500, help="NQ-open questions (and gold passages) in the product")
     p.add_argument("--eval-size", type=positive_int, default=300, help="SciFact claims in the eval set frozen at T")
     p.add_argument("--window", type=positive_int, default=400, help="traffic queries per week")
-    p.add_argument("--budget", type=positive_int, default=100, help="traffic queries labelled by a refresh (<= 200)")
+    p.add_argument("--budget", type=positive_int, default=100,
+                   help="traffic queries labelled by a refresh (<= 200; the refresh table also runs 200)")
+    p.add_argument("--story-seeds", type=positive_int, default=10,
+                   help="seeded stories (growing topic, weekly windows) over which the estimate's error is also measured")
     p.add_argument("--refresh-window", type=positive_int, default=1000, help="traffic queries in the week the refresh runs are drawn from")
     p.add_argument("--runs", type=positive_int, default=30, help="seeded streams for detection, false alarms and refresh")
+    p.add_argument("--false-alarm-runs", type=positive_int, default=100,
+                   help="seeded unshifted streams for the false-alarm rate (100: a Clopper-Pearson bound that can show <= 5%%)")
     p.add_argument("--power-runs", type=positive_int, default=30, help="seeded windows per shift size in the power table")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(func=_cmd)

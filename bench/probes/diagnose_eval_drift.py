@@ -98,7 +98,8 @@ def diagnose(eval_q: list[str], traffic_q: list[str], eval_emb: np.ndarray, traf
 
     e, t = eval_emb.astype(np.float64), traffic_emb.astype(np.float64)
     tests = {}
-    for name, det in (("novelty (nearest-eval distance)", ClassifierDrift(e, model="distance", k=1, seed=seed)),
+    for name, det in (("novelty (nearest-eval distance)", ClassifierDrift(e, model="distance", k=1, tail_test="exceedance",
+                                                                          seed=seed)),
                       ("domain classifier (logistic)", ClassifierDrift(e, seed=seed)),
                       ("mmd", MMDDrift(e, n_permutations=200, seed=seed))):
         r = det.predict(t)

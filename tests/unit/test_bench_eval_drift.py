@@ -27,3 +27,48 @@ def test_window_has_the_stated_share_and_follows_the_tilt():
 def test_registered_under_bench():
     args = build_parser().parse_args(["bench", "eval-drift", "--out", "x.json"])
     assert args.func.__module__ == "bench.benchmarks.bench_eval_drift" and args.budget <= 200
+
+
+def _toy_stream(seed: int = 0):
+    """600 queries: 400 'scifact' (dims 0-3), 200 'nq' (dims 4-7); per-query metric tied to the embedding."""
+    import types
+
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=(600, 8)) * np.r_[np.ones(4), np.full(4, 0.05)]
+    q[400:] = rng.normal(size=(200, 8)) * np.r_[np.full(4, 0.05), np.ones(4)]
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    base = np.clip(0.6 + 0.3 * q[:, 0] + rng.normal(0, 0.1, 600), 0, 1)
+    rel = {"a": base, "b": np.clip(base + 0.02, 0, 1), "c": np.clip(base + 0.04, 0, 1)}
+    sig = {r: np.column_stack([v + rng.normal(0, 0.1, 600), rng.normal(size=600)]) for r, v in rel.items()}
+    return types.SimpleNamespace(query_emb=q.astype(np.float32)), rel, sig, np.arange(100), np.arange(100, 400), np.arange(400, 600)
+
+
+def test_story_windows_do_not_depend_on_the_labelling_budget():
+    from bench.benchmarks.bench_eval_drift import run_story
+
+    d, rel, sig, ev, pool, nq = _toy_stream()
+    w10, _ = run_story(d, rel, ev, pool, nq, window=80, budget=10, seed=0)
+    w20, _ = run_story(d, rel, ev, pool, nq, window=80, budget=20, seed=0)
+    assert [w["true"] for w in w10] == [w["true"] for w in w20]  # round 1 drew a new story per budget
+
+
+def test_story_reports_model_assisted_and_plain_estimates_and_refuses_on_nq():
+    from bench.benchmarks.bench_eval_drift import run_story
+
+    d, rel, sig, ev, pool, nq = _toy_stream(1)
+    weeks, _ = run_story(d, rel, ev, pool, nq, window=80, budget=20, seed=0, signals=sig)
+    assert len(weeks) == 12 and weeks[-1]["refused"] and weeks[-1]["estimated"] is None
+    first = weeks[0]
+    assert not first["refused"] and first["estimated"] != first["estimated_iw"]
+    assert abs(first["estimated"] - first["true"]) < 0.1 and first["refreshed"] is not None
+
+
+def test_detection_summary_false_alarm_rate_is_over_the_unshifted_streams():
+    from bench.benchmarks.bench_eval_drift import detection_summary
+
+    shifted = [7, 8, 8, 3, None]                   # onset week 6, NQ at 10% in week 8
+    clean = [None] * 99 + [4]
+    m = detection_summary(shifted, clean, onset=6, ten=8)
+    assert (m["runs"], m["detected_runs"], m["detected_by_10pct_week"], m["alarms_before_onset"]) == (5, 3, 3, 1)
+    assert m["median_delay"] == 2.0 and m["false_alarms"] == 1 and m["false_alarm_runs"] == 100
+    assert m["false_alarm_rate"] == 0.01 and 0.04 < m["false_alarm_upper95"] < 0.06

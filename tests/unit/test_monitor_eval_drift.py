@@ -166,3 +166,138 @@ def test_cluster_density_ratio_follows_a_growing_topic():
     pe, _ = domain_probabilities(e, t, model="cluster", k=2)
     w = density_ratio(pe, len(e), len(t))
     assert 3.5 < w[270:].mean() < 6.5 and 0.4 < w[:270].mean() < 0.75
+
+
+# ---- round 2: exceedance test, model-assisted estimate and refresh ------------------------------------
+
+
+def test_exceedance_p_value_exact_on_a_small_case_and_valid_on_same_distribution():
+    from monitor.eval_drift import exceedance_p_value
+
+    # both window rows above the single null maximum: 1 of C(6, 2) = 15 equally likely arrangements
+    assert exceedance_p_value([0.1, 0.2, 0.3, 0.4], [0.5, 0.6], rank=1) == (2, pytest.approx(1 / 15))
+    rng = np.random.default_rng(11)
+    ps = np.array([exceedance_p_value(rng.normal(size=150), rng.normal(size=400), rank=2)[1] for _ in range(3000)])
+    assert np.mean(ps < 0.05) <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 3000)  # level held (discrete, so at most)
+    assert np.mean(ps < 0.05) > 0.02  # ... and not trivially conservative
+    with pytest.raises(ValueError, match="rank"):
+        exceedance_p_value([0.1, 0.2], [0.3], rank=3)
+
+
+def test_exceedance_tail_test_silent_on_same_distribution_split():
+    rng = np.random.default_rng(12)
+    pool = _kind(rng, 4000)
+    fired = 0
+    for s in range(30):
+        idx = np.random.default_rng(s).permutation(len(pool))
+        det = ClassifierDrift(pool[idx[:300]], p_val=0.05, model="distance", k=1, tail_test="exceedance", seed=s)
+        fired += det.predict(pool[idx[300:700]]).is_drift
+    assert clopper_pearson(fired, 30).estimate <= 0.10  # level 0.05; 30 splits
+
+
+def test_exceedance_finds_a_7pct_new_kind_that_the_top_share_test_misses():
+    rng = np.random.default_rng(13)
+    hits = {"top": 0, "exceedance": 0}
+    for s in range(10):
+        r = np.random.default_rng(100 + s)
+        ref = _kind(r, 300)
+        win = np.vstack([_kind(r, 370), _kind(r, 30, new=True)])  # 7.5% new kind, far outside the eval set
+        for tail in hits:
+            det = ClassifierDrift(ref, p_val=0.05 / 12, model="distance", k=1, tail_test=tail, seed=s)
+            hits[tail] += det.predict(win).is_drift
+    assert hits["exceedance"] == 10 and hits["top"] < hits["exceedance"]
+    with pytest.raises(ValueError, match="tail_test"):
+        ClassifierDrift(rng.normal(size=(20, 3)), tail_test="max")
+
+
+def _shifted_metric_case(seed: int):
+    """Traffic has more of the hard topic B than the eval set, and the eval set's B rows are the easier B
+    queries (a lucky draw the embedding does not show). A label-free signal ``s`` (a query-performance
+    predictor) sees each row's difficulty; the metric is ``s`` + noise on every row, eval or traffic."""
+    rng = np.random.default_rng(seed)
+
+    def rows(n_a, n_b, b_mean):
+        za, zb = rng.normal(size=(n_a, 8)), rng.normal(size=(n_b, 8))
+        za[:, 0] += 3.0
+        zb[:, 1] += 3.0
+        z = np.vstack([za, zb])
+        s = np.r_[rng.normal(0.8, 0.1, n_a), rng.normal(b_mean, 0.1, n_b)]
+        y = np.clip(s + rng.normal(0, 0.05, n_a + n_b), 0, 1)
+        return z, s[:, None], y
+
+    e, se, ye = rows(240, 60, 0.5)   # eval: 20% B, and its B rows easier than B traffic
+    t, st, yt = rows(200, 200, 0.4)  # traffic: 50% B
+    return e, se, ye, t, st, yt
+
+
+def test_model_assisted_estimate_beats_reweighting_when_eval_rows_are_a_lucky_draw():
+    from monitor.eval_drift import cross_fitted_predictions, model_assisted_estimate
+
+    e, se, ye, t, st, yt = _shifted_metric_case(14)
+    truth = yt.mean()
+    pe, pt = cross_fitted_predictions(se, ye, st)
+    ma = model_assisted_estimate(e, ye, pe, t, pt, max_uncovered=0.2, n_boot=200)
+    iw = importance_weighted_estimate(e, ye, t, max_uncovered=0.2, model="knn", k=20, n_boot=50)
+    assert abs(ye.mean() - truth) > 0.1  # the stale metric is far off
+    assert not ma.is_refused and abs(ma.estimate - truth) < 0.03 < abs(iw.estimate - truth)
+    assert ma.lower <= truth <= ma.upper and 0 < ma.ess < len(e)
+    # a predictor off by a constant changes nothing: the weighted eval residual removes its mean error
+    ma2 = model_assisted_estimate(e, ye, pe + 0.3, t, pt + 0.3, max_uncovered=0.2, n_boot=10)
+    assert ma2.estimate == pytest.approx(ma.estimate, abs=1e-9)
+
+
+def test_model_assisted_estimate_refuses_on_unsupported_traffic():
+    from monitor.eval_drift import model_assisted_estimate
+
+    rng = np.random.default_rng(15)
+    e = _kind(rng, 300)
+    t = np.vstack([_kind(rng, 140), _kind(rng, 60, new=True)])
+    r = model_assisted_estimate(e, rng.random(300), rng.random(300), t, rng.random(200))
+    assert r.is_refused and np.isnan(r.estimate) and "does not cover 3" in r.message
+    with pytest.raises(ValueError, match="traffic_pred"):
+        model_assisted_estimate(e, rng.random(300), rng.random(300), t, rng.random(199))
+
+
+def test_cross_fitted_predictions_are_out_of_fold():
+    from monitor.eval_drift import cross_fitted_predictions
+
+    rng = np.random.default_rng(16)
+    x, y = rng.normal(size=(200, 30)), rng.normal(size=200)  # pure noise: in-sample fits it, out-of-fold cannot
+    pe, po = cross_fitted_predictions(x, y, rng.normal(size=(50, 30)))
+    assert pe.shape == (200,) and po.shape == (50,)
+    assert np.corrcoef(pe, y)[0, 1] < 0.2
+    with pytest.raises(ValueError, match="other_features"):
+        cross_fitted_predictions(x, y, rng.normal(size=(5, 29)))
+
+
+def test_proportional_plan_follows_stratum_sizes():
+    rng = np.random.default_rng(17)
+    e = _kind(rng, 300)
+    t = np.vstack([_kind(rng, 700), _kind(rng, 300, new=True)])
+    plan = pick_for_labelling(e, t, budget=100, seed=0, strategy="proportional")
+    assert len(set(plan.indices.tolist())) == 100
+    assert 25 <= plan.uncovered.sum() <= 35  # ~30% of the window is uncovered, so ~30 of 100 labels
+    first = pick_for_labelling(e, t, budget=100, seed=0)
+    assert first.uncovered.all()  # uncovered-first spends the whole budget there
+    with pytest.raises(ValueError, match="strategy"):
+        pick_for_labelling(e, t, budget=10, strategy="greedy")
+
+
+def test_model_assisted_refresh_known_answers():
+    from monitor.eval_drift import cross_fitted_predictions, model_assisted_refresh
+
+    e, se, ye, t, st, yt = _shifted_metric_case(18)
+    rng = np.random.default_rng(18)
+    t = np.vstack([t, _kind(rng, 100, new=True) * 3])  # plus an uncovered kind, its signal uninformative
+    st = np.vstack([st, np.full((100, 1), 0.6)])
+    yt = np.r_[yt, rng.binomial(1, 0.9, 100).astype(float)]
+    pe, pt = cross_fitted_predictions(se, ye, st)
+    plan_all = pick_for_labelling(e, t, budget=len(t), seed=0, strategy="proportional")
+    est, lo, hi = model_assisted_refresh(e, ye, pe, t, pt, plan_all, yt[plan_all.indices], n_boot=20)
+    assert est == pytest.approx(yt.mean(), abs=1e-9)  # every row labelled: the window mean itself
+    errs = []
+    for s in range(5):
+        plan = pick_for_labelling(e, t, budget=60, seed=s, strategy="proportional")
+        est, lo, hi = model_assisted_refresh(e, ye, pe, t, pt, plan, yt[plan.indices], n_boot=100, seed=s)
+        errs.append(abs(est - yt.mean()))
+    assert np.mean(errs) < 0.03 < abs(ye.mean() - yt.mean())
