@@ -191,35 +191,41 @@ def swap_name(claim: str, evidence: str, rng: random.Random) -> str | None:
     return None
 
 
-def hard_cases(task: str, rows: Sequence[dict], idx: Sequence[int], seed: int = 0, per_row: float = 1.0) -> list[LabelledClaim]:
-    """Hard cases built from rows ``idx`` of ``task`` (see the module doc): swap, number, restate, moved."""
+def hard_cases(task: str, rows: Sequence[dict], idx: Sequence[int], seed: int = 0,
+               per_row: float = 1.0) -> list[tuple[int, LabelledClaim]]:
+    """(row, item) hard cases built from rows ``idx`` of ``task`` (see the module doc): swap, number, restate, moved.
+
+    A ``moved`` case takes its distractor passage from another row of ``idx`` (never from a row outside it).
+    """
     rng = random.Random(seed)
-    base = [c for c in task_items(task, rows, idx) if c.label == 1]
-    out: list[LabelledClaim] = []
     idx = list(idx)
-    for c in base:
+    base = [(i, c) for i in idx for c in task_items(task, rows, [i]) if c.label == 1]
+    out: list[tuple[int, LabelledClaim]] = []
+    for i, c in base:
         if rng.random() > per_row:
             continue
         swapped = swap_name(c.claim, c.evidence, rng)
         if swapped and swapped != c.claim:
-            out.append(c._replace(claim=swapped, label=0, n_words=len(swapped.split())))
+            out.append((i, c._replace(claim=swapped, label=0, n_words=len(swapped.split()))))
         if task != "qa" or c.n_words > 6:
             continue
         ans = c.claim.strip().rstrip(".")
         sents = [s for s in _sentences(c.evidence) if ans.lower() in s.lower() and len(s.split()) >= 5]
         if sents:
             s = rng.choice(sents)
-            out.append(c._replace(claim=s, label=1, n_words=len(s.split())))
+            out.append((i, c._replace(claim=s, label=1, n_words=len(s.split()))))
             alt = swap_name(s, c.evidence, rng)
             if alt and ans.lower() not in alt.lower():
-                out.append(c._replace(claim=alt, label=0, n_words=len(alt.split())))
-        j = rows[rng.choice(idx)]
-        other = (j.get("knowledge") or "").strip()
+                out.append((i, c._replace(claim=alt, label=0, n_words=len(alt.split()))))
+        others = [k for k in idx if k != i]
+        if not others:
+            continue
+        other = (rows[rng.choice(others)].get("knowledge") or "").strip()
         o_names = _names(other)
         if other and o_names and ans.lower() not in other.lower():
             victim = rng.choice(o_names)
             moved = other.replace(victim, ans, 1)
-            out.append(c._replace(evidence=moved, label=0))
+            out.append((i, c._replace(evidence=moved, label=0)))
     return out
 
 
@@ -254,9 +260,8 @@ def build_ce_pairs(tasks: Sequence[str] = HALUEVAL_TASKS, rows_per_task: int = 3
         matched = length_matched([c for _, c in tagged], seed=seed)
         pairs += items_to_pairs(matched, f"halueval-{task}", task, row_of)
         hard_rows = chosen[: int(len(chosen) * hard_share)]
-        for i in hard_rows:
-            for c in hard_cases(task, rows, [i], seed=seed + i):
-                pairs.append(TrainPair(c.evidence, c.full_claim(), float(c.label), f"hard-{task}", f"{task}:{i}"))
+        for i, c in hard_cases(task, rows, hard_rows, seed=seed):
+            pairs.append(TrainPair(c.evidence, c.full_claim(), float(c.label), f"hard-{task}", f"{task}:{i}"))
         check_no_heldout(pairs, task, len(rows))
     check_pairs(pairs)
     rng.shuffle(pairs)
