@@ -248,3 +248,44 @@ def markdown_lines(r: dict) -> list[str]:
                       f"({cost['specialist_cpu_ms_per_check']:.1f} CPU-ms per check, measured on a shared CPU), "
                       f"LLM judge priced as {cost['llm_priced_as']} ${cost['llm']:.4f}; ratio {cost['llm_over_specialist']:.0f}x."]
     return lines
+
+
+def calibration_items(trained_pairs_path: Path | str, n_per_task: int = 200, seed: int = 0) -> list:
+    """Length-matched items from HaluEval *train* rows the model did not train on (its ``pairs.jsonl`` names them)."""
+    from data.faithfulness import load_halueval
+    from data.faithfulness_ce import length_matched, task_items, task_split
+    from rerank.train import load_pairs
+
+    used: dict[str, set[int]] = {}
+    for p in load_pairs(trained_pairs_path):
+        task, row = p.qid.split(":")[:2]
+        used.setdefault(task, set()).add(int(row))
+    out = []
+    for task in ("qa", "dialogue", "summarization"):
+        rows = load_halueval(task)
+        train, _ = task_split(task, len(rows))
+        free = [i for i in train if i not in used.get(task, set())]
+        out += [(task, c) for c in length_matched(task_items(task, rows, free[: 20 * n_per_task]), seed=seed,
+                                                 max_items=n_per_task)]
+    return out
+
+
+def calibrate_threshold(scorer, items, target_precision: float = 0.8) -> dict[str, Any]:
+    """The gate's pass threshold from a target (:mod:`cascade.thresholds`): precision of passed claims >= target.
+
+    The Clopper-Pearson lower bound must meet the target; when no cutoff does, the equal-cost
+    cutoff (fewest errors) is used and ``fallback`` says so. Returns the threshold and what it achieves.
+    """
+    from cascade.thresholds import UnattainableTargetError, achieved, derive_cost_threshold, derive_threshold
+
+    tasks = [t for t, _ in items]
+    cl = [c for _, c in items]
+    y = np.array([c.label for c in cl])
+    p = scorer.predict_proba([c.evidence for c in cl], [c.claim for c in cl], [c.question for c in cl])
+    try:
+        thr, fallback = derive_threshold(p, y, "precision", target_precision), None
+    except UnattainableTargetError as exc:
+        thr, fallback = derive_cost_threshold(p, y, 1.0, 1.0), f"equal-cost cutoff ({str(exc).split(':')[0]})"
+    thr = float(min(max(thr, 1e-4), 1 - 1e-4))
+    return {"threshold": thr, "target": {"metric": "precision", "of": "passed claims", "value": target_precision},
+            "fallback": fallback, "achieved": achieved(p, y, thr, cohorts=tasks), "n": len(cl)}

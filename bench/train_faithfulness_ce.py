@@ -45,7 +45,7 @@ def _tasks(text: str) -> tuple[str, ...]:
 def train_faithfulness_ce(out: Path | str, tasks=TASKS, rows_per_task: int = 1000, hard_share: float = 0.5,
                           init: str | None = "models/reranker-minilm-l6", max_length: int = 256, batch_size: int = 16,
                           lr: float = 3e-5, time_budget_s: float | None = None, threads: int | None = None,
-                          seed: int = 13, command: str = "") -> Path:
+                          seed: int = 13, command: str = "", freeze_layers: int = 0) -> Path:
     """Build the pairs, train, and write ``out/final`` with ``training.json``; returns that folder."""
     from data.faithfulness_ce import HELDOUT, SPLIT_SEED, build_ce_pairs
     from rerank.train import pair_counts, save_pairs, train_cross_encoder
@@ -56,12 +56,12 @@ def train_faithfulness_ce(out: Path | str, tasks=TASKS, rows_per_task: int = 100
     save_pairs(pairs, out / "pairs.jsonl")
     final = train_cross_encoder(pairs, out, layers=6, epochs=1, batch_size=batch_size, lr=lr, max_length=max_length,
                                 seed=seed, loss="bce", init=init, bf16=True, threads=threads,
-                                time_budget_s=time_budget_s, progress=False)
+                                time_budget_s=time_budget_s, progress=False, freeze_layers=freeze_layers)
     progress = json.loads((out / "progress.json").read_text())
     meta = {"format_version": 1, "kind": "faithfulness-cross-encoder",
             "recipe": {"tasks": list(tasks), "rows_per_task": rows_per_task, "hard_share": hard_share, "init": init,
                        "max_length": max_length, "batch_size": batch_size, "lr": lr, "loss": "bce", "bf16": True,
-                       "time_budget_s": time_budget_s, "seed": seed, "heldout": HELDOUT["qa"],
+                       "time_budget_s": time_budget_s, "seed": seed, "freeze_layers": freeze_layers, "heldout": HELDOUT["qa"],
                        "heldout_per_task": HELDOUT, "split_seed": SPLIT_SEED},
             "pairs": pair_counts(pairs), "n_pairs": len(pairs), "progress": progress, "command": command}
     (final / "training.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-budget", type=_positive_float, default=None, help="wall-clock seconds of training")
     p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--freeze-layers", type=int, choices=range(0, 6), default=0, metavar="K",
+                   help="keep the embeddings and the first K of 6 encoder layers fixed (cheaper steps)")
     args = p.parse_args(argv)
     if args.hard_share > 1:
         p.error(f"--hard-share must be in (0, 1], got {args.hard_share}")
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--init {args.init}: no such model folder")
     cmd = "python -m bench.train_faithfulness_ce " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     final = train_faithfulness_ce(args.out, args.tasks, args.rows_per_task, args.hard_share, args.init, args.max_length,
-                                  args.batch_size, args.lr, args.time_budget, args.threads, args.seed, cmd)
+                                  args.batch_size, args.lr, args.time_budget, args.threads, args.seed, cmd,
+                                  args.freeze_layers)
     print(final)
     return 0
 
