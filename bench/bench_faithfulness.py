@@ -144,7 +144,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("faithfulness", help="faithfulness gate: HaluEval length-matched, and the pipeline's NQ answers (II)")
     p.add_argument("--faithfulness", default="faithfulness", help="registry name or folder of the specialist")
     p.add_argument("--llm", default="smollm2")
-    p.add_argument("--nq-limit", type=positive_int, default=40, help="NQ-open questions answered by the pipeline (0 to skip)")
+    p.add_argument("--nq-limit", type=non_negative_int, default=40, help="NQ-open questions answered by the pipeline (0 to skip)")
     p.add_argument("--max-new-tokens", type=positive_int, default=24)
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", default=str(Path("results") / "faithfulness.json"))

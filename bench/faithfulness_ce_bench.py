@@ -10,7 +10,7 @@
 - **Cost per 1,000 checks** (:func:`cost_per_1k`): the specialist's CPU seconds, measured per batch
   through :class:`distill.ledger.Ledger` and priced by ``configs/prices.yaml``; the LLM judge priced
   by tokens (the judge prompt of ``configs/judge_prompts.yaml`` filled with the same items, counted
-  with the cross-encoder's tokenizer, 1 output token) as ``price_as`` (gpt-4o-mini by default).
+  with MiniLM's WordPiece tokenizer, 1 output token) as ``price_as`` (gpt-4o-mini by default).
 
 Failure modes: a hard-case line that is not a JSON object with the keys of :data:`CASE_KEYS`, an
 unknown ``kind`` or ``label``, or no passages raises ValueError naming the file and line.
@@ -109,7 +109,11 @@ def cost_per_1k(scorer, items, ledger_path: Path | str, model_name: str, price_a
 
     prices = load_prices()
     prompt = load_judge_prompts()["tasks"]["faithfulness"]
-    tok = scorer.slow.model.tokenizer if hasattr(scorer, "slow") else scorer.model.tokenizer
+    from transformers import AutoTokenizer
+
+    from rerank.train import minilm_path
+
+    tok = AutoTokenizer.from_pretrained(minilm_path())  # MiniLM's WordPiece: the same count for every scorer
     Path(ledger_path).unlink(missing_ok=True)
     with Ledger(ledger_path, prices) as ledger:
         for s in range(0, len(items), batch):

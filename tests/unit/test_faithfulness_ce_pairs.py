@@ -185,3 +185,17 @@ def test_train_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
         assert exc.value.code == 2
     assert not out.exists()
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_bench_faithfulness_parser_takes_nq_limit_zero_and_refuses_a_bad_band(capsys):
+    import argparse
+
+    from bench.bench_faithfulness import add_parser
+
+    root = argparse.ArgumentParser(prog="ragfix bench")
+    add_parser(root.add_subparsers())
+    args = root.parse_args(["faithfulness", "--nq-limit", "0", "--cascade", "0.05,0.95"])
+    assert args.nq_limit == 0 and args.cascade == (0.05, 0.95)
+    with pytest.raises(SystemExit) as exc:
+        root.parse_args(["faithfulness", "--cascade", "0.9,0.1"])
+    assert exc.value.code == 2 and "LOW < HIGH" in capsys.readouterr().err
