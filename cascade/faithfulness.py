@@ -48,6 +48,7 @@ import numpy as np
 __all__ = [
     "FaithfulnessScorer", "LengthBaseline", "LabelledClaim", "balanced_accuracy", "halueval_qa_split",
     "halueval_qa_pairs", "length_matched_eval", "unmatched_eval", "qa_claim", "read_card_meta", "FORMAT_VERSION",
+    "FaithfulnessCascade",
 ]
 
 FORMAT_VERSION = 1
@@ -261,6 +262,38 @@ class FaithfulnessScorer:
 
     def score(self, evidence: str, claim: str, question: str = "") -> float:
         return float(self.predict_proba([evidence], [claim], [question])[0])
+
+
+class FaithfulnessCascade:
+    """A fast scorer decides the confident pairs, a slow one the uncertain band: ``predict_proba`` like either.
+
+    Pairs the ``fast`` scorer puts at or below ``low`` or at or above ``high`` keep its probability;
+    the rest are sent to ``slow`` (e.g. the lexical model first, the cross-encoder for the band).
+    ``threshold`` is the slow scorer's (the band's verdicts come from it). Counters:
+    ``n_fast_``, ``n_slow_`` (pairs decided by each). Whether the fast stage earns its place is a
+    measurement (``ragfix bench faithfulness``): it saves CPU only if it decides many pairs, and
+    it keeps the fast scorer's blind spots (a wrong name copied from a passage scores high).
+    """
+
+    def __init__(self, fast, slow, low: float, high: float) -> None:
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"FaithfulnessCascade: need 0 <= low < high <= 1, got low={low}, high={high}")
+        self.fast, self.slow, self.low, self.high = fast, slow, float(low), float(high)
+        self.threshold = float(getattr(slow, "threshold", 0.5))
+        self.meta = getattr(slow, "meta", {})
+        self.n_fast_ = 0
+        self.n_slow_ = 0
+
+    def predict_proba(self, evidences: Sequence[str], claims: Sequence[str],
+                      questions: Sequence[str] | None = None) -> np.ndarray:
+        p = np.asarray(self.fast.predict_proba(evidences, claims, questions), dtype=np.float32).copy()
+        band = np.flatnonzero((p > self.low) & (p < self.high))
+        if band.size:
+            q = None if questions is None else [questions[i] for i in band]
+            p[band] = self.slow.predict_proba([evidences[i] for i in band], [claims[i] for i in band], q)
+        self.n_slow_ += int(band.size)
+        self.n_fast_ += int(p.size - band.size)
+        return p
 
 
 def read_card_meta(folder: Path | str) -> dict:

@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 from cascade.support_features import content_words
 
-__all__ = ["ClaimVerdict", "GateResult", "FaithfulnessGate", "split_claims", "is_abstention", "POLICIES",
+__all__ = ["ClaimVerdict", "GateResult", "FaithfulnessGate", "split_claims", "cited_passages", "is_abstention", "POLICIES",
            "ABSTAIN_TEXT", "apply_policy", "extractive_answer"]
 
 POLICIES = ("none", "regenerate", "extractive", "abstain")
@@ -43,6 +43,19 @@ _WORD = re.compile(r"\w+")
 def is_abstention(answer: str) -> bool:
     """True when the answer declines to answer ("I don't know", "the passages do not say", ...)."""
     return bool(_ABSTAIN.search(answer))
+
+
+def cited_passages(answer: str, n_passages: int) -> list[int]:
+    """0-based indices of the passages an answer cites with ``[k]`` markers (1-based, as the prompt numbers them).
+
+    Markers outside 1..``n_passages`` are ignored; an answer citing nothing valid gives ``[]``.
+    """
+    seen: list[int] = []
+    for m in re.finditer(r"\[(\d{1,3})\]", answer):
+        k = int(m.group(1)) - 1
+        if 0 <= k < n_passages and k not in seen:
+            seen.append(k)
+    return seen
 
 
 def split_claims(answer: str, min_words: int = 1) -> list[str]:
@@ -97,10 +110,15 @@ class FaithfulnessGate:
             threshold when None).
         contradict_overlap: share of a claim's content words one passage must cover for an unsupported
             claim to count as contradicted.
+        cited_only: when the answer cites passages with ``[k]`` markers, check its claims against the
+            cited passages only (a claim is not "supported" by a passage the answer did not use); an
+            answer citing nothing is checked against every passage.
     """
 
-    def __init__(self, scorer, threshold: float | None = None, contradict_overlap: float = 0.5) -> None:
+    def __init__(self, scorer, threshold: float | None = None, contradict_overlap: float = 0.5,
+                 cited_only: bool = True) -> None:
         self.scorer = scorer
+        self.cited_only = cited_only
         self.threshold = float(threshold if threshold is not None else getattr(scorer, "threshold", 0.5))
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
@@ -115,6 +133,15 @@ class FaithfulnessGate:
         claims = split_claims(answer)
         if not claims:
             return GateResult(answer, [])
+        keep = cited_passages(answer, len(passages)) if self.cited_only else []
+        if keep:
+            result = self._check(question, answer, claims, [passages[k] for k in keep])
+            # report passage indices in the caller's numbering
+            return GateResult(answer, [c.__class__(c.claim, c.verdict, c.p_supported, keep[c.best_passage])
+                                       for c in result.claims])
+        return self._check(question, answer, claims, passages)
+
+    def _check(self, question: str, answer: str, claims: list[str], passages: list[str]) -> GateResult:
         n = len(passages)
         ev = [p for _ in claims for p in passages]
         cl = [c for c in claims for _ in range(n)]

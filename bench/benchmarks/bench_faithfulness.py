@@ -93,9 +93,14 @@ def run_faithfulness_bench(args: argparse.Namespace) -> dict:
     scorer = load_faithfulness(args.faithfulness)
     gate = FaithfulnessGate(scorer)
     metrics = _halueval(scorer, gate, args.seed)
-    result = {"metrics": {"gate": metrics["gate"], "length_baseline": metrics["length_baseline"]}, "halueval_n": metrics["n"]}
+    result = {"metrics": {"gate": metrics["gate"], "length_baseline": metrics["length_baseline"]}, "halueval_n": metrics["n"],
+              "scorer_name": args.faithfulness}
     if args.nq_limit:
         result["nq_pipeline"] = _nq(load_llm(args.llm), gate, args.nq_limit, args.seed, args.max_new_tokens)
+    if hasattr(args, "hard_cases"):  # issue 22: leave-one-task-out, hard cases, cascade, pipeline, cost
+        from bench.faithfulness_ce_bench import extend_result
+
+        extend_result(args, scorer, gate, result)
     return result
 
 
@@ -103,7 +108,7 @@ def markdown(r: dict, command: str) -> str:
     m = r["metrics"]
     lines = ["| check | balanced accuracy (HaluEval QA, held-out, length-matched) |", "|---|---|",
              f"| length-only baseline | {m['length_baseline']['balanced_accuracy']:.3f} |",
-             f"| faithfulness gate (lexical specialist) | {m['gate']['balanced_accuracy']:.3f} |", "",
+             f"| faithfulness gate ({r.get('scorer_name', 'specialist')}) | {m['gate']['balanced_accuracy']:.3f} |", "",
              f"{r['halueval_n']} answers; gate CPU {m['gate']['cpu_ms_per_answer']:.2f} ms per answer."]
     nq = r.get("nq_pipeline")
     if nq:
@@ -115,6 +120,9 @@ def markdown(r: dict, command: str) -> str:
                   "", "| policy on flagged answers | accuracy (all questions) | abstention rate |", "|---|---|---|"]
         for p, v in nq["policies"].items():
             lines.append(f"| {p} | {v['accuracy']:.3f} | {v['abstention_rate']:.3f} |")
+    from bench.faithfulness_ce_bench import markdown_lines
+
+    lines += markdown_lines(r)
     lines += ["", f"Command: `{command}`."]
     return "\n".join(lines) + "\n"
 
@@ -124,7 +132,9 @@ def _cmd(args: argparse.Namespace) -> int:
 
     r = run_faithfulness_bench(args)
     md = markdown(r, "ragfix " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
-    write_results(args.out, {k: getattr(args, k) for k in ("faithfulness", "llm", "nq_limit", "seed", "max_new_tokens")},
+    keys = ("faithfulness", "llm", "nq_limit", "seed", "max_new_tokens", "loto_dir", "loto_items", "hard_cases", "cascade",
+            "nq_answers", "pipeline_limit", "cost_items", "price_as")
+    write_results(args.out, {k: getattr(args, k) for k in keys if hasattr(args, k)},
                   r["metrics"], markdown=md, **{k: v for k, v in r.items() if k != "metrics"})
     print(md)
     return 0
@@ -134,8 +144,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("faithfulness", help="faithfulness gate: HaluEval length-matched, and the pipeline's NQ answers (II)")
     p.add_argument("--faithfulness", default="faithfulness", help="registry name or folder of the specialist")
     p.add_argument("--llm", default="smollm2")
-    p.add_argument("--nq-limit", type=positive_int, default=40, help="NQ-open questions answered by the pipeline (0 to skip)")
+    p.add_argument("--nq-limit", type=non_negative_int, default=40, help="NQ-open questions answered by the pipeline (0 to skip)")
     p.add_argument("--max-new-tokens", type=positive_int, default=24)
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", default=str(Path("results") / "faithfulness.json"))
+    from bench.faithfulness_ce_bench import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=_cmd)

