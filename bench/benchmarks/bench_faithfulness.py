@@ -98,7 +98,7 @@ def run_faithfulness_bench(args: argparse.Namespace) -> dict:
     if args.nq_limit:
         result["nq_pipeline"] = _nq(load_llm(args.llm), gate, args.nq_limit, args.seed, args.max_new_tokens)
     if hasattr(args, "hard_cases"):  # issue 22: leave-one-task-out, hard cases, cascade, pipeline, cost
-        from bench.faithfulness_ce_bench import extend_result
+        from bench.benchmarks.faithfulness_ce import extend_result
 
         extend_result(args, scorer, gate, result)
     return result
@@ -120,7 +120,7 @@ def markdown(r: dict, command: str) -> str:
                   "", "| policy on flagged answers | accuracy (all questions) | abstention rate |", "|---|---|---|"]
         for p, v in nq["policies"].items():
             lines.append(f"| {p} | {v['accuracy']:.3f} | {v['abstention_rate']:.3f} |")
-    from bench.faithfulness_ce_bench import markdown_lines
+    from bench.benchmarks.faithfulness_ce import markdown_lines
 
     lines += markdown_lines(r)
     lines += ["", f"Command: `{command}`."]
@@ -148,7 +148,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=positive_int, default=24)
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--out", default=str(Path("results") / "faithfulness.json"))
-    from bench.faithfulness_ce_bench import add_arguments
+    from bench.benchmarks.faithfulness_ce import add_arguments
 
     add_arguments(p)
     p.set_defaults(func=_cmd)

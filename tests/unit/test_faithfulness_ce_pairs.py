@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.faithfulness_ce_bench import CASE_KINDS, HARD_CASES, load_hard_cases
-from bench.faithfulness_pipeline import _bootstrap_diff, load_answers
+from bench.benchmarks.faithfulness_ce import CASE_KINDS, HARD_CASES, load_hard_cases
+from bench.benchmarks.faithfulness_pipeline import _bootstrap_diff, load_answers
 from cascade.faithfulness import FaithfulnessCascade, LabelledClaim
 from data.faithfulness_ce import (_bin, build_ce_pairs, check_no_heldout, hard_cases, length_matched, select_evidence,
                                   swap_name, task_split)
@@ -175,7 +175,7 @@ def test_answers_cache_bad_line_and_bootstrap(tmp_path):
 
 
 def test_train_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
-    from bench.train_faithfulness_ce import main
+    from bench.cli.train_faithfulness_ce import main
 
     out = tmp_path / "run"
     for argv in (["--out", str(out), "--tasks", "qa,poetry"], ["--out", str(out), "--time-budget", "-3"],
@@ -190,7 +190,7 @@ def test_train_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):
 def test_bench_faithfulness_parser_takes_nq_limit_zero_and_refuses_a_bad_band(capsys):
     import argparse
 
-    from bench.bench_faithfulness import add_parser
+    from bench.benchmarks.bench_faithfulness import add_parser
 
     root = argparse.ArgumentParser(prog="ragfix bench")
     add_parser(root.add_subparsers())

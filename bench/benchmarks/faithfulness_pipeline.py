@@ -19,9 +19,12 @@ Failure modes: a cache line that is not a JSON object of the expected keys raise
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 __all__ = ["generate_answers", "gate_answers", "load_answers"]
 
@@ -77,7 +80,7 @@ def generate_answers(path: Path | str, limit: int = 200, seed: int = 0, llm: str
             f.flush()
             done.append(row)
             if (k + 1) % 10 == 0:
-                print(f"  nq answers {k + 1}/{len(items)}", flush=True)
+                log.info("nq answers %d/%d", k + 1, len(items))
     return done
 
 

@@ -27,7 +27,7 @@ import numpy as np
 __all__ = ["load_hard_cases", "hard_case_metrics", "loto_metrics", "cost_per_1k", "CASE_KEYS", "CASE_KINDS",
            "HARD_CASES"]
 
-HARD_CASES = Path(__file__).resolve().parents[1] / "tests" / "data" / "faithfulness_hard_cases.jsonl"
+HARD_CASES = Path(__file__).resolve().parents[2] / "tests" / "data" / "faithfulness_hard_cases.jsonl"
 CASE_KEYS = ("id", "kind", "question", "passages", "answer", "label")
 CASE_KINDS = ("paraphrase", "supported_short", "distractor", "swap_entity", "swap_number")
 _LABELS = ("supported", "unsupported")
@@ -157,7 +157,7 @@ def extend_result(args, scorer, gate, result: dict) -> dict:
     ``metrics.cascade`` (lexical first stage + this scorer, when ``args.cascade`` is set),
     ``metrics.pipeline`` (when ``args.nq_answers`` names an answers cache) and ``cost_per_1k``.
     """
-    from bench.faithfulness_pipeline import gate_answers, generate_answers
+    from bench.benchmarks.faithfulness_pipeline import gate_answers, generate_answers
 
     m = result["metrics"]
     loto_dir = Path(args.loto_dir) if getattr(args, "loto_dir", None) else None
@@ -195,7 +195,7 @@ def extend_result(args, scorer, gate, result: dict) -> dict:
 
 def add_arguments(p) -> None:
     """The options :func:`extend_result` reads, added to the ``bench faithfulness`` parser."""
-    from bench.argtypes import positive_int
+    from bench.cli.argtypes import positive_int
 
     def band(text: str) -> tuple[float, float]:
         import argparse

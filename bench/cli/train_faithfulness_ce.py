@@ -1,4 +1,4 @@
-"""Train the cross-encoder faithfulness model (issue 22): ``python -m bench.train_faithfulness_ce --out DIR``.
+"""Train the cross-encoder faithfulness model (issue 22): ``python -m bench.cli.train_faithfulness_ce --out DIR``.
 
 Builds the pairs of :func:`data.faithfulness_ce.build_ce_pairs` (HaluEval train rows of the chosen
 tasks, length-matched, plus hard cases), fine-tunes a CrossEncoder with
@@ -17,7 +17,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench.argtypes import positive_int
+from bench.cli.argtypes import positive_int
 
 __all__ = ["main", "train_faithfulness_ce"]
 
@@ -69,7 +69,7 @@ def train_faithfulness_ce(out: Path | str, tasks=TASKS, rows_per_task: int = 100
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.train_faithfulness_ce", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m bench.cli.train_faithfulness_ce", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="work folder (checkpoints, pairs, log); the model lands in OUT/final")
     p.add_argument("--tasks", type=_tasks, default=TASKS, help="comma list of HaluEval tasks to train on")
     p.add_argument("--rows-per-task", type=positive_int, default=1000)
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--hard-share must be in (0, 1], got {args.hard_share}")
     if args.init and not Path(args.init).is_dir():
         p.error(f"--init {args.init}: no such model folder")
-    cmd = "python -m bench.train_faithfulness_ce " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = "python -m bench.cli.train_faithfulness_ce " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     final = train_faithfulness_ce(args.out, args.tasks, args.rows_per_task, args.hard_share, args.init, args.max_length,
                                   args.batch_size, args.lr, args.time_budget, args.threads, args.seed, cmd,
                                   args.freeze_layers)
