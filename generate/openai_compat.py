@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -56,6 +57,10 @@ class OpenAICompatBackend:
             raise ValueError("model must name the server's model, got an empty string")
         self.base_url, self.model, self.timeout, self.temperature = base_url.rstrip("/"), model, timeout, temperature
         self.name = name or model
+        # Server-reported prompt-cache counts over this backend's requests (where the server reports them:
+        # usage.prompt_tokens_details.cached_tokens, llama.cpp's timings.cache_n); see generate.warm_prefix.
+        self.cache_totals = {"requests": 0, "reported": 0, "prompt_tokens": 0, "cached_tokens": 0}
+        self._totals_lock = threading.Lock()
         self._key = None
         if api_key_env is not None:
             self._key = os.environ.get(api_key_env)
@@ -103,6 +108,7 @@ class OpenAICompatBackend:
             text = doc["choices"][0]["message"]["content"] or ""
         except (ValueError, KeyError, IndexError, TypeError):
             raise OpenAICompatError(f"{url}: not a chat completion: {raw[:200]!r}") from None
+        self._count(doc)
         usage = doc.get("usage") or {}
         tin = usage.get("prompt_tokens")
         tout = usage.get("completion_tokens")
@@ -116,6 +122,7 @@ class OpenAICompatBackend:
         """Read ``data: {chunk}`` events until ``data: [DONE]``; deltas go to ``on_token``."""
         parts: list[str] = []
         usage: dict = {}
+        timings: dict = {}
         t_first: float | None = None
         for raw_line in resp:
             line = raw_line.decode("utf-8", "replace").strip()
@@ -133,6 +140,7 @@ class OpenAICompatBackend:
             if "error" in chunk:
                 raise OpenAICompatError(f"{url}: server error in stream: {str(chunk['error'])[:300]}")
             usage = chunk.get("usage") or usage
+            timings = chunk.get("timings") or timings
             for choice in chunk.get("choices") or []:
                 delta = ((choice or {}).get("delta") or {}).get("content") or ""
                 if not delta:
@@ -146,6 +154,7 @@ class OpenAICompatBackend:
                 parts.append(delta)
                 on_token(delta)
         t_end = time.perf_counter()
+        self._count({"usage": usage, "timings": timings})
         text = "".join(parts)
         tin, tout = usage.get("prompt_tokens"), usage.get("completion_tokens")
         if tin is None:
@@ -154,3 +163,16 @@ class OpenAICompatBackend:
             tout = self.count_tokens(text) if text else 0
         first = t_first if t_first is not None else t_end
         return Generation(text.strip(), int(tin), int(tout), first - t0, t_end - first, self.name)
+
+    def _count(self, doc: dict) -> None:
+        """Add one response's server-reported cached/prompt tokens to ``cache_totals``."""
+        from generate.warm_prefix import cached_tokens_of
+
+        cached, prompt = cached_tokens_of(doc)
+        with self._totals_lock:
+            t = self.cache_totals
+            t["requests"] += 1
+            if cached is not None:
+                t["reported"] += 1
+                t["cached_tokens"] += cached
+                t["prompt_tokens"] += prompt or 0

@@ -33,7 +33,7 @@ from rerank.cross_encoder import PairRanker
 from serve.config import ServeConfig
 
 __all__ = ["AnswerRequest", "AnswerCancelled", "AnswerService", "ScorerRanker", "build_pipeline", "build_answer_service",
-           "resolve_corpus", "result_payload"]
+           "resolve_corpus", "result_payload", "declared_prefixes"]
 
 
 class HistoryTurn(BaseModel):
@@ -132,8 +132,9 @@ class AnswerService:
     Setting ``cancel`` stops the job at its next token with :class:`AnswerCancelled`.
     """
 
-    def __init__(self, pipeline: Any, workers: int = 1) -> None:
+    def __init__(self, pipeline: Any, workers: int = 1, warmer: Any = None) -> None:
         self.pipeline = pipeline
+        self.warmer = warmer  # generate.warm_prefix.PrefixWarmer keeping the declared prefixes warm (or None)
         self.workers = workers
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="ragfix-answer")
         self.lock = threading.Lock()
@@ -187,13 +188,58 @@ class AnswerService:
         return self.sec_per_answer
 
     def close(self) -> None:
+        if self.warmer is not None:
+            self.warmer.stop()
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.pipeline.close()
 
 
+def declared_prefixes(config: ServeConfig, pipeline: Any) -> list:
+    """``warm_prefixes`` -> :class:`generate.warm_prefix.WarmPrefix` list, rendered as the pipeline renders its prompts.
+
+    Each entry is the system prompt (``system``, default the pipeline's) and, with ``documents``, a
+    user message starting ``Passages:`` with those documents as passages ``[1]..[n]``: the prefix
+    of every answer whose reranked context starts with them. Raises ``ValueError`` naming an id
+    missing from ``answer_corpus``.
+    """
+    from generate.prompt import SYSTEM_PROMPT, build_messages
+    from generate.warm_prefix import WarmPrefix
+
+    by_id = {d.id: d for d in pipeline.corpus}
+    out = []
+    for i, e in enumerate(config.warm_prefixes or []):
+        system = e.get("system") or SYSTEM_PROMPT
+        missing = [str(d) for d in e.get("documents", []) if str(d) not in by_id]
+        if missing:
+            raise ValueError(f"warm_prefixes[{i}] ({e['name']!r}): document ids {missing} are not in answer_corpus={config.answer_corpus!r}")
+        docs = [by_id[str(d)] for d in e.get("documents", [])]
+        if docs:
+            msgs = build_messages("-", docs, pipeline.max_words_per_passage, system=system)
+            user = msgs[-1]["content"]
+            messages = (msgs[0], {"role": "user", "content": user[: user.rindex("\n\nQuestion:")]})
+        else:
+            messages = ({"role": "system", "content": system},)
+        out.append(WarmPrefix(e["name"], messages))
+    return out
+
+
 def build_answer_service(config: ServeConfig, scorer: Any) -> AnswerService:
-    """Load the pipeline for ``config`` over ``scorer`` and warm it (the app calls this at start when ``answer`` is on)."""
-    service = AnswerService(build_pipeline(config, scorer), config.answer_workers)
+    """Load the pipeline for ``config`` over ``scorer`` and warm it (the app calls this at start when ``answer`` is on).
+
+    With ``warm_prefixes`` (and ``answer_llm_url``), a :class:`generate.warm_prefix.PrefixWarmer`
+    warms them before the warm-up answers and then every ``warm_interval_s``.
+    """
+    import os
+
+    pipe = build_pipeline(config, scorer)
+    warmer = None
+    if config.warm_prefixes:
+        from generate.warm_prefix import PrefixWarmer
+
+        key = os.environ.get(config.answer_llm_key_env) if config.answer_llm_key_env else None
+        warmer = PrefixWarmer(config.answer_llm_url or "", config.answer_llm, declared_prefixes(config, pipe),
+                              interval_s=config.warm_interval_s, api_key=key).start()
+    service = AnswerService(pipe, config.answer_workers, warmer)
     service.warm()
     return service
 

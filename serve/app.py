@@ -222,6 +222,60 @@ class _Metrics:
         self.answer_tokens = Counter("ragfix_serve_answer_tokens", "/v1/answer tokens by kind (prompt, completion)", ["kind"], registry=r)
 
 
+class _LLMCacheCollector:
+    """``/metrics`` families read at scrape time from the answer service: the warm-prefix warmer's
+    counts and the LLM server's own prompt-cache counts (where its responses report them)."""
+
+    def __init__(self, holder: dict) -> None:
+        self.holder = holder
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        service = self.holder.get("answer")
+        if service is None:
+            return
+        warmer = getattr(service, "warmer", None)
+        if warmer is not None:
+            with warmer.lock:
+                st = warmer.stats
+                sent, failed, secs = dict(st.sent), dict(st.failed), dict(st.seconds)
+                w_cached, w_prompt, w_reported, rounds = st.cached_tokens, st.prompt_tokens, st.reported, st.rounds
+            req = CounterMetricFamily("ragfix_serve_warm_prefix_requests", "Warm requests (max_tokens=1) per declared prefix",
+                                      labels=["prefix", "outcome"])
+            for p in warmer.prefixes:
+                req.add_metric([p.name, "ok"], sent.get(p.name, 0))
+                req.add_metric([p.name, "failed"], failed.get(p.name, 0))
+            yield req
+            sec = CounterMetricFamily("ragfix_serve_warm_prefix_seconds", "Seconds spent in warm requests per prefix", labels=["prefix"])
+            for p in warmer.prefixes:
+                sec.add_metric([p.name], secs.get(p.name, 0.0))
+            yield sec
+            yield CounterMetricFamily("ragfix_serve_warm_prefix_rounds", "Warm rounds over the declared set", value=rounds)
+        else:
+            w_cached = w_prompt = w_reported = 0
+        totals = dict(getattr(service.pipeline.llm, "cache_totals", {}) or {})
+        if warmer is None and not totals:
+            return
+        cached = CounterMetricFamily("ragfix_serve_llm_cached_tokens", "Prompt tokens the LLM server reported as served from its cache",
+                                     labels=["source"])
+        prompt = CounterMetricFamily("ragfix_serve_llm_reported_prompt_tokens",
+                                     "Prompt tokens of the responses that carried a cached-token count", labels=["source"])
+        reported = CounterMetricFamily("ragfix_serve_llm_cache_reports", "Responses that carried a cached-token count", labels=["source"])
+        for source, c, pr, n in (("warm", w_cached, w_prompt, w_reported),
+                                 ("answer", totals.get("cached_tokens", 0), totals.get("prompt_tokens", 0), totals.get("reported", 0))):
+            cached.add_metric([source], c)
+            prompt.add_metric([source], pr)
+            reported.add_metric([source], n)
+        yield cached
+        yield prompt
+        yield reported
+        if totals.get("prompt_tokens"):
+            yield GaugeMetricFamily("ragfix_serve_llm_prefix_cache_hit_ratio",
+                                    "Answers' cached prompt tokens / prompt tokens, as the LLM server reported them",
+                                    value=totals["cached_tokens"] / totals["prompt_tokens"])
+
+
 def _error(status: int, kind: str, message: str, retry_after: int | None = None, close: bool = False, **extra: Any) -> JSONResponse:
     headers = {}
     if retry_after is not None:
@@ -333,6 +387,7 @@ def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer]
         if scorer is not None:
             await asyncio.to_thread(scorer.close)
 
+    metrics.registry.register(_LLMCacheCollector(holder))
     app = FastAPI(title="ragfix serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.serve_state = state
     app.state.metrics = metrics

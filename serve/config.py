@@ -57,6 +57,9 @@ class ServeConfig:
     answer_context_k: int = 3           # passages given to the LLM
     answer_max_tokens: int = 64         # answer length cap (a request's max_tokens may only lower it)
     answer_workers: int = 1             # answers generated at once
+    # Warm prefixes (with answer_llm_url): declared prompt prefixes kept warm in the LLM server's prompt cache
+    warm_prefixes: list | None = None   # [{name, system (default: the pipeline's system prompt), documents: [ids in answer_corpus]}]
+    warm_interval_s: float = 60.0       # seconds between warm rounds (each prefix: one max_tokens=1 request)
 
     def check(self, source: str = "settings") -> "ServeConfig":
         """Raise :class:`ServeConfigError` naming ``source`` and the key when a value is out of range."""
@@ -90,6 +93,26 @@ class ServeConfig:
             raise bad("answer_retriever", "is not one of hybrid, bm25")
         if self.answer_context_k > self.answer_retrieve_k:
             raise bad("answer_context_k", f"must be <= answer_retrieve_k ({self.answer_retrieve_k})")
+        if float(self.warm_interval_s) <= 0:
+            raise bad("warm_interval_s", "must be > 0 seconds")
+        if self.warm_prefixes:
+            if not self.answer_llm_url:
+                raise bad("warm_prefixes", "needs answer_llm_url (an LLM server with a prompt cache); the in-process LLM has none to warm")
+            names = set()
+            for i, e in enumerate(self.warm_prefixes):
+                if not isinstance(e, dict) or not isinstance(e.get("name"), str) or not e["name"]:
+                    raise ServeConfigError(f"{source}: warm_prefixes[{i}] must be a mapping with a non-empty 'name', got {e!r}")
+                extra = set(e) - {"name", "system", "documents"}
+                if extra:
+                    raise ServeConfigError(f"{source}: warm_prefixes[{i}] has unknown keys {sorted(extra)}; allowed: name, system, documents")
+                if "system" in e and not isinstance(e["system"], str):
+                    raise ServeConfigError(f"{source}: warm_prefixes[{i}].system must be a string")
+                docs = e.get("documents", [])
+                if not isinstance(docs, list) or not all(isinstance(d, (str, int)) for d in docs):
+                    raise ServeConfigError(f"{source}: warm_prefixes[{i}].documents must be a list of document ids")
+                if e["name"] in names:
+                    raise ServeConfigError(f"{source}: warm_prefixes[{i}].name {e['name']!r} is repeated; names must be unique")
+                names.add(e["name"])
         if self.answer_llm_url is not None and not str(self.answer_llm_url).startswith(("http://", "https://")):
             raise bad("answer_llm_url", "must start with http:// or https:// (e.g. http://127.0.0.1:8000/v1), or be null (in-process LLM)")
         if not _is_loopback(self.host) and not self.allow_public_bind:
@@ -134,6 +157,10 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     default = _TYPES[key].default
     if value is None:
         return None
+    if key == "warm_prefixes":
+        if not isinstance(value, list):
+            raise ServeConfigError(f"{source}: warm_prefixes must be a list of {{name, system, documents}} mappings, got {type(value).__name__}")
+        return value
     try:
         if isinstance(default, bool):
             if isinstance(value, bool):
