@@ -59,7 +59,7 @@ class OpenAICompatBackend:
         self.name = name or model
         # Server-reported prompt-cache counts over this backend's requests (where the server reports them:
         # usage.prompt_tokens_details.cached_tokens, llama.cpp's timings.cache_n); see generate.warm_prefix.
-        self.cache_totals = {"requests": 0, "reported": 0, "prompt_tokens": 0, "cached_tokens": 0}
+        self.cache_totals = {"requests": 0, "all_prompt_tokens": 0, "reported": 0, "prompt_tokens": 0, "cached_tokens": 0}
         self._totals_lock = threading.Lock()
         self._key = None
         if api_key_env is not None:
@@ -172,6 +172,7 @@ class OpenAICompatBackend:
         with self._totals_lock:
             t = self.cache_totals
             t["requests"] += 1
+            t["all_prompt_tokens"] += int((doc.get("usage") or {}).get("prompt_tokens") or 0)
             if cached is not None:
                 t["reported"] += 1
                 t["cached_tokens"] += cached

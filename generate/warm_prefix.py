@@ -80,6 +80,7 @@ class WarmStats:
     cached_tokens: int = 0     # server-reported reused prompt tokens (0 when the server reports none)
     prompt_tokens: int = 0     # server-reported prompt tokens of the requests that reported cached tokens
     reported: int = 0          # warm requests whose response carried a cached-token count
+    all_prompt_tokens: int = 0  # prompt tokens of every warm request (from usage)
     last_error: str | None = None
     rounds: int = 0
 
@@ -142,6 +143,8 @@ class PrefixWarmer:
             s = self.stats
             s.sent[prefix.name] = s.sent.get(prefix.name, 0) + 1
             s.seconds[prefix.name] = s.seconds.get(prefix.name, 0.0) + dt
+            if isinstance(doc, dict):
+                s.all_prompt_tokens += int((doc.get("usage") or {}).get("prompt_tokens") or 0)
             if cached is not None:
                 s.reported += 1
                 s.cached_tokens += cached

@@ -132,8 +132,9 @@ class AnswerService:
     Setting ``cancel`` stops the job at its next token with :class:`AnswerCancelled`.
     """
 
-    def __init__(self, pipeline: Any, workers: int = 1, warmer: Any = None) -> None:
+    def __init__(self, pipeline: Any, workers: int = 1, warmer: Any = None, llm_server: Any = None) -> None:
         self.pipeline = pipeline
+        self.llm_server = llm_server  # generate.llama_server.LlamaCppServer this service launched (or None)
         self.warmer = warmer  # generate.warm_prefix.PrefixWarmer keeping the declared prefixes warm (or None)
         self.workers = workers
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="ragfix-answer")
@@ -192,6 +193,8 @@ class AnswerService:
             self.warmer.stop()
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.pipeline.close()
+        if self.llm_server is not None:
+            self.llm_server.stop()
 
 
 def declared_prefixes(config: ServeConfig, pipeline: Any) -> list:
@@ -226,12 +229,35 @@ def declared_prefixes(config: ServeConfig, pipeline: Any) -> list:
 def build_answer_service(config: ServeConfig, scorer: Any) -> AnswerService:
     """Load the pipeline for ``config`` over ``scorer`` and warm it (the app calls this at start when ``answer`` is on).
 
-    With ``warm_prefixes`` (and ``answer_llm_url``), a :class:`generate.warm_prefix.PrefixWarmer`
-    warms them before the warm-up answers and then every ``warm_interval_s``.
+    With ``answer_llm_server: llama-cpp`` it first launches llama-cpp-python's server
+    (:class:`generate.llama_server.LlamaCppServer`, the registry GGUF of ``answer_llm``) on a free
+    loopback port and answers through it; its log's prompt-cache counts then appear in ``/metrics``.
+    With ``warm_prefixes``, a :class:`generate.warm_prefix.PrefixWarmer` warms them before the
+    warm-up answers and then every ``warm_interval_s``.
     """
+    import dataclasses
     import os
 
-    pipe = build_pipeline(config, scorer)
+    llm_server = None
+    if config.answer_llm_server == "llama-cpp":
+        from generate.llama_server import LlamaCppServer
+        from registry import Registry
+
+        spec = Registry().resolve(config.answer_llm, "llm")
+        if spec.path is None or not str(spec.path).endswith(".gguf"):
+            raise ValueError(f"answer_llm_server: llama-cpp needs a GGUF model; answer_llm={config.answer_llm!r} is {spec.path or spec.hub_id}")
+        llm_server = LlamaCppServer(spec.path, alias=config.answer_llm, threads=config.torch_threads or 1).start()
+        import logging
+
+        logging.getLogger("ragfix.serve").info("ragfix serve: llama.cpp server pid %d on %s (%s)", llm_server.proc.pid,
+                                               llm_server.base_url, spec.path.name)
+        config = dataclasses.replace(config, answer_llm_url=llm_server.base_url)
+    try:
+        pipe = build_pipeline(config, scorer)
+    except BaseException:
+        if llm_server is not None:
+            llm_server.stop()
+        raise
     warmer = None
     if config.warm_prefixes:
         from generate.warm_prefix import PrefixWarmer
@@ -239,7 +265,7 @@ def build_answer_service(config: ServeConfig, scorer: Any) -> AnswerService:
         key = os.environ.get(config.answer_llm_key_env) if config.answer_llm_key_env else None
         warmer = PrefixWarmer(config.answer_llm_url or "", config.answer_llm, declared_prefixes(config, pipe),
                               interval_s=config.warm_interval_s, api_key=key).start()
-    service = AnswerService(pipe, config.answer_workers, warmer)
+    service = AnswerService(pipe, config.answer_workers, warmer, llm_server)
     service.warm()
     return service
 

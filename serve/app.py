@@ -255,7 +255,7 @@ class _LLMCacheCollector:
         else:
             w_cached = w_prompt = w_reported = 0
         totals = dict(getattr(service.pipeline.llm, "cache_totals", {}) or {})
-        if warmer is None and not totals:
+        if warmer is None and not totals and getattr(service, "llm_server", None) is None:
             return
         cached = CounterMetricFamily("ragfix_serve_llm_cached_tokens", "Prompt tokens the LLM server reported as served from its cache",
                                      labels=["source"])
@@ -270,6 +270,22 @@ class _LLMCacheCollector:
         yield cached
         yield prompt
         yield reported
+        srv = getattr(service, "llm_server", None)
+        if srv is not None:  # a llama.cpp server this process launched: its own log's counts
+            log_counts = srv.counters.snapshot()
+            lc = CounterMetricFamily("ragfix_serve_llm_server_log_tokens",
+                                     "llama.cpp server log: prompt tokens reused from its cache (cached) and evaluated after a prefix hit",
+                                     labels=["kind"])
+            lc.add_metric(["cached"], log_counts["cached_tokens"])
+            lc.add_metric(["evaluated_after_hit"], log_counts["evaluated_tokens"])
+            yield lc
+            yield CounterMetricFamily("ragfix_serve_llm_server_state_restores", "llama.cpp server log: saved prompt states restored",
+                                      value=log_counts["state_hits"])
+            sent_prompt = totals.get("all_prompt_tokens", 0) + (warmer.stats.all_prompt_tokens if warmer is not None else 0)
+            if sent_prompt:
+                yield GaugeMetricFamily("ragfix_serve_llm_server_prefix_hit_ratio",
+                                        "Prompt tokens the llama.cpp server reused from its cache / prompt tokens sent (warm + answers)",
+                                        value=log_counts["cached_tokens"] / sent_prompt)
         if totals.get("prompt_tokens"):
             yield GaugeMetricFamily("ragfix_serve_llm_prefix_cache_hit_ratio",
                                     "Answers' cached prompt tokens / prompt tokens, as the LLM server reported them",

@@ -14,7 +14,7 @@ __all__ = ["add_parser", "main"]
 def _overrides(args: argparse.Namespace) -> dict:
     keys = ("host", "port", "model", "backend", "token_budget", "max_queue", "deadline_ms", "max_wait_ms", "max_body_bytes",
             "token_env", "torch_threads", "drain_timeout_s", "naive_threads",
-            "answer_llm", "answer_llm_url", "answer_corpus", "answer_corpus_limit", "answer_retriever", "answer_max_tokens")
+            "answer_llm", "answer_llm_url", "answer_llm_server", "answer_corpus", "answer_corpus_limit", "answer_retriever", "answer_max_tokens")
     out = {k: getattr(args, k) for k in keys}
     if args.answer:
         out["answer"] = True
@@ -62,6 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--answer", action="store_true", help="also serve /v1/answer (the whole pipeline; the answer_* settings)")
     p.add_argument("--answer-llm", default=None, help="registry LLM (default smollm2), or the model name at --answer-llm-url")
     p.add_argument("--answer-llm-url", default=None, help="OpenAI-compatible base URL for the generator (llama.cpp, vLLM)")
+    p.add_argument("--answer-llm-server", default=None, choices=["llama-cpp"],
+                   help="launch llama-cpp-python's server with the GGUF of --answer-llm on a free loopback port and answer through it")
     p.add_argument("--answer-corpus", default=None, help="documents JSONL, BEIR folder or data set name (default scifact)")
     p.add_argument("--answer-corpus-limit", type=int, default=None, help="index only the first N documents")
     p.add_argument("--answer-retriever", default=None, choices=["hybrid", "bm25"])

@@ -49,6 +49,7 @@ class ServeConfig:
     answer_llm: str = "smollm2"         # registry LLM name; with answer_llm_url, the model name that server expects
     answer_llm_url: str | None = None   # an OpenAI-compatible base URL (llama.cpp server, vLLM), e.g. http://127.0.0.1:8000/v1
     answer_llm_key_env: str | None = None  # environment variable holding that server's API key (None: no auth)
+    answer_llm_server: str | None = None  # "llama-cpp": launch llama-cpp-python's server with answer_llm's GGUF on a free loopback port
     answer_corpus: str = "scifact"      # documents JSONL, a BEIR folder, or a data set name under $RAGFIX_DATA
     answer_corpus_limit: int | None = None  # index only the first N documents (None: all)
     answer_retriever: str = "hybrid"    # hybrid (BM25 + dense, the measured configuration) | bm25
@@ -93,11 +94,16 @@ class ServeConfig:
             raise bad("answer_retriever", "is not one of hybrid, bm25")
         if self.answer_context_k > self.answer_retrieve_k:
             raise bad("answer_context_k", f"must be <= answer_retrieve_k ({self.answer_retrieve_k})")
+        if self.answer_llm_server not in (None, "llama-cpp"):
+            raise bad("answer_llm_server", "is not one of llama-cpp, null")
+        if self.answer_llm_server and self.answer_llm_url:
+            raise bad("answer_llm_server", "launches its own server; drop answer_llm_url (or drop answer_llm_server to use that URL)")
         if float(self.warm_interval_s) <= 0:
             raise bad("warm_interval_s", "must be > 0 seconds")
         if self.warm_prefixes:
-            if not self.answer_llm_url:
-                raise bad("warm_prefixes", "needs answer_llm_url (an LLM server with a prompt cache); the in-process LLM has none to warm")
+            if not self.answer_llm_url and not self.answer_llm_server:
+                raise bad("warm_prefixes", "needs answer_llm_url or answer_llm_server (an LLM server with a prompt cache); "
+                          "the in-process LLM has none to warm")
             names = set()
             for i, e in enumerate(self.warm_prefixes):
                 if not isinstance(e, dict) or not isinstance(e.get("name"), str) or not e["name"]:
