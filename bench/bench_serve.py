@@ -322,6 +322,9 @@ def _cmd(args: argparse.Namespace) -> int:
     from bench.report import check_output_path, write_results
 
     out = check_output_path(args.out, make_parent=True)
+    if (args.warm_prefix or args.warm_prefix_only) and args.warm_prefix_n < 2:
+        print(f"ragfix bench serve: error: --warm-prefix-n {args.warm_prefix_n}: a paired interval needs at least 2 prompts", file=sys.stderr)
+        return 2
     if args.warm_prefix or args.warm_prefix_only:
         from generate.llama_server import llama_cpp_available
 
