@@ -34,6 +34,17 @@ def llama_cpp_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("sse_starlette") is not None
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the process that started it dies, so a killed harness leaves no server behind."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: stop() still ends it on a normal exit
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -85,7 +96,8 @@ class LlamaCppServer:
             raise RuntimeError("llama-cpp-python[server] is not installed; build it with `make llama` (compiles llama.cpp)")
         self.port = free_port()
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         threading.Thread(target=self._pump, name="llama-cpp-log", daemon=True).start()
         t_end = time.monotonic() + self.startup_timeout
         while time.monotonic() < t_end:

@@ -105,7 +105,7 @@ def test_serve_answers_through_a_launched_llama_server_with_warm_prefixes(tmp_pa
     hot = load_documents_jsonl(corpus)[0].id
     config = tmp_path / "serve.yaml"
     config.write_text(f"answer: true\nanswer_llm: smollm2\nanswer_llm_server: llama-cpp\nanswer_corpus: scifact\nanswer_corpus_limit: 40\n"
-                      f"answer_retriever: bm25\nanswer_retrieve_k: 5\nanswer_context_k: 2\nanswer_max_tokens: 8\nwarm_interval_s: 1\n"
+                      f"answer_retriever: bm25\nanswer_retrieve_k: 3\nanswer_context_k: 1\nanswer_max_tokens: 8\nwarm_interval_s: 2\n"
                       f"warm_prefixes:\n  - {{name: system}}\n  - {{name: hot, documents: ['{hot}']}}\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     root = Path(__file__).resolve().parents[2]
@@ -134,8 +134,13 @@ def test_serve_answers_through_a_launched_llama_server_with_warm_prefixes(tmp_pa
             assert r.status_code == 200
             events = [json.loads(x[6:]) for x in r.iter_lines() if x.startswith("data: ")]
         assert events[-1]["answer"] and events[-1]["model"] == "smollm2" and "ttft" in events[-1]["timings_ms"]
-        time.sleep(2.5)  # at least one more warm round (warm_interval_s: 1)
-        text = httpx.get(base + "/metrics").text
+        t_end = time.monotonic() + 60
+        while time.monotonic() < t_end:  # the warmer's second round (warm_interval_s: 2)
+            text = httpx.get(base + "/metrics").text
+            rounds = re.search(r"^ragfix_serve_warm_prefix_rounds_total (\S+)", text, re.M)
+            if rounds and float(rounds.group(1)) >= 2:
+                break
+            time.sleep(0.5)
         ok = {m.group(1): float(m.group(2)) for m in re.finditer(r'ragfix_serve_warm_prefix_requests_total\{outcome="ok",prefix="(\w+)"\} (\S+)', text)}
         assert ok.get("system", 0) >= 2 and ok.get("hot", 0) >= 2, text
         cached = re.search(r'ragfix_serve_llm_server_log_tokens_total\{kind="cached"\} (\S+)', text)
