@@ -336,8 +336,8 @@ def _cmd(args: argparse.Namespace) -> int:
     if args.warm_prefix or args.warm_prefix_only:
         from bench.bench_warm_prefix import run_warm_prefix
 
-        r["warm_prefix"] = run_warm_prefix(args.data, n=args.warm_prefix_n, threads=args.torch_threads)
-        r["config"]["warm_prefix_n"] = args.warm_prefix_n
+        r["warm_prefix"] = run_warm_prefix(args.data, n=args.warm_prefix_n, k=args.warm_prefix_k, threads=args.torch_threads)
+        r["config"].update(warm_prefix_n=args.warm_prefix_n, warm_prefix_k=args.warm_prefix_k)
     md = markdown(r, command) if r["metrics"] else f"`{command}`\n"
     if "warm_prefix" in r:
         w = r["warm_prefix"]
@@ -379,5 +379,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also measure TTFT cold vs with a warmed declared prefix against a real llama.cpp server (needs `make llama`)")
     p.add_argument("--warm-prefix-only", action="store_true", help="only the warm-prefix measurement (no load test)")
     p.add_argument("--warm-prefix-n", type=positive_int, default=30, help="paired prompts for --warm-prefix")
+    p.add_argument("--warm-prefix-k", type=positive_int, default=3, help="BM25 passages in each --warm-prefix prompt (the hot documents)")
     p.add_argument("--out", default="results/serve.json")
     p.set_defaults(func=_cmd)

@@ -108,7 +108,8 @@ def run_warm_prefix(data: str, n: int = 30, k: int = 3, max_words: int = 120, th
                 s = next(sessions)
                 full = _with_session(msgs, s)
                 if arm == "warm":
-                    warmer = PrefixWarmer(srv.base_url, llm, [WarmPrefix(f"claim-{i}", (full[0], {"role": "user", "content": prefix_user}))])
+                    warmer = PrefixWarmer(srv.base_url, llm, [WarmPrefix(f"claim-{i}", (full[0], {"role": "user", "content": prefix_user}))],
+                                          timeout=300.0)
                     warmer.warm_once()
                     if warmer.stats.failed:
                         raise RuntimeError(f"warm request failed: {warmer.stats.last_error}")
