@@ -12,6 +12,7 @@ Needs ``pip install 'llama-cpp-python[server]'`` (compiled from source here: ``m
 """
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import os
@@ -35,7 +36,12 @@ def llama_cpp_available() -> bool:
 
 
 def _die_with_parent() -> None:
-    """In the child before exec (Linux): SIGTERM when the process that started it dies, so a killed harness leaves no server behind."""
+    """In the child before exec (Linux): SIGTERM when the starting thread dies, so a killed harness leaves no server behind.
+
+    subtle: Linux ties PR_SET_PDEATHSIG to the *thread* that forked, not the process, so this is used
+    only when the server is started from the main thread (whose end is the process's end); a server
+    started from a worker thread (ragfix serve loads on one) relies on stop() and the atexit hook.
+    """
     try:
         import ctypes
         import signal
@@ -96,8 +102,10 @@ class LlamaCppServer:
             raise RuntimeError("llama-cpp-python[server] is not installed; build it with `make llama` (compiles llama.cpp)")
         self.port = free_port()
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
+        tie = sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread()
         self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                                     preexec_fn=_die_with_parent if tie else None)
+        atexit.register(self.stop)
         threading.Thread(target=self._pump, name="llama-cpp-log", daemon=True).start()
         t_end = time.monotonic() + self.startup_timeout
         while time.monotonic() < t_end:

@@ -133,6 +133,7 @@ def test_serve_answers_through_a_launched_llama_server_with_warm_prefixes(tmp_pa
         with httpx.stream("POST", base + "/v1/answer", json={"query": "What do rare variants create?", "max_tokens": 6}, timeout=120) as r:
             assert r.status_code == 200
             events = [json.loads(x[6:]) for x in r.iter_lines() if x.startswith("data: ")]
+        assert "answer" in events[-1], (events[-1], "".join(lines[-30:]))
         assert events[-1]["answer"] and events[-1]["model"] == "smollm2" and "ttft" in events[-1]["timings_ms"]
         t_end = time.monotonic() + 60
         while time.monotonic() < t_end:  # the warmer's second round (warm_interval_s: 2)
