@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-unit test-integration perf perf-baseline perf-proof bench-retrieval clean
+.PHONY: install demo test test-unit test-integration perf perf-baseline perf-proof bench-retrieval llama clean
 
 install: $(STAMP)
 
@@ -49,6 +49,14 @@ perf-proof: $(STAMP)
 
 bench-retrieval: $(STAMP)
 	$(VENV)/bin/ragfix bench retrieval --data ../shared/data/scifact --out results/retrieval_scifact.json
+
+# Optional: llama-cpp-python's OpenAI-compatible server (no prebuilt wheel on the index these machines reach, so
+# it compiles llama.cpp: portable AVX2 build, no tests or examples; about an hour on two busy cores). Enables
+# tests/integration/test_llama_server.py and `ragfix bench serve --warm-prefix`.
+LLAMA_CPP_VERSION := 0.3.36
+llama: $(STAMP)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+	    nice $(PIP) install "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache

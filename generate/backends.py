@@ -11,11 +11,42 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import Callable, NamedTuple, Protocol, Sequence, runtime_checkable
 
-__all__ = ["Generation", "LLMBackend", "TransformersBackend", "Messages", "Prefix"]
+__all__ = ["Generation", "LLMBackend", "TransformersBackend", "Messages", "Prefix", "OnToken", "TextDeltas"]
 
 Messages = Sequence[dict]
+# ``on_token(delta)``: called with each new piece of answer text as it is decoded (streaming). It may
+# raise to stop generation early (e.g. the client went away or the deadline passed); the exception
+# propagates out of ``generate``.
+OnToken = Callable[[str], None]
+
+
+class TextDeltas:
+    """Turns a growing token-id list into text deltas for :data:`OnToken`, safe across multi-byte characters.
+
+    ``push(ids)`` decodes the whole list (``decode(ids)``) and returns the text not yet emitted; a
+    decode ending in U+FFFD (an incomplete UTF-8 sequence split over tokens) is held back until the
+    next token completes it. Leading whitespace of the answer is dropped, as ``Generation.text``
+    is stripped. The concatenated deltas equal ``decode(ids).strip()`` up to trailing whitespace.
+    """
+
+    def __init__(self, decode: Callable[[list], str]) -> None:
+        self.decode = decode
+        self.sent: int | None = None  # characters of decode(ids) already emitted (None: nothing but whitespace yet)
+
+    def push(self, ids: list) -> str:
+        """The text that ``ids`` (all tokens so far) adds to what earlier calls returned."""
+        text = self.decode(ids)
+        if text.endswith("\ufffd"):
+            return ""
+        if self.sent is None:
+            if not text.strip():
+                return ""
+            self.sent = len(text) - len(text.lstrip())
+        delta = text[self.sent:]
+        self.sent = max(self.sent, len(text))
+        return delta
 
 
 class Generation(NamedTuple):
@@ -151,9 +182,11 @@ class TransformersBackend:
             cache.crop(-extra)  # this transformers version takes the number of tokens to drop, negated
         return cache, n
 
-    def generate(self, messages: Messages | str, max_new_tokens: int = 64, prefix: Prefix | None = None) -> Generation:
+    def generate(self, messages: Messages | str, max_new_tokens: int = 64, prefix: Prefix | None = None,
+                 on_token: OnToken | None = None) -> Generation:
         """Greedy answer; with ``prefix`` (from :meth:`prefill`) the shared leading tokens are not recomputed
-        and ``prefill_s`` counts only the remainder."""
+        and ``prefill_s`` counts only the remainder. ``on_token`` receives each decoded text delta as
+        it is produced (streaming; see :data:`OnToken`); the returned text is the same either way."""
         import torch
 
         if max_new_tokens < 1:
@@ -169,18 +202,23 @@ class TransformersBackend:
             out = self.model(input_ids=input_ids, use_cache=True, logits_to_keep=1,
                              **({"cache": past} if past is not None else {}))
             t1 = time.perf_counter()
-            out_ids = self._greedy(out, max_new_tokens)
+            out_ids = self._greedy(out, max_new_tokens, on_token)
             t2 = time.perf_counter()
         text = self.tokenizer.decode(out_ids, skip_special_tokens=True).strip()
         return Generation(text, len(ids), len(out_ids), t1 - t0, t2 - t1, self.name)
 
-    def _greedy(self, out, max_new_tokens: int) -> list[int]:
+    def _greedy(self, out, max_new_tokens: int, on_token: OnToken | None = None) -> list[int]:
         """Greedy tokens after a prefill output ``out`` (its logits and cache), stopping at EOS."""
         import torch
 
         past, nxt, out_ids = out.cache, int(out.logits[0, -1].argmax()), []
+        deltas = TextDeltas(lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)) if on_token else None
         while nxt not in self._eos and len(out_ids) < max_new_tokens:
             out_ids.append(nxt)
+            if deltas is not None:
+                delta = deltas.push(out_ids)
+                if delta:
+                    on_token(delta)
             if len(out_ids) == max_new_tokens:
                 break
             step = self.model(input_ids=torch.tensor([[nxt]], device=self.device), cache=past, use_cache=True)

@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -65,6 +65,17 @@ class PipelineResult:
             if t.stage == stage:
                 return t
         raise KeyError(f"no stage {stage!r}; stages: {[t.stage for t in self.timings]}")
+
+
+def _accepts_on_token(llm: Any) -> bool:
+    """Whether ``llm.generate`` takes ``on_token`` (streaming); a backend without it answers in one piece."""
+    import inspect
+
+    try:
+        params = inspect.signature(llm.generate).parameters
+    except (TypeError, ValueError):
+        return False
+    return "on_token" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 @contextmanager
@@ -175,12 +186,25 @@ class Pipeline:
         cands, signals = self._retrieve(query, timings)
         return self._rerank(query, cands, signals, timings)
 
-    def run(self, query: str, history: Sequence[dict] | None = None) -> PipelineResult:
-        """One request; ``history`` holds the conversation's earlier turns (part of the prefill-overlap prefix)."""
+    def run(self, query: str, history: Sequence[dict] | None = None, on_token: Callable[[str], None] | None = None,
+            max_new_tokens: int | None = None) -> PipelineResult:
+        """One request; ``history`` holds the conversation's earlier turns (part of the prefill-overlap prefix).
+
+        ``on_token(delta)`` streams the answer as the LLM decodes it (the backend's ``generate`` must
+        accept ``on_token``, as :class:`generate.TransformersBackend` and
+        :class:`generate.OpenAICompatBackend` do; otherwise the whole answer is passed once when it is
+        done). It may raise to stop the request (the exception propagates). With a gate whose policy
+        replaces a failing answer, the streamed text is the draft and ``PipelineResult.answer`` the
+        final one. ``max_new_tokens`` caps this request's answer (default: the pipeline's).
+        """
         from generate.ordering import reorder
 
         if self.llm is None:
             raise RuntimeError("Pipeline.run needs an llm; this pipeline was built with llm=None (use rank())")
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1 or None (the pipeline's {self.max_new_tokens}), got {max_new_tokens}")
+        n_new = max_new_tokens if max_new_tokens is not None else self.max_new_tokens
+        streams = on_token is not None and _accepts_on_token(self.llm)
         t_start = time.perf_counter()
         timings: list[StageTiming] = []
         cands, signals = self._retrieve(query, timings)
@@ -198,9 +222,12 @@ class Pipeline:
         passages = reorder(cands[: self.context_k], self.order, self.curve)
         with _timed(timings, "generate", {}) as c:
             messages = self._messages(query, passages, history)
-            gen = self.llm.generate(messages, max_new_tokens=self.max_new_tokens,
-                                    **({"prefix": prefix} if prefix is not None else {}))
+            gen = self.llm.generate(messages, max_new_tokens=n_new,
+                                    **({"prefix": prefix} if prefix is not None else {}),
+                                    **({"on_token": on_token} if streams else {}))
             ttft = time.perf_counter() - t_start - gen.decode_s
+            if on_token is not None and not streams and gen.text:
+                on_token(gen.text)
             c.update(prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens,
                      prefill_s=round(gen.prefill_s, 4), decode_s=round(gen.decode_s, 4))
         answer, verdict = gen.text, None
@@ -217,5 +244,6 @@ class Pipeline:
         return PipelineResult(query, answer, passages, parse_citations(answer, passages), timings, gen, ttft, verdict)
 
     def close(self) -> None:
+        """Stop the prefill thread (``overlap_prefill``); the pipeline is not used afterwards."""
         if self._prefill_pool is not None:
             self._prefill_pool.shutdown(wait=True)

@@ -18,8 +18,15 @@ out. Here every ``/v1`` request passes admission first:
 No response carries a stack trace: an unexpected error is logged server-side and answered
 ``500 {"error": {"type": "internal_error", ...}}`` with a request id to find the log line.
 
-Leaves out: ``/v1/answer`` and the other pipeline endpoints (the pipeline is not importable from
-serve yet: docs/serve.md), priorities between requests, streaming, TLS (terminate it in front).
+``/v1/answer`` (with ``answer: true``) runs the product pipeline (:mod:`serve.answer`) behind the
+same admission: a slot of ``max_queue``, a wait estimate from its own seconds-per-answer, the
+deadline (an answer not started by then is cancelled; one still generating at the deadline is
+stopped between tokens), the size limits and the drain. ``stream: true`` answers with server-sent
+events (``start``, one ``token`` per text delta, then ``done`` carrying the whole result with
+per-stage timings, or ``error``); ``stream: false`` with one JSON body.
+
+Leaves out: ``/v1/retrieve``, ``/v1/score/faithfulness``, ``/v1/classify/intent``, priorities
+between requests, TLS (terminate it in front).
 
 Request and response shapes follow Cohere's ``/v1/rerank`` (``documents``, ``top_n``,
 ``return_documents`` -> ``{"results": [{"index", "relevance_score", "document"}]}``) and Hugging
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import math
 import threading
@@ -43,12 +51,13 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serve.answer import AnswerRequest
 from serve.config import ServeConfig
 
 __all__ = ["Scorer", "MicroBatchScorer", "PerRequestScorer", "ServeState", "create_app", "RerankRequest"]
@@ -207,6 +216,80 @@ class _Metrics:
                                         buckets=_BATCH_BUCKETS, registry=r)
         self.batch_pairs = Histogram("ragfix_serve_batch_pairs", "Pairs per forward pass", buckets=_BATCH_BUCKETS, registry=r)
         self.pairs = Counter("ragfix_serve_pairs", "Query-document pairs scored", registry=r)
+        self.answer_stage = Histogram("ragfix_serve_answer_stage_seconds",
+                                      "/v1/answer per-stage wall time: queue, retrieve, rerank, generate, ttft, total",
+                                      ["stage"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.answer_tokens = Counter("ragfix_serve_answer_tokens", "/v1/answer tokens by kind (prompt, completion)", ["kind"], registry=r)
+
+
+class _LLMCacheCollector:
+    """``/metrics`` families read at scrape time from the answer service: the warm-prefix warmer's
+    counts and the LLM server's own prompt-cache counts (where its responses report them)."""
+
+    def __init__(self, holder: dict) -> None:
+        self.holder = holder
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        service = self.holder.get("answer")
+        if service is None:
+            return
+        warmer = getattr(service, "warmer", None)
+        if warmer is not None:
+            with warmer.lock:
+                st = warmer.stats
+                sent, failed, secs = dict(st.sent), dict(st.failed), dict(st.seconds)
+                w_cached, w_prompt, w_reported, rounds = st.cached_tokens, st.prompt_tokens, st.reported, st.rounds
+            req = CounterMetricFamily("ragfix_serve_warm_prefix_requests", "Warm requests (max_tokens=1) per declared prefix",
+                                      labels=["prefix", "outcome"])
+            for p in warmer.prefixes:
+                req.add_metric([p.name, "ok"], sent.get(p.name, 0))
+                req.add_metric([p.name, "failed"], failed.get(p.name, 0))
+            yield req
+            sec = CounterMetricFamily("ragfix_serve_warm_prefix_seconds", "Seconds spent in warm requests per prefix", labels=["prefix"])
+            for p in warmer.prefixes:
+                sec.add_metric([p.name], secs.get(p.name, 0.0))
+            yield sec
+            yield CounterMetricFamily("ragfix_serve_warm_prefix_rounds", "Warm rounds over the declared set", value=rounds)
+        else:
+            w_cached = w_prompt = w_reported = 0
+        totals = dict(getattr(service.pipeline.llm, "cache_totals", {}) or {})
+        if warmer is None and not totals and getattr(service, "llm_server", None) is None:
+            return
+        cached = CounterMetricFamily("ragfix_serve_llm_cached_tokens", "Prompt tokens the LLM server reported as served from its cache",
+                                     labels=["source"])
+        prompt = CounterMetricFamily("ragfix_serve_llm_reported_prompt_tokens",
+                                     "Prompt tokens of the responses that carried a cached-token count", labels=["source"])
+        reported = CounterMetricFamily("ragfix_serve_llm_cache_reports", "Responses that carried a cached-token count", labels=["source"])
+        for source, c, pr, n in (("warm", w_cached, w_prompt, w_reported),
+                                 ("answer", totals.get("cached_tokens", 0), totals.get("prompt_tokens", 0), totals.get("reported", 0))):
+            cached.add_metric([source], c)
+            prompt.add_metric([source], pr)
+            reported.add_metric([source], n)
+        yield cached
+        yield prompt
+        yield reported
+        srv = getattr(service, "llm_server", None)
+        if srv is not None:  # a llama.cpp server this process launched: its own log's counts
+            log_counts = srv.counters.snapshot()
+            lc = CounterMetricFamily("ragfix_serve_llm_server_log_tokens",
+                                     "llama.cpp server log: prompt tokens reused from its cache (cached) and evaluated after a prefix hit",
+                                     labels=["kind"])
+            lc.add_metric(["cached"], log_counts["cached_tokens"])
+            lc.add_metric(["evaluated_after_hit"], log_counts["evaluated_tokens"])
+            yield lc
+            yield CounterMetricFamily("ragfix_serve_llm_server_state_restores", "llama.cpp server log: saved prompt states restored",
+                                      value=log_counts["state_hits"])
+            sent_prompt = totals.get("all_prompt_tokens", 0) + (warmer.stats.all_prompt_tokens if warmer is not None else 0)
+            if sent_prompt:
+                yield GaugeMetricFamily("ragfix_serve_llm_server_prefix_hit_ratio",
+                                        "Prompt tokens the llama.cpp server reused from its cache / prompt tokens sent (warm + answers)",
+                                        value=log_counts["cached_tokens"] / sent_prompt)
+        if totals.get("prompt_tokens"):
+            yield GaugeMetricFamily("ragfix_serve_llm_prefix_cache_hit_ratio",
+                                    "Answers' cached prompt tokens / prompt tokens, as the LLM server reported them",
+                                    value=totals["cached_tokens"] / totals["prompt_tokens"])
 
 
 def _error(status: int, kind: str, message: str, retry_after: int | None = None, close: bool = False, **extra: Any) -> JSONResponse:
@@ -269,9 +352,17 @@ class _BodyLimit:
         return await self.app(scope, replay_receive, send)
 
 
-def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer], state: ServeState | None = None) -> FastAPI:
+def _sse(event: str, data: Any) -> str:
+    """One server-sent event: ``event: <name>`` and one ``data:`` line of JSON."""
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer], state: ServeState | None = None,
+               load_answer: Callable[[ServeConfig, Scorer], Any] | None = None) -> FastAPI:
     """Build the app; ``load_scorer(config)`` runs on a background thread at startup (``/readyz`` waits for it).
 
+    With ``config.answer``, ``load_answer(config, scorer)`` (default
+    :func:`serve.answer.build_answer_service`) then builds and warms the pipeline behind ``/v1/answer``.
     ``state`` is shared with :func:`serve.server.run` so SIGTERM can start the drain.
     """
     state = state or ServeState()
@@ -287,6 +378,13 @@ def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer]
             scorer.submit([("warm-up query", "warm-up document " * 40)] * 8).result()
             state.sec_per_request = time.perf_counter() - t  # first wait estimate; answered requests refine it
             scorer.take_batch_stats()
+            if config.answer:
+                if load_answer is None:
+                    from serve.answer import build_answer_service as _build
+                else:
+                    _build = load_answer
+                holder["answer"] = _build(config, scorer)
+                log.info("ragfix serve: /v1/answer ready (%s)", holder["answer"].name)
             holder["scorer"] = scorer
             state.ready = True
             log.info("ragfix serve: %s ready", scorer.name)
@@ -298,10 +396,14 @@ def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer]
     async def lifespan(app: FastAPI):
         threading.Thread(target=load, name="ragfix-serve-load", daemon=True).start()
         yield
+        service = holder.get("answer")
+        if service is not None:
+            await asyncio.to_thread(service.close)
         scorer = holder.get("scorer")
         if scorer is not None:
             await asyncio.to_thread(scorer.close)
 
+    metrics.registry.register(_LLMCacheCollector(holder))
     app = FastAPI(title="ragfix serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.serve_state = state
     app.state.metrics = metrics
@@ -355,7 +457,10 @@ def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer]
             return _error(503, "load_failed", state.load_error)
         if not state.ready:
             return _error(503, "loading", "the model is loading", retry_after=config.retry_after_s)
-        return JSONResponse({"status": "ready", "model": holder["scorer"].name})
+        body = {"status": "ready", "model": holder["scorer"].name}
+        if "answer" in holder:
+            body["answer_llm"] = holder["answer"].name
+        return JSONResponse(body)
 
     @app.get("/metrics", dependencies=[Depends(require_token)])
     async def metrics_text() -> PlainTextResponse:
@@ -447,6 +552,167 @@ def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer]
                     **({"document": {"text": texts[i]}} if body.return_documents else {})} for i in order]
         return {"id": uuid.uuid4().hex, "results": results,
                 "meta": {"model": holder["scorer"].name, "timings_ms": {"score": t_score * 1000, "total": total * 1000}}}
+
+    def _refuse(endpoint: str, status: int, reason: str, message: str, retry: int | None = None, close: bool = False) -> JSONResponse:
+        metrics.rejected.labels(reason).inc()
+        metrics.requests.labels(endpoint, str(status)).inc()
+        return _error(status, reason, message, retry_after=retry, close=close)
+
+    def _deadline_s(request: Request) -> float | None:
+        """The request's deadline in seconds (``deadline_ms``, tightened by ``X-Request-Timeout-Ms``); ValueError on a bad header."""
+        deadline_s = config.deadline_ms / 1000.0 if config.deadline_ms else None
+        header = request.headers.get("x-request-timeout-ms")
+        if header is None:
+            return deadline_s
+        try:
+            asked = float(header)
+        except ValueError:
+            asked = float("nan")
+        if not asked > 0 or not math.isfinite(asked):
+            raise ValueError(f"X-Request-Timeout-Ms={header!r}: must be a positive number of milliseconds")
+        return asked / 1000.0 if deadline_s is None else min(deadline_s, asked / 1000.0)
+
+    @app.post("/v1/answer", dependencies=[Depends(require_token)])
+    async def answer(body: AnswerRequest, request: Request) -> Any:
+        from serve.answer import AnswerCancelled, result_payload
+
+        endpoint = "/v1/answer"
+        t0 = time.perf_counter()
+        if state.draining:
+            return _refuse(endpoint, 503, "draining", "the server is shutting down; retry on another instance", config.retry_after_s, close=True)
+        if not state.ready:
+            return _refuse(endpoint, 503, "loading", state.load_error or "the models are loading", config.retry_after_s)
+        service = holder.get("answer")
+        if service is None:
+            metrics.requests.labels(endpoint, "404").inc()
+            return _error(404, "not_enabled", "/v1/answer is off on this server; start it with answer: true (configs/serve.yaml) or --answer")
+        longest = max(len(t) for t in body.texts())
+        if longest > config.max_text_chars:
+            return _refuse(endpoint, 413, "text_too_long", f"a text of {longest} characters; the limit is {config.max_text_chars} (max_text_chars)")
+        if body.max_tokens is not None and body.max_tokens > config.answer_max_tokens:
+            metrics.requests.labels(endpoint, "422").inc()
+            return _error(422, "invalid_request", f"max_tokens={body.max_tokens} is over this server's answer_max_tokens={config.answer_max_tokens}; ask for fewer",
+                          details=[{"loc": ["body", "max_tokens"], "msg": f"must be <= {config.answer_max_tokens}"}])
+        try:
+            deadline_s = _deadline_s(request)
+        except ValueError as exc:
+            return _refuse(endpoint, 400, "invalid_request", str(exc))
+        ahead = state.admit(config.max_queue)
+        if ahead is None:
+            return _refuse(endpoint, 429, "queue_full", f"{config.max_queue} requests already queued (max_queue); retry after the Retry-After seconds",
+                           max(config.retry_after_s, math.ceil(service.wait_estimate_s(service.inflight))))
+        answers_ahead = service.admit()
+        metrics.queue_depth.inc()
+        slot = {"held": True}
+
+        def free(run_s: float | None = None) -> None:
+            if slot["held"]:
+                slot["held"] = False
+                service.release(run_s)
+                state.release(None, ahead)
+                metrics.queue_depth.dec()
+
+        def retry_s() -> int:
+            return max(config.retry_after_s, math.ceil(service.wait_estimate_s(service.inflight)))
+
+        def left_s() -> float | None:
+            return None if deadline_s is None else max(0.0, deadline_s - (time.perf_counter() - t0))
+
+        handed_off = False
+        try:
+            if deadline_s is not None and service.wait_estimate_s(answers_ahead) > deadline_s:
+                est = service.wait_estimate_s(answers_ahead)
+                free()
+                return _refuse(endpoint, 503, "deadline", f"estimated wait {est * 1000:.0f} ms exceeds the {deadline_s * 1000:.0f} ms deadline", retry_s())
+            loop = asyncio.get_running_loop()
+            events: asyncio.Queue = asyncio.Queue()
+            cancel = threading.Event()
+
+            def emit(kind: str, payload: Any) -> None:  # worker thread -> event loop
+                loop.call_soon_threadsafe(events.put_nowait, (kind, payload, time.perf_counter()))
+
+            fut = service.submit(body, emit, cancel)
+            fut.add_done_callback(lambda f: loop.call_soon_threadsafe(events.put_nowait, ("end", f, time.perf_counter())))
+            try:
+                kind, payload, t_started = await asyncio.wait_for(events.get(), left_s())
+            except (asyncio.TimeoutError, TimeoutError):
+                cancel.set()
+                fut.cancel()  # still queued: never runs; already started: stops at its first token
+                free()
+                return _refuse(endpoint, 503, "deadline", f"not started within the {deadline_s * 1000:.0f} ms deadline", retry_s())
+            if kind == "end":  # failed before it started
+                payload.result()
+            queue_s = t_started - t0
+            rid = uuid.uuid4().hex
+
+            def finish(f: Future, ttft_s: float | None) -> dict:
+                result, run_s = f.result()
+                free(run_s)
+                total = time.perf_counter() - t0
+                out = result_payload(result, queue_s, total, ttft_s, body.return_passages)
+                for stage, ms in out["timings_ms"].items():
+                    metrics.answer_stage.labels(stage).observe(ms / 1000.0)
+                metrics.answer_tokens.labels("prompt").inc(result.generation.prompt_tokens)
+                metrics.answer_tokens.labels("completion").inc(result.generation.completion_tokens)
+                metrics.latency.labels(endpoint).observe(total)
+                return {"id": rid, **out}
+
+            if not body.stream:
+                ttft_s = None
+                while True:
+                    try:
+                        kind, payload, t = await asyncio.wait_for(events.get(), left_s())
+                    except (asyncio.TimeoutError, TimeoutError):
+                        cancel.set()
+                        free()
+                        return _refuse(endpoint, 503, "deadline", f"not answered within the {deadline_s * 1000:.0f} ms deadline", retry_s())
+                    if kind == "token" and ttft_s is None:
+                        ttft_s = t - t0
+                    if kind == "end":
+                        if not payload.cancelled() and isinstance(payload.exception(), AnswerCancelled):
+                            free()
+                            return _refuse(endpoint, 503, "deadline", "stopped at the deadline", retry_s())
+                        out = finish(payload, ttft_s)
+                        metrics.requests.labels(endpoint, "200").inc()
+                        return JSONResponse(out)
+
+            async def stream():
+                ttft_s = None
+                try:
+                    yield _sse("start", {"id": rid, "queue_ms": queue_s * 1000.0, "model": service.name})
+                    while True:
+                        try:
+                            kind, payload, t = await asyncio.wait_for(events.get(), left_s())
+                        except (asyncio.TimeoutError, TimeoutError):
+                            cancel.set()
+                            metrics.rejected.labels("deadline").inc()
+                            yield _sse("error", {"error": {"type": "deadline", "message": f"stopped at the {deadline_s * 1000:.0f} ms deadline"}})
+                            return
+                        if kind == "token":
+                            if ttft_s is None:
+                                ttft_s = t - t0
+                            yield _sse("token", {"text": payload})
+                        elif kind == "end":
+                            exc = None if payload.cancelled() else payload.exception()
+                            if exc is not None:
+                                if not isinstance(exc, AnswerCancelled):
+                                    log.error("ragfix serve: answer %s failed", rid, exc_info=exc)
+                                yield _sse("error", {"error": {"type": "internal_error", "message": "the answer failed; the server log has the details",
+                                                               "request_id": rid}})
+                                return
+                            yield _sse("done", finish(payload, ttft_s))
+                            return
+                finally:
+                    cancel.set()  # the client went away mid-stream, or the stream ended: no more tokens
+                    free()
+
+            handed_off = True
+            metrics.requests.labels(endpoint, "200").inc()
+            return StreamingResponse(stream(), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        finally:
+            if not handed_off:
+                free()
 
     app.add_middleware(_BodyLimit, limit=config.max_body_bytes, on_reject=lambda: metrics.rejected.labels("too_large").inc())
     return app

@@ -13,8 +13,11 @@ __all__ = ["add_parser", "main"]
 
 def _overrides(args: argparse.Namespace) -> dict:
     keys = ("host", "port", "model", "backend", "token_budget", "max_queue", "deadline_ms", "max_wait_ms", "max_body_bytes",
-            "token_env", "torch_threads", "drain_timeout_s", "naive_threads")
+            "token_env", "torch_threads", "drain_timeout_s", "naive_threads",
+            "answer_llm", "answer_llm_url", "answer_llm_server", "answer_corpus", "answer_corpus_limit", "answer_retriever", "answer_max_tokens")
     out = {k: getattr(args, k) for k in keys}
+    if args.answer:
+        out["answer"] = True
     if args.naive:
         out.update(microbatch=False, max_queue=0, deadline_ms=0)
     if args.allow_public_bind:
@@ -37,7 +40,7 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``ragfix serve`` to ``sub``; flags override the ``--config`` YAML (docs/serve.md)."""
-    p = sub.add_parser("serve", help="serve the reranker over HTTP (/v1/rerank, /healthz, /readyz, /metrics) with backpressure")
+    p = sub.add_parser("serve", help="serve the reranker and the pipeline over HTTP (/v1/rerank, /v1/answer, /healthz, /readyz, /metrics) with backpressure")
     p.add_argument("--config", default=None, help="YAML settings (e.g. configs/serve.yaml); flags override it")
     p.add_argument("--host", default=None, help="bind address (default 127.0.0.1; others need allow_public_bind and a token)")
     p.add_argument("--port", type=int, default=None, help="TCP port (default 8080; 0 picks a free one)")
@@ -56,6 +59,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--naive-threads", type=int, default=None, help="with --naive: scoring threads of the per-request pool")
     p.add_argument("--naive", action="store_true", help="the baseline: per-request scoring, unbounded queue, no deadline")
     p.add_argument("--allow-public-bind", action="store_true", help="allow a non-loopback --host (needs --token-env)")
+    p.add_argument("--answer", action="store_true", help="also serve /v1/answer (the whole pipeline; the answer_* settings)")
+    p.add_argument("--answer-llm", default=None, help="registry LLM (default smollm2), or the model name at --answer-llm-url")
+    p.add_argument("--answer-llm-url", default=None, help="OpenAI-compatible base URL for the generator (llama.cpp, vLLM)")
+    p.add_argument("--answer-llm-server", default=None, choices=["llama-cpp"],
+                   help="launch llama-cpp-python's server with the GGUF of --answer-llm on a free loopback port and answer through it")
+    p.add_argument("--answer-corpus", default=None, help="documents JSONL, BEIR folder or data set name (default scifact)")
+    p.add_argument("--answer-corpus-limit", type=int, default=None, help="index only the first N documents")
+    p.add_argument("--answer-retriever", default=None, choices=["hybrid", "bm25"])
+    p.add_argument("--answer-max-tokens", type=int, default=None, help="answer length cap")
     p.set_defaults(func=_cmd)
 
 

@@ -44,6 +44,23 @@ class ServeConfig:
     token_env: str | None = None        # read the bearer token from this environment variable instead
     drain_timeout_s: float = 30.0       # SIGTERM: longest wait for in-flight requests before exiting
     allow_public_bind: bool = False     # a host other than loopback needs this set (and a token)
+    # /v1/answer: the product pipeline (retrieve -> fused rerank -> generate); off unless answer: true
+    answer: bool = False                # load the pipeline at start and serve /v1/answer
+    answer_llm: str = "smollm2"         # registry LLM name; with answer_llm_url, the model name that server expects
+    answer_llm_url: str | None = None   # an OpenAI-compatible base URL (llama.cpp server, vLLM), e.g. http://127.0.0.1:8000/v1
+    answer_llm_key_env: str | None = None  # environment variable holding that server's API key (None: no auth)
+    answer_llm_server: str | None = None  # "llama-cpp": launch llama-cpp-python's server with answer_llm's GGUF on a free loopback port
+    answer_corpus: str = "scifact"      # documents JSONL, a BEIR folder, or a data set name under $RAGFIX_DATA
+    answer_corpus_limit: int | None = None  # index only the first N documents (None: all)
+    answer_retriever: str = "hybrid"    # hybrid (BM25 + dense, the measured configuration) | bm25
+    answer_embedder: str = "minilm"     # registry embedder of the hybrid's dense half
+    answer_retrieve_k: int = 100        # first-stage candidates the rerank stage scores
+    answer_context_k: int = 3           # passages given to the LLM
+    answer_max_tokens: int = 64         # answer length cap (a request's max_tokens may only lower it)
+    answer_workers: int = 1             # answers generated at once
+    # Warm prefixes (with answer_llm_url): declared prompt prefixes kept warm in the LLM server's prompt cache
+    warm_prefixes: list | None = None   # [{name, system (default: the pipeline's system prompt), documents: [ids in answer_corpus]}]
+    warm_interval_s: float = 60.0       # seconds between warm rounds (each prefix: one max_tokens=1 request)
 
     def check(self, source: str = "settings") -> "ServeConfig":
         """Raise :class:`ServeConfigError` naming ``source`` and the key when a value is out of range."""
@@ -53,7 +70,8 @@ class ServeConfig:
         for key in ("port",):
             if not 0 <= int(getattr(self, key)) <= 65535:
                 raise bad(key, "must be a TCP port 0..65535 (0 picks a free one)")
-        for key in ("token_budget", "naive_threads", "max_batch_tokens", "max_body_bytes", "max_documents", "max_text_chars", "retry_after_s"):
+        for key in ("token_budget", "naive_threads", "max_batch_tokens", "max_body_bytes", "max_documents", "max_text_chars", "retry_after_s",
+                    "answer_retrieve_k", "answer_context_k", "answer_max_tokens", "answer_workers"):
             if int(getattr(self, key)) < 1:
                 raise bad(key, "must be >= 1")
         for key in ("max_queue",):
@@ -70,6 +88,39 @@ class ServeConfig:
             raise bad("torch_threads", "must be >= 1 or null (every core)")
         if self.max_doc_tokens is not None and int(self.max_doc_tokens) < 1:
             raise bad("max_doc_tokens", "must be >= 1 or null (all that fit)")
+        if self.answer_corpus_limit is not None and int(self.answer_corpus_limit) < 1:
+            raise bad("answer_corpus_limit", "must be >= 1 or null (the whole corpus)")
+        if self.answer_retriever not in ("hybrid", "bm25"):
+            raise bad("answer_retriever", "is not one of hybrid, bm25")
+        if self.answer_context_k > self.answer_retrieve_k:
+            raise bad("answer_context_k", f"must be <= answer_retrieve_k ({self.answer_retrieve_k})")
+        if self.answer_llm_server not in (None, "llama-cpp"):
+            raise bad("answer_llm_server", "is not one of llama-cpp, null")
+        if self.answer_llm_server and self.answer_llm_url:
+            raise bad("answer_llm_server", "launches its own server; drop answer_llm_url (or drop answer_llm_server to use that URL)")
+        if float(self.warm_interval_s) <= 0:
+            raise bad("warm_interval_s", "must be > 0 seconds")
+        if self.warm_prefixes:
+            if not self.answer_llm_url and not self.answer_llm_server:
+                raise bad("warm_prefixes", "needs answer_llm_url or answer_llm_server (an LLM server with a prompt cache); "
+                          "the in-process LLM has none to warm")
+            names = set()
+            for i, e in enumerate(self.warm_prefixes):
+                if not isinstance(e, dict) or not isinstance(e.get("name"), str) or not e["name"]:
+                    raise ServeConfigError(f"{source}: warm_prefixes[{i}] must be a mapping with a non-empty 'name', got {e!r}")
+                extra = set(e) - {"name", "system", "documents"}
+                if extra:
+                    raise ServeConfigError(f"{source}: warm_prefixes[{i}] has unknown keys {sorted(extra)}; allowed: name, system, documents")
+                if "system" in e and not isinstance(e["system"], str):
+                    raise ServeConfigError(f"{source}: warm_prefixes[{i}].system must be a string")
+                docs = e.get("documents", [])
+                if not isinstance(docs, list) or not all(isinstance(d, (str, int)) for d in docs):
+                    raise ServeConfigError(f"{source}: warm_prefixes[{i}].documents must be a list of document ids")
+                if e["name"] in names:
+                    raise ServeConfigError(f"{source}: warm_prefixes[{i}].name {e['name']!r} is repeated; names must be unique")
+                names.add(e["name"])
+        if self.answer_llm_url is not None and not str(self.answer_llm_url).startswith(("http://", "https://")):
+            raise bad("answer_llm_url", "must start with http:// or https:// (e.g. http://127.0.0.1:8000/v1), or be null (in-process LLM)")
         if not _is_loopback(self.host) and not self.allow_public_bind:
             raise bad("host", "is not a loopback address; set allow_public_bind: true (and a token) to listen beyond this machine")
         if not _is_loopback(self.host) and not self.bearer_token():
@@ -112,6 +163,10 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     default = _TYPES[key].default
     if value is None:
         return None
+    if key == "warm_prefixes":
+        if not isinstance(value, list):
+            raise ServeConfigError(f"{source}: warm_prefixes must be a list of {{name, system, documents}} mappings, got {type(value).__name__}")
+        return value
     try:
         if isinstance(default, bool):
             if isinstance(value, bool):
@@ -121,7 +176,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             if str(value).lower() in ("false", "0", "no", "off"):
                 return False
             raise ValueError(value)
-        if isinstance(default, int) or key in ("torch_threads", "max_doc_tokens"):
+        if isinstance(default, int) or key in ("torch_threads", "max_doc_tokens", "answer_corpus_limit"):
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
             return int(value)

@@ -322,10 +322,33 @@ def _cmd(args: argparse.Namespace) -> int:
     from bench.report import check_output_path, write_results
 
     out = check_output_path(args.out, make_parent=True)
-    r = run_serve_bench(args)
-    md = markdown(r, "ragfix " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    if (args.warm_prefix or args.warm_prefix_only) and args.warm_prefix_n < 2:
+        print(f"ragfix bench serve: error: --warm-prefix-n {args.warm_prefix_n}: a paired interval needs at least 2 prompts", file=sys.stderr)
+        return 2
+    if args.warm_prefix or args.warm_prefix_only:
+        from generate.llama_server import llama_cpp_available
+
+        if not llama_cpp_available():
+            print("ragfix bench serve: error: --warm-prefix needs llama-cpp-python[server]; build it with `make llama`", file=sys.stderr)
+            return 2
+    command = "ragfix " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    r = {"config": {}, "metrics": {}} if args.warm_prefix_only else run_serve_bench(args)
+    if args.warm_prefix or args.warm_prefix_only:
+        from bench.bench_warm_prefix import run_warm_prefix
+
+        r["warm_prefix"] = run_warm_prefix(args.data, n=args.warm_prefix_n, k=args.warm_prefix_k, threads=args.torch_threads)
+        r["config"].update(warm_prefix_n=args.warm_prefix_n, warm_prefix_k=args.warm_prefix_k)
+    md = markdown(r, command) if r["metrics"] else f"`{command}`\n"
+    if "warm_prefix" in r:
+        w = r["warm_prefix"]
+        c = w["server_counters"]
+        md += (f"\nwarm prefix (llama.cpp server, {w['n']} SciFact prompts, paired): TTFT saving {w['ttft_saving_ms']:.0f} ms "
+               f"(95% CI {w['ci95'][0]:.0f} to {w['ci95'][1]:.0f}); cold p50 {w['cold_ttft_ms']['p50']:.0f} ms, warm p50 "
+               f"{w['warm_ttft_ms']['p50']:.0f} ms; server-reported prompt-cache hit rate warm {c['warm']['hit_rate']:.2f}, "
+               f"cold {c['cold']['hit_rate']:.2f}\n")
     write_results(out, r["config"], r["metrics"], markdown=md, **{k: v for k, v in r.items() if k not in ("metrics", "config")})
-    plot(r, out.with_suffix(".png"))
+    if r["metrics"]:
+        plot(r, out.with_suffix(".png"))
     print(md)
     return 0
 
@@ -352,5 +375,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the naive server's per-request scoring threads; 1 gives both servers the same compute threads, "
                         "so the comparison measures batching, not a larger share of a shared machine")
     p.add_argument("--timeout", type=positive_float, default=120.0, help="client timeout per request (a timeout counts as an error)")
+    p.add_argument("--warm-prefix", action="store_true",
+                   help="also measure TTFT cold vs with a warmed declared prefix against a real llama.cpp server (needs `make llama`)")
+    p.add_argument("--warm-prefix-only", action="store_true", help="only the warm-prefix measurement (no load test)")
+    p.add_argument("--warm-prefix-n", type=positive_int, default=30, help="paired prompts for --warm-prefix")
+    p.add_argument("--warm-prefix-k", type=positive_int, default=3, help="BM25 passages in each --warm-prefix prompt (the hot documents)")
     p.add_argument("--out", default="results/serve.json")
     p.set_defaults(func=_cmd)

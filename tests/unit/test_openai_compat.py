@@ -19,6 +19,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"boom")
             return
+        if body.get("stream"):  # server-sent events: role chunk, content deltas, a usage chunk, [DONE]
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            chunks = [{"choices": [{"delta": {"role": "assistant"}}]}] + [
+                {"choices": [{"delta": {"content": piece}}]} for piece in (" Yes", ",", " it", " is", " [1].")]
+            if body["model"] != "no-usage":
+                chunks.append({"choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 5}})
+            if body["model"] == "stream-error":
+                chunks = chunks[:2] + [{"error": {"message": "context overflow"}}]
+            for c in chunks:
+                self.wfile.write(f"data: {json.dumps(c)}\n\n".encode())
+                self.wfile.flush()
+            self.wfile.write(b"data: [DONE]\n\n")
+            return
         if body["model"] == "garbage":
             out = b"<html>not json</html>"
         else:
@@ -83,3 +98,17 @@ def test_judge_over_http_records_in_ledger(server, tmp_path):
         assert not v.parsed and v.label is None and judge.n_unparseable["faithfulness"] == 1
         (row,) = led.rows()
         assert row["task"] == "faithfulness" and row["cost_usd"] == pytest.approx((42 * 1.0 + 3 * 2.0) / 1e6)
+
+
+def test_streaming_hands_each_delta_to_on_token(server):
+    got: list[str] = []
+    g = OpenAICompatBackend(server, "tiny", api_key_env=None).generate("Is it?", max_new_tokens=8, on_token=got.append)
+    assert got == ["Yes", ",", " it", " is", " [1]."]  # the answer's leading space is dropped, as in the text
+    assert g.text == "Yes, it is [1]." and (g.prompt_tokens, g.completion_tokens) == (40, 5)
+    assert g.prefill_s > 0 and g.decode_s >= 0
+    body = _Handler.seen[-1][2]
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    g = OpenAICompatBackend(server, "no-usage", api_key_env=None).generate("Is it?", on_token=lambda d: None)
+    assert g.completion_tokens > 0  # estimated when the server sends no usage
+    with pytest.raises(OpenAICompatError, match="context overflow"):
+        OpenAICompatBackend(server, "stream-error", api_key_env=None).generate("Is it?", on_token=lambda d: None)

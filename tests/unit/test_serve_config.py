@@ -64,3 +64,50 @@ def test_admission_bound_and_wait_estimate():
     st.release(None)  # refused or timed out: no update
     assert st.inflight == 0 and st.idle.is_set()
     assert st.admit(0) == 0  # 0 = unbounded
+
+
+@pytest.mark.parametrize("text, words", [
+    ("answer_retriever: dense\n", ["answer_retriever='dense'", "hybrid, bm25"]),
+    ("answer_context_k: 5\nanswer_retrieve_k: 3\n", ["answer_context_k=5", "<= answer_retrieve_k"]),
+    ("answer_llm_url: 127.0.0.1:8000\n", ["answer_llm_url", "http://"]),
+    ("answer_corpus_limit: 0\n", ["answer_corpus_limit=0", ">= 1"]),
+    ("answer_max_tokens: 0\n", ["answer_max_tokens=0", ">= 1"]),
+])
+def test_answer_settings_refused_with_the_key(tmp_path, text, words):
+    p = tmp_path / "s.yaml"
+    p.write_text(text)
+    with pytest.raises(ServeConfigError) as err:
+        load_config(p)
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_shipped_config_enables_answer_with_the_registry_llm():
+    from pathlib import Path
+
+    c = load_config(Path(__file__).resolve().parents[2] / "configs" / "serve.yaml")
+    assert c.answer and c.answer_llm == "smollm2" and c.answer_retriever == "hybrid" and c.answer_llm_url is None
+
+
+@pytest.mark.parametrize("text, words", [
+    ("warm_prefixes: [{name: sys}]\n", ["warm_prefixes", "needs answer_llm_url"]),
+    ("answer_llm_url: http://127.0.0.1:8000/v1\nwarm_prefixes: [{name: a}, {name: a}]\n", ["'a' is repeated"]),
+    ("answer_llm_url: http://127.0.0.1:8000/v1\nwarm_prefixes: [{name: a, docs: [1]}]\n", ["unknown keys", "documents"]),
+    ("answer_llm_url: http://127.0.0.1:8000/v1\nwarm_prefixes: {name: a}\n", ["must be a list"]),
+    ("warm_interval_s: 0\n", ["warm_interval_s=0", "> 0"]),
+])
+def test_warm_prefix_settings_refused(tmp_path, text, words):
+    p = tmp_path / "s.yaml"
+    p.write_text(text)
+    with pytest.raises(ServeConfigError) as err:
+        load_config(p)
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_warm_prefixes_accepted_with_a_server(tmp_path):
+    p = tmp_path / "s.yaml"
+    p.write_text("answer: true\nanswer_llm_url: http://127.0.0.1:8000/v1\nwarm_interval_s: 30\n"
+                 "warm_prefixes:\n  - {name: system}\n  - {name: hot, documents: ['4983', 5836]}\n")
+    c = load_config(p)
+    assert [e["name"] for e in c.warm_prefixes] == ["system", "hot"] and c.warm_interval_s == 30.0
