@@ -334,7 +334,7 @@ def _cmd(args: argparse.Namespace) -> int:
     command = "ragfix " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     r = {"config": {}, "metrics": {}} if args.warm_prefix_only else run_serve_bench(args)
     if args.warm_prefix or args.warm_prefix_only:
-        from bench.bench_warm_prefix import run_warm_prefix
+        from bench.benchmarks.bench_warm_prefix import run_warm_prefix
 
         r["warm_prefix"] = run_warm_prefix(args.data, n=args.warm_prefix_n, k=args.warm_prefix_k, threads=args.torch_threads)
         r["config"].update(warm_prefix_n=args.warm_prefix_n, warm_prefix_k=args.warm_prefix_k)

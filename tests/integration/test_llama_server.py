@@ -22,7 +22,7 @@ PASSAGES = ("Passages:\n[1] Scurvy: Scurvy is a disease resulting from a lack of
 
 @pytest.fixture(scope="module")
 def llama():
-    from bench.bench_warm_prefix import smollm2_gguf
+    from bench.benchmarks.bench_warm_prefix import smollm2_gguf
     from generate.llama_server import LlamaCppServer
 
     try:

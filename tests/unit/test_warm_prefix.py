@@ -1,6 +1,6 @@
 """generate.warm_prefix: the warmer sends one max_tokens=1 request per declared prefix per round, re-warms on its
 interval, counts failures without raising, and reads the server's own cached-token counts; the log counters parse
-llama-cpp-python's lines; bench.bench_warm_prefix.bootstrap_ci."""
+llama-cpp-python's lines; bench.benchmarks.bench_warm_prefix.bootstrap_ci."""
 from __future__ import annotations
 
 import json
@@ -108,7 +108,7 @@ def test_llama_cpp_log_counters():
 
 
 def test_bootstrap_ci_brackets_the_mean():
-    from bench.bench_warm_prefix import bootstrap_ci
+    from bench.benchmarks.bench_warm_prefix import bootstrap_ci
 
     rng = np.random.default_rng(1)
     d = rng.normal(100.0, 20.0, size=40)
