@@ -19,6 +19,7 @@ passages and the cross-encoder stage are left out (2 CPU cores; ~2 s/query for 1
 """
 from __future__ import annotations
 
+import logging
 import argparse
 import math
 import time
@@ -32,6 +33,8 @@ from data import data_root, load_beir, read_jsonl
 from retrieval.types import Document
 
 __all__ = ["StreamData", "load_stream_data", "embed_all", "score_releases", "run_bench", "render_markdown", "add_parser"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -497,7 +500,7 @@ def _cmd(args: argparse.Namespace) -> int:
     write_results(out, res["config"], res["metrics"], md, weeks=res["weeks"], releases=res["releases"],
                   refresh=res["refresh"])
     print(md)
-    print(f"wrote {out}, {out.with_suffix('.md')} and {png}")
+    log.info(f"wrote {out}, {out.with_suffix('.md')} and {png}")
     return 0
 
 

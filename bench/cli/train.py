@@ -8,6 +8,7 @@ The recipe is :mod:`bench.recipes.rerank`; this module only parses arguments.
 """
 from __future__ import annotations
 
+import logging
 import argparse
 import json
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 from bench.cli.argtypes import non_negative_int, positive_float, positive_int
 
 __all__ = ["add_parser", "train_reranker_cmd"]
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers) -> None:
@@ -102,7 +105,7 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
             "loss", "teacher", "candidates", "depth", "pooling", "bf16", "batch_size", "lr", "max_length", "seed", "threads",
             "stop_at_step", "init")
     meta = train_reranker(out, work, command=command, **{k: getattr(args, k) for k in keys})
-    print(f"wrote {out} ({json.dumps(meta)})")
+    log.info(f"wrote {out} ({json.dumps(meta)})")
     return 0
 
 

@@ -11,6 +11,7 @@ Wired into the ``train`` group of :mod:`bench.cli.train` by one call, ``add_trai
 """
 from __future__ import annotations
 
+import logging
 import argparse
 import datetime as _dt
 import json
@@ -22,6 +23,8 @@ from pathlib import Path
 from bench.cli.argtypes import fraction, non_negative_int, positive_float, positive_int, unit_interval
 
 __all__ = ["add_train_parsers", "train_faithfulness_cmd", "train_intent_cmd"]
+
+log = logging.getLogger(__name__)
 
 
 def add_train_parsers(sub) -> None:
@@ -104,13 +107,13 @@ def train_faithfulness_cmd(args: argparse.Namespace) -> int:
                                                                  "seed")})
         if pairs_file.is_file():
             pairs = T.load_pairs(pairs_file)
-            print(f"resuming with the {len(pairs)} pairs frozen in {pairs_file}")
+            log.info(f"resuming with the {len(pairs)} pairs frozen in {pairs_file}")
         else:
             pairs = FD.build_faithfulness_pairs(args.qa_rows, args.dialogue_rows, args.scifact_pairs, args.augment,
                                                args.heldout, args.seed)
             T.save_pairs(pairs, pairs_file)
         counts = T.pair_counts(pairs)
-        print(json.dumps(counts))
+        log.info("pair counts: %s", json.dumps(counts))
         t0 = time.time()
         final = T.train_cross_encoder(pairs, work, layers=6, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                       max_length=args.max_length, seed=args.seed, checkpoint_every=20, threads=args.threads)

@@ -3,12 +3,15 @@ stage (:class:`rerank.stage.FusedRerankStage`, the object ``pipeline.Pipeline`` 
 Used by ``ragfix train eval-reranker``, the specialists benchmark and the fusion probe."""
 from __future__ import annotations
 
+import logging
 import json
 import platform
 import time
 from pathlib import Path
 
 __all__ = ["evaluate_reranker", "stage_fusions", "PairScoreCache", "model_key"]
+
+log = logging.getLogger(__name__)
 
 
 def model_key(path: Path) -> str:
@@ -151,7 +154,9 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
     stages = {name: FusedRerankStage(ranker, rule, name=name) for name, rule in stage_fusions().items()}
     runs = {k: {} for k in ("bm25", "hybrid", "ce_only_bm25", "ce_only_hybrid", *stages)}
     t_ce, n_scored = 0.0, 0
-    for qi, qid in enumerate(qids):
+    from bench.report.progress import progress
+
+    for qi, qid in enumerate(progress(qids, f"eval {Path(spec_path).name}", unit="query")):
         query = ds.queries[qid]
         keys = {}  # corpus index -> content key of (this query, that document)
         bm = {int(j): float(s) for j, s in zip(r_bm25.indices[qi], r_bm25.scores[qi]) if j >= 0}
@@ -177,8 +182,7 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
         for name, stage in stages.items():  # the stage's own fusion, on the cached logits
             f = stage.fuse(ce_logits, first_stage)
             runs[name][qid] = {cid(j): float(v) for j, v in zip(cand_h, f)}
-        if (qi + 1) % 25 == 0:
-            print(f"eval {qi + 1}/{len(qids)} queries, {n_scored} pairs scored", flush=True)
+    log.info("scored %d pairs now (%d queries)", n_scored, len(qids))
     metrics = {name: evaluate(ds.qrels, run, ("ndcg@10", "recall@100")) for name, run in runs.items()}
     report = {"model": model, "model_key": model_key(Path(spec_path)), "data": str(ds.name), "split": "test", "queries": len(qids), "depth": depth,
             "max_length": ce.max_length, "backend": backend, "windows": list(windows) if windows else None,

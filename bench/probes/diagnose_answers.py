@@ -6,12 +6,15 @@ A malformed row stops the run with its line number unless ``--skip-malformed``.
 """
 from __future__ import annotations
 
+import logging
 import argparse
 import json
 
 from bench.cli.argtypes import positive_int, unit_interval
 
 __all__ = ["add_parser"]
+
+log = logging.getLogger(__name__)
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -39,7 +42,7 @@ def _cmd(args: argparse.Namespace) -> int:
         from bench.report import atomic_write_text
 
         atomic_write_text(args.out, json.dumps(report.to_dict(), indent=2) + "\n")
-        print(f"wrote {args.out}")
+        log.info(f"wrote {args.out}")
     return 0
 
 

@@ -3,12 +3,15 @@ loop (``rerank.train.train_cross_encoder``, checkpoints under ``work``: rerun to
 folder and its model card (:func:`write_model_card`). :mod:`bench.cli.train` parses and calls it."""
 from __future__ import annotations
 
+import logging
 import json
 import platform
 import time
 from pathlib import Path
 
 __all__ = ["train_reranker", "write_model_card"]
+
+log = logging.getLogger(__name__)
 
 
 def train_reranker(out: Path | str, work: Path | str, *, data: Path | str | None = None, layers: int = 6, epochs: int = 1,
@@ -55,7 +58,7 @@ def train_reranker(out: Path | str, work: Path | str, *, data: Path | str | None
                                        max_pairs=max_pairs, miner=miner)
         T.save_pairs(pairs, pairs_file)
     counts = T.pair_counts(pairs)
-    print(f"{len(pairs)} training pairs: {json.dumps(counts)}", flush=True)
+    log.info("%d training pairs: %s", len(pairs), json.dumps(counts))
     t0 = time.time()
     final = T.train_cross_encoder(pairs, work, layers=layers, epochs=epochs, batch_size=batch_size,
                                   lr=lr, max_length=max_length, seed=seed, threads=threads,
