@@ -17,8 +17,8 @@ Example::
 """
 from __future__ import annotations
 
-import logging
 import functools
+import logging
 import random
 import re
 from pathlib import Path

@@ -24,8 +24,8 @@ of the same length.
 """
 from __future__ import annotations
 
-import logging
 import argparse
+import logging
 import tempfile
 import time
 from pathlib import Path

@@ -12,15 +12,16 @@ order with bootstrap intervals; JSON (``metrics.<order>.{mean_loglik,accuracy}``
 """
 from __future__ import annotations
 
-import logging
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from bench.report import atomic_write_text
 from bench.cli.argtypes import non_negative_int, positive_int
 
 __all__ = ["add_diagnose_parser", "add_bench_parser", "run_context", "measured_order", "HELDOUT_ORDERS"]
@@ -199,7 +200,7 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
     result["wall_s"] = round(time.time() - t0, 1)
     result["prompts"] = {"computed": cache.misses, "from_cache": cache.hits} if cache.db is not None else None
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     if not curve_from:  # a reused curve keeps the plot its own run drew
         _plot(curve, out.with_suffix(".png"), f"{model}: gold passage position among {passages} (NQ-open, {len(fit_items)} questions)")
     return result

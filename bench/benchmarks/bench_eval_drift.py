@@ -19,8 +19,8 @@ passages and the cross-encoder stage are left out (2 CPU cores; ~2 s/query for 1
 """
 from __future__ import annotations
 
-import logging
 import argparse
+import logging
 import math
 import time
 from dataclasses import dataclass, field

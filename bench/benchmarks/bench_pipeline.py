@@ -29,8 +29,8 @@ the prefill can hide only behind work that runs concurrently.
 """
 from __future__ import annotations
 
-import logging
 import argparse
+import logging
 import os
 import threading
 import time

@@ -34,8 +34,8 @@ its arguments into their constructor arguments.
 """
 from __future__ import annotations
 
-import logging
 import argparse
+import logging
 import time
 from pathlib import Path
 from typing import Callable, Sequence

@@ -6,8 +6,8 @@ against BM25 so a 1-point "win" is not mistaken for progress.
 """
 from __future__ import annotations
 
-import logging
 import argparse
+import logging
 import time
 from pathlib import Path
 

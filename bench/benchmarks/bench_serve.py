@@ -21,9 +21,9 @@ from the server and the absolute numbers are lower than a separate client would 
 """
 from __future__ import annotations
 
-import logging
 import argparse
 import asyncio
+import logging
 import os
 import re
 import signal

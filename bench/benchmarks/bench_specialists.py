@@ -33,8 +33,8 @@ Leaves out: GPU serving of the judge, batching of judge calls, judges larger tha
 """
 from __future__ import annotations
 
-import logging
 import argparse
+import logging
 import os
 import random
 import sys

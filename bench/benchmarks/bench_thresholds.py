@@ -25,9 +25,9 @@ had not changed (``guard_drift_on_swap``) and on unswapped held-out scores (``gu
 """
 from __future__ import annotations
 
-import logging
 import argparse
 import hashlib
+import logging
 import time
 from pathlib import Path
 from typing import Any

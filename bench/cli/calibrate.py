@@ -8,9 +8,9 @@ appending their module to ``CALIBRATE_MODULES`` (each exposes ``add_parser(subpa
 """
 from __future__ import annotations
 
-import logging
 import argparse
 import json
+import logging
 import math
 from pathlib import Path
 

@@ -8,9 +8,9 @@ The recipe is :mod:`bench.recipes.rerank`; this module only parses arguments.
 """
 from __future__ import annotations
 
-import logging
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 

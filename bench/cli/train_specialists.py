@@ -11,15 +11,16 @@ Wired into the ``train`` group of :mod:`bench.cli.train` by one call, ``add_trai
 """
 from __future__ import annotations
 
-import logging
 import argparse
 import datetime as _dt
 import json
+import logging
 import shlex
 import sys
 import time
 from pathlib import Path
 
+from bench.report import atomic_write_text
 from bench.cli.argtypes import fraction, non_negative_int, positive_float, positive_int, unit_interval
 
 __all__ = ["add_train_parsers", "train_faithfulness_cmd", "train_intent_cmd"]
@@ -124,12 +125,12 @@ def train_faithfulness_cmd(args: argparse.Namespace) -> int:
                                                          "epochs", "batch_size", "lr", "max_length", "seed")},
                 "train_wall_s_last_session": round(train_s, 1), "command": _command(),
                 "date": _dt.date.today().isoformat()}
-        (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(out / "training.json", json.dumps(meta, indent=2) + "\n")
     meta = F.read_card_meta(out)
     scorer = F.FaithfulnessScorer(out, max_length=256)
     metrics = FD.evaluate_faithfulness(scorer, n_heldout=meta["recipe"]["heldout"])
     meta["metrics"] = metrics
-    (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(out / "training.json", json.dumps(meta, indent=2) + "\n")
     write_faithfulness_card(out, meta)
     print(json.dumps(metrics, indent=2))
     return 0

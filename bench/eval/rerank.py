@@ -3,8 +3,8 @@ stage (:class:`rerank.stage.FusedRerankStage`, the object ``pipeline.Pipeline`` 
 Used by ``ragfix train eval-reranker``, the specialists benchmark and the fusion probe."""
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import platform
 import time
 from pathlib import Path
@@ -32,6 +32,10 @@ class PairScoreCache:
     evaluation resumes. Keyed on texts, not ids: a data set that reuses query or document ids with
     other texts (the eval cache used to return 382 of 1,305 scores from other queries) misses the cache
     instead of reading another pair's score. Rows of a file whose name differs are never read.
+
+    Not moved onto the SQLite helper (:mod:`monitor.sqlite_store`) like the other stores: its files
+    are append-only, one writer per evaluation, and hold hours of CPU scoring that a format change
+    would throw away; a cut-short last line is rescored, so JSONL needs no transaction.
     """
 
     FORMAT = "v2"  # v1 files keyed (query id, doc id); their names differ, so they are never read

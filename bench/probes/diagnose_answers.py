@@ -6,9 +6,9 @@ A malformed row stops the run with its line number unless ``--skip-malformed``.
 """
 from __future__ import annotations
 
-import logging
 import argparse
 import json
+import logging
 
 from bench.cli.argtypes import positive_int, unit_interval
 

@@ -16,9 +16,9 @@ Mechanism: :mod:`monitor.eval_drift` on MiniLM query embeddings (``--embedder``)
 """
 from __future__ import annotations
 
-import logging
 import argparse
 import json
+import logging
 import math
 from pathlib import Path
 

@@ -16,9 +16,9 @@ scores against the spec -- the guard's verdict:
 """
 from __future__ import annotations
 
-import logging
 import argparse
 import json
+import logging
 
 from bench.cli.argtypes import finite_float
 

@@ -3,13 +3,14 @@ loop (``rerank.train.train_cross_encoder``, checkpoints under ``work``: rerun to
 folder and its model card (:func:`write_reranker_card`). :mod:`bench.cli.train` parses and calls it."""
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import platform
 import time
 from pathlib import Path
 
 from bench.recipes.cards import write_model_card
+from bench.report import atomic_write_text
 
 __all__ = ["train_reranker", "write_reranker_card"]
 
@@ -74,7 +75,7 @@ def train_reranker(out: Path | str, work: Path | str, *, data: Path | str | None
             "hardware": f"{platform.processor() or platform.machine()}, CPU", "date": time.strftime("%Y-%m-%d")}
     meta.update(json.loads((work / "progress.json").read_text()))
     meta.update(train_wall=f"{meta['train_seconds_this_session']} s in the last session (see {work}/train_log.jsonl for all)")
-    (work / "train_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(work / "train_meta.json", json.dumps(meta, indent=2) + "\n")
     write_reranker_card(out, meta, command)
     return meta
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.recipes.cards import write_model_card
+from bench.report import atomic_write_text
 
 __all__ = ["train_lexical_faithfulness", "write_lexical_card", "write_faithfulness_card"]
 
@@ -46,7 +47,7 @@ def train_lexical_faithfulness(out: Path | str, qa_rows: int = 7000, dialogue_ro
                    "fit_wall_s": round(fit_s, 1), "metrics": metrics, "command": command, "date": _dt.date.today().isoformat()}
     out = Path(out)
     scorer.save(out)
-    (out / "training.json").write_text(json.dumps(scorer.meta, indent=2) + "\n")
+    atomic_write_text(out / "training.json", json.dumps(scorer.meta, indent=2) + "\n")
     write_lexical_card(out, scorer)
     return metrics
 
