@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -114,14 +113,21 @@ class TextEmbeddingStore:
             from retrieval.cache import default_cache_dir
 
             path = default_cache_dir() / "text_embeddings.sqlite"
+        from monitor.sqlite_store import connect, write_transaction
+
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS emb (fp TEXT, kind TEXT, h TEXT, dim INTEGER, v BLOB, PRIMARY KEY (fp, kind, h))"
-        )
-        self._db.commit()
+        # The project's one way to open an SQLite store (WAL, busy timeout, explicit durability); NORMAL:
+        # a row lost to a power cut costs one re-encoding, nothing more.
+        self._db = connect(self.path, synchronous="NORMAL")
+        self._write_transaction = write_transaction
+        with self._transaction():
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS emb (fp TEXT, kind TEXT, h TEXT, dim INTEGER, v BLOB, PRIMARY KEY (fp, kind, h))"
+            )
+
+    def _transaction(self):
+        return self._write_transaction(self._db, self.path)
 
     @staticmethod
     def _hash(text: str) -> str:
@@ -150,7 +156,7 @@ class TextEmbeddingStore:
             vecs = np.ascontiguousarray(fn([t for _, t in part]), dtype=np.float32)
             if vecs.shape[0] != len(part):
                 raise ValueError(f"encoder returned {vecs.shape[0]} rows for {len(part)} texts")
-            with self._db:
+            with self._transaction():
                 self._db.executemany(
                     "INSERT OR REPLACE INTO emb VALUES (?, ?, ?, ?, ?)",
                     [(fingerprint, kind, h, vecs.shape[1], vecs[j].tobytes()) for j, (h, _) in enumerate(part)],

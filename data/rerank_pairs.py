@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import logging
 import random
 import re
 from pathlib import Path
@@ -29,6 +30,8 @@ from rerank.train import TrainPair, _norm, check_no_test_leak, check_pairs
 
 __all__ = ["MINERS", "scifact_qrel_pairs", "ict_pairs", "hotpotqa_pairs", "nq_oracle_pairs", "hotpotqa_draw",
            "candidate_groups", "drop_test_queries", "build_training_pairs"]
+
+log = logging.getLogger(__name__)
 
 
 def _bm25(texts: Sequence[str]):
@@ -245,7 +248,7 @@ def drop_test_queries(pairs: list[TrainPair], folder: Path | str) -> list[TrainP
     # subtle: an ICT sentence can coincide with a test claim; drop it rather than fail the build.
     pairs = [p for p in pairs if _norm(p.query) not in banned]
     if before != len(pairs):
-        print(f"dropped {before - len(pairs)} pairs whose query equals a test query")
+        log.info("dropped %d pairs whose query equals a test query", before - len(pairs))
     check_no_test_leak(pairs, test.queries)
     return pairs
 

@@ -25,6 +25,7 @@ of the same length.
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +43,8 @@ from monitor.calibration import TemperatureScaling, expected_calibration_error, 
 from bench.cli.argtypes import fraction, non_negative_int, positive_int, unit_interval
 
 __all__ = ["load_prices", "build_stages", "simulate", "run_cascade_bench", "add_parser"]
+
+log = logging.getLogger(__name__)
 
 
 def load_prices(path: Path | str | None = None) -> dict[str, Any]:
@@ -335,7 +338,7 @@ def _cmd(args: argparse.Namespace) -> int:
     print(md)
     if args.out:
         write_results(args.out, config, metrics, md)
-        print(f"wrote {args.out}")
+        log.info(f"wrote {args.out}")
     return 0
 
 

@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from bench.report import atomic_write_text
 from bench.cli.argtypes import non_negative_int, positive_int
 
 __all__ = ["add_diagnose_parser", "add_bench_parser", "run_context", "measured_order", "HELDOUT_ORDERS"]
+
+log = logging.getLogger(__name__)
 
 HELDOUT_ORDERS = ("rank", "reverse", "edges", "chosen")
 
@@ -150,7 +154,7 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
 
     def bar(done: int, total: int) -> None:
         if done % 10 == 0 or done == total:
-            print(f"  {done}/{total} prompts ({time.time() - t0:.0f} s)", flush=True)
+            log.info(f"  {done}/{total} prompts ({time.time() - t0:.0f} s)")
 
     result = {"model": model, "fingerprint": fp, "dtype": dtype, "max_new_tokens": max_new_tokens, "passages": passages,
               "positions": slots, "questions_curve": len(fit_items), "max_words_per_passage": max_words, "seed": seed}
@@ -159,12 +163,12 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
         # A file that itself reused a curve passes on where the curve was measured, not its own held-out run.
         origin = prior.get("curve_from") or {"path": str(curve_from), "dtype": prior.get("dtype"),
                                              "wall_s": prior.get("wall_s"), "prompts": prior.get("prompts")}
-        print(f"[context] curve from {curve_from} ({prior['questions_curve']} questions, {origin['dtype']})", flush=True)
+        log.info(f"curve from {curve_from} ({prior['questions_curve']} questions, {origin['dtype']})")
         result.update({k: prior[k] for k in _CURVE_KEYS})
         result["curve_from"] = origin
         chosen = prior["chosen_order"]
     else:
-        print(f"[context] curve: {len(fit_items)} questions x {len(slots)} positions, {passages} passages", flush=True)
+        log.info(f"curve: {len(fit_items)} questions x {len(slots)} positions, {passages} passages")
         curve = position_curve(llm, fit_items, slots, max_words=max_words, max_new_tokens=max_new_tokens, progress=bar,
                                cache=cache)
         ll_curve = [curve["per_position"][str(p)]["mean_loglik"] for p in slots]
@@ -188,7 +192,7 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
             OrderStore(orders_path).put(model, fp, chosen, full, f"NQ-open oracle, {len(fit_items)} questions, seed {seed}")
     result["retrieval"] = {"gold_ranked_first": sum(it.retrieval_rank == 0 for it in items) / len(items)}
     if held_items:
-        print(f"[context] orders on {len(held_items)} held-out questions", flush=True)
+        log.info(f"orders on {len(held_items)} held-out questions")
         orders = {o: (lambda ranked, o=o: reorder(ranked, chosen if o == "chosen" else o)) for o in heldout_orders}
         result["metrics"] = evaluate_orders(llm, held_items, orders, max_words=max_words, max_new_tokens=max_new_tokens,
                                             progress=bar, cache=cache)
@@ -196,7 +200,7 @@ def run_context(model: str, positions: int, passages: int, limit: int, max_words
     result["wall_s"] = round(time.time() - t0, 1)
     result["prompts"] = {"computed": cache.misses, "from_cache": cache.hits} if cache.db is not None else None
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     if not curve_from:  # a reused curve keeps the plot its own run drew
         _plot(curve, out.with_suffix(".png"), f"{model}: gold passage position among {passages} (NQ-open, {len(fit_items)} questions)")
     return result

@@ -20,6 +20,7 @@ passages and the cross-encoder stage are left out (2 CPU cores; ~2 s/query for 1
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from data import data_root, load_beir, read_jsonl
 from retrieval.types import Document
 
 __all__ = ["StreamData", "load_stream_data", "embed_all", "score_releases", "retrieval_signals", "run_bench", "render_markdown", "add_parser"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -640,7 +643,7 @@ def _cmd(args: argparse.Namespace) -> int:
     write_results(out, res["config"], res["metrics"], md, weeks=res["weeks"], releases=res["releases"],
                   refresh=res["refresh"], refresh_by_budget=res["refresh_by_budget"], stories=res["stories"])
     print(md)
-    print(f"wrote {out}, {out.with_suffix('.md')} and {png}")
+    log.info(f"wrote {out}, {out.with_suffix('.md')} and {png}")
     return 0
 
 

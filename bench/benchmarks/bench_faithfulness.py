@@ -56,7 +56,9 @@ def _nq(llm, gate, limit: int, seed: int, max_new_tokens: int) -> dict:
 
     items = build_items(load_nq_oracle(), load_embedder("minilm"), n_passages=3, limit=limit, seed=seed + 1000)
     rows = []
-    for k, it in enumerate(items):
+    from bench.report.progress import progress
+
+    for k, it in enumerate(progress(items, "nq answers", unit="question")):
         pool = [it.gold] + list(it.distractors)
         passages = [pool[j] for j in it.ranked]
 
@@ -71,8 +73,6 @@ def _nq(llm, gate, limit: int, seed: int, max_new_tokens: int) -> dict:
             text, after = apply_policy(policy, gate, it.question, passages, res, regenerate=ask)
             row[policy] = {"correct": has_answer(text, it.answers), "abstained": after.abstained}
         rows.append(row)
-        if (k + 1) % 10 == 0:
-            print(f"  nq {k + 1}/{len(items)}", flush=True)
     correct = np.array([r["correct"] for r in rows])
     passed = np.array([r["passed"] for r in rows])
     out = {"n": len(rows), "answer_accuracy": float(correct.mean()), "flag_rate": float(1 - passed.mean()),

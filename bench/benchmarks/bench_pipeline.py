@@ -30,6 +30,7 @@ the prefill can hide only behind work that runs concurrently.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import threading
 import time
@@ -41,6 +42,8 @@ import numpy as np
 from bench.cli.argtypes import positive_int
 
 __all__ = ["add_parser", "run_pipeline_bench"]
+
+log = logging.getLogger(__name__)
 
 
 class _NaiveReranker:
@@ -193,13 +196,13 @@ def run_pipeline_bench(args: argparse.Namespace) -> dict:
     metrics: dict = {}
     for c in levels:
         if c == 1:
-            print("[pipeline] all variants at concurrency 1, interleaved request by request ...", flush=True)
+            log.info("all variants at concurrency 1, interleaved request by request ...")
             for name, m in _drive_interleaved(pipes, queries).items():
                 metrics.setdefault(name, {})["c1"] = m
             continue
         for r in range(args.rounds):  # a block of c concurrent requests per variant; the order rotates per round
             for name in _rotated(list(pipes), r):
-                print(f"[pipeline] {name} at concurrency {c} (round {r + 1}/{args.rounds}) ...", flush=True)
+                log.info(f"{name} at concurrency {c} (round {r + 1}/{args.rounds}) ...")
                 m = _drive(pipes[name], queries, c)
                 metrics.setdefault(name, {}).setdefault(f"c{c}", []).append(m)
         for name in pipes:  # the round with the median TTFT p50 stands for the variant
@@ -211,7 +214,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> dict:
         hist = _histories(len(queries), words)
         tokens = [len(llm.prompt_prefix(pipes["fixed"]._messages(q, [Document("-", "-")], h))) for q, h in zip(queries, hist)]
         row = {"history_words": words, "prefix_tokens_median": float(np.median(tokens))}
-        print(f"[pipeline] fixed_no_overlap and fixed with {words} words of history, interleaved ...", flush=True)
+        log.info(f"fixed_no_overlap and fixed with {words} words of history, interleaved ...")
         row.update(_drive_interleaved({n: pipes[n] for n in ("fixed_no_overlap", "fixed")}, queries, hist))
         row["overlap_saving_ms"] = row["fixed_no_overlap"]["ttft"]["p50_ms"] - row["fixed"]["ttft"]["p50_ms"]
         row["paired_saving"] = _paired_saving(row["fixed_no_overlap"], row["fixed"])

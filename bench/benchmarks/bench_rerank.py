@@ -35,6 +35,7 @@ its arguments into their constructor arguments.
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -47,6 +48,8 @@ from bench.report import markdown_table, write_results
 from bench.cli.argtypes import fraction, positive_int
 
 __all__ = ["VARIANTS", "DEFAULT_ADAPTIVE_RATIO", "run_rerank_bench", "pareto_plot", "add_parser"]
+
+log = logging.getLogger(__name__)
 
 # The adaptive rule's ratio when the data has no train split to fit it on (documented in the results).
 DEFAULT_ADAPTIVE_RATIO = 0.5
@@ -276,7 +279,7 @@ def run_rerank_bench(ds: RetrievalDataset, args: argparse.Namespace) -> tuple[di
             pairs[n] += npairs
             runs[n][qid] = {docs[int(j)].id: float(len(order) - r) for r, j in enumerate(order)}
         if args.progress:
-            print(f"  [{qi + 1}/{len(qids)}] " + "  ".join(f"{n}={lat[n][-1] * 1000:.0f}ms" for n in names), flush=True)
+            log.info(f"  [{qi + 1}/{len(qids)}] " + "  ".join(f"{n}={lat[n][-1] * 1000:.0f}ms" for n in names))
     for n in names:
         closer = getattr(fns[n], "closer", None)
         if closer is not None:
@@ -367,7 +370,7 @@ def _cmd(args: argparse.Namespace) -> int:
         png.parent.mkdir(parents=True, exist_ok=True)
         pareto_plot(metrics, png, extra["floor_ms"], title=head.split(";")[0])
         write_results(args.out, config, metrics, md, **extra, plot=str(png))
-        print(f"wrote {args.out} (+ .md, .png)")
+        log.info(f"wrote {args.out} (+ .md, .png)")
     return 0
 
 

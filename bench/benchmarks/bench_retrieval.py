@@ -7,6 +7,7 @@ against BM25 so a 1-point "win" is not mistaken for progress.
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever,
 from bench.cli.argtypes import positive_int
 
 __all__ = ["build_retriever", "run_retrieval_bench", "paired_randomization_p", "add_parser"]
+
+log = logging.getLogger(__name__)
 
 METRIC_NAMES = ("ndcg@10", "recall@100", "mrr@10")
 
@@ -95,7 +98,7 @@ def _cmd(args: argparse.Namespace) -> int:
     if args.out:
         write_results(args.out, {"data": str(args.data), "split": args.split, "systems": systems, "limit": args.limit,
                                  "k": args.k, "corpus_sample": args.corpus_sample, "n_queries": len(ds.queries), "n_docs": len(ds.corpus)}, metrics, md)
-        print(f"wrote {args.out}")
+        log.info(f"wrote {args.out}")
     return 0
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import re
 import signal
@@ -37,6 +38,8 @@ import numpy as np
 from bench.cli.argtypes import positive_float, positive_int
 
 __all__ = ["add_parser", "run_serve_bench", "markdown", "plot"]
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = ("naive", "fixed")
@@ -218,7 +221,7 @@ def run_serve_bench(args: argparse.Namespace) -> dict:
     import httpx
 
     bodies = _requests(args)
-    print(f"[serve] {len(bodies)} SciFact requests, {args.k} BM25 passages each", flush=True)
+    log.info(f"{len(bodies)} SciFact requests, {args.k} BM25 passages each")
     servers = {name: _Server(name, args) for name in SERVERS}
     metrics: dict = {name: {} for name in SERVERS}
     exit_codes: dict = {}
@@ -231,7 +234,7 @@ def run_serve_bench(args: argparse.Namespace) -> dict:
             for name in SERVERS:  # the same level for both before moving on: drift on the machine hits both
                 s = servers[name]
                 before = _scrape(s.url)  # type: ignore[arg-type]
-                print(f"[serve] {name} at concurrency {c} for {args.duration:.0f} s ...", flush=True)
+                log.info(f"{name} at concurrency {c} for {args.duration:.0f} s ...")
                 m = asyncio.run(_closed_loop(s.url, bodies, c, args.duration, args.timeout))  # type: ignore[arg-type]
                 m.update(_batch_stats(before, _scrape(s.url)))  # type: ignore[arg-type]
                 metrics[name][str(c)] = m
@@ -240,7 +243,7 @@ def run_serve_bench(args: argparse.Namespace) -> dict:
         for name in SERVERS:
             s = servers[name]
             before = _scrape(s.url)  # type: ignore[arg-type]
-            print(f"[serve] {name} overload: open loop at {2 * capacity:.1f} req/s for {args.duration:.0f} s ...", flush=True)
+            log.info(f"{name} overload: open loop at {2 * capacity:.1f} req/s for {args.duration:.0f} s ...")
             m = asyncio.run(_open_loop(s.url, bodies, 2 * capacity, args.duration, args.timeout))  # type: ignore[arg-type]
             m.update(_batch_stats(before, _scrape(s.url)))  # type: ignore[arg-type]
             metrics[name]["overload"] = m

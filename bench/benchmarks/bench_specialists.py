@@ -34,6 +34,7 @@ Leaves out: GPU serving of the judge, batching of judge calls, judges larger tha
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import random
 import sys
@@ -47,6 +48,8 @@ import numpy as np
 from bench.cli.argtypes import non_negative_int, positive_int
 
 __all__ = ["run_specialists_bench", "markdown", "add_parser", "TASKS"]
+
+log = logging.getLogger(__name__)
 
 TASKS = ("relevance", "faithfulness", "intent")
 
@@ -323,7 +326,7 @@ def _run(out: Path, ledger, partial: Path, ledger_path: Path, prices, limit, jud
     notes: list[str] = []
     t0 = time.time()
     for task in tasks:
-        print(f"[specialists] {task} ...", flush=True)
+        log.info(f"{task} ...")
         if task == "relevance":
             if relevance_model not in reg.names("cross-encoder") and not Path(relevance_model).is_dir():
                 notes.append(f"relevance: {relevance_model!r} is not registered in configs/models.yaml yet; "

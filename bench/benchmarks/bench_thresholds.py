@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ from cascade.thresholds import ScorerMismatchError, ThresholdGuard, ThresholdSpe
 from bench.cli.argtypes import fraction, non_negative_int, positive_int
 
 __all__ = ["scifact_relevance_pairs", "clinc_oos_scores", "threshold_task", "run_thresholds_bench", "add_parser"]
+
+log = logging.getLogger(__name__)
 
 ROUND_CUTOFF = 0.5
 
@@ -256,7 +259,7 @@ def _cmd(args: argparse.Namespace) -> int:
                                  "clinc_recall_target": args.clinc_recall, "seed": args.seed,
                                  "round_cutoff": ROUND_CUTOFF, "wall_s": round(time.perf_counter() - t0, 1)},
                       metrics, md)
-        print(f"wrote {args.out}")
+        log.info(f"wrote {args.out}")
     return 0
 
 

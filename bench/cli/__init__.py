@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -20,9 +21,15 @@ BENCH_MODULES = ["bench.benchmarks.bench_retrieval", "bench.benchmarks.bench_thr
 COMMAND_MODULES = ["bench.benchmarks.demo", "bench.cli.calibrate", "bench.cli.diagnose", "bench.cli.train", "bench.cli.report",
                    "bench.cli.distill", "bench.cli.perf", "bench.cli.cache", "serve.cli"]
 
+OWN_LOGGERS = ("bench", "data", "registry", "pipeline", "serve", "retrieval", "rerank", "generate", "cascade", "distill",
+               "monitor")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ragfix", description="Fixes for production RAG failure modes, with benchmarks on real data.")
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument("-v", "--verbose", action="store_true", help="debug messages too (on stderr)")
+    talk.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only: no status lines, no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
     register_modules(sub, COMMAND_MODULES)
     add_group(sub, "bench", "benchmarks: baseline and fix side by side, JSON + Markdown", BENCH_MODULES)
@@ -32,6 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
+    # The one logging setup: status lines and progress bars (bench.report.progress) on stderr, reports on stdout.
+    # Other libraries stay at WARNING unless --verbose; ragfix's own packages talk at INFO unless --quiet.
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO)
     from data import DatasetError
     from registry import UnknownModelError
 

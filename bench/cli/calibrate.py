@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from bench.cli.argtypes import fraction, non_negative_float, open_fraction
 from data import DatasetError, csv_rows, read_jsonl
 
 __all__ = ["read_scores", "add_parser", "CALIBRATE_MODULES", "summary_lines"]
+
+log = logging.getLogger(__name__)
 
 CALIBRATE_MODULES: list[str] = []
 
@@ -113,7 +116,7 @@ def _cmd_threshold(args: argparse.Namespace) -> int:
     print(f"threshold {spec.threshold:.6g} (flag score {'>=' if spec.direction == 'above' else '<='} it) for "
           f"{json.dumps(spec.target)}; on the calibration data [{int(args.confidence * 100)}% Clopper-Pearson]:")
     print("\n".join(summary_lines(spec.achieved)))
-    print(f"wrote {args.out}")
+    log.info(f"wrote {args.out}")
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from pathlib import Path
 from typing import Callable
@@ -66,7 +67,7 @@ def _proof(args) -> int:
     from bench.report import write_results
 
     metrics = prove(args.runs, args.load, args.unloaded_runs, args.baseline or DEFAULT_BASELINE, tolerance=args.tolerance,
-                    log=lambda m: print(m, file=sys.stderr, flush=True))
+                    log=logging.getLogger("bench.benchmarks.perf_proof").info)
     write_results(args.out, vars_config(args), metrics, markdown(metrics))
     print(markdown(metrics))
     return 0

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
 from bench.cli.argtypes import non_negative_int, positive_float, positive_int
 
 __all__ = ["add_parser", "train_reranker_cmd"]
+
+log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers) -> None:
@@ -102,7 +105,7 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
             "loss", "teacher", "candidates", "depth", "pooling", "bf16", "batch_size", "lr", "max_length", "seed", "threads",
             "stop_at_step", "init")
     meta = train_reranker(out, work, command=command, **{k: getattr(args, k) for k in keys})
-    print(f"wrote {out} ({json.dumps(meta)})")
+    log.info(f"wrote {out} ({json.dumps(meta)})")
     return 0
 
 

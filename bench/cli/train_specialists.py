@@ -14,14 +14,18 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import logging
 import shlex
 import sys
 import time
 from pathlib import Path
 
+from bench.report import atomic_write_text
 from bench.cli.argtypes import fraction, non_negative_int, positive_float, positive_int, unit_interval
 
 __all__ = ["add_train_parsers", "train_faithfulness_cmd", "train_intent_cmd"]
+
+log = logging.getLogger(__name__)
 
 
 def add_train_parsers(sub) -> None:
@@ -104,13 +108,13 @@ def train_faithfulness_cmd(args: argparse.Namespace) -> int:
                                                                  "seed")})
         if pairs_file.is_file():
             pairs = T.load_pairs(pairs_file)
-            print(f"resuming with the {len(pairs)} pairs frozen in {pairs_file}")
+            log.info(f"resuming with the {len(pairs)} pairs frozen in {pairs_file}")
         else:
             pairs = FD.build_faithfulness_pairs(args.qa_rows, args.dialogue_rows, args.scifact_pairs, args.augment,
                                                args.heldout, args.seed)
             T.save_pairs(pairs, pairs_file)
         counts = T.pair_counts(pairs)
-        print(json.dumps(counts))
+        log.info("pair counts: %s", json.dumps(counts))
         t0 = time.time()
         final = T.train_cross_encoder(pairs, work, layers=6, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                       max_length=args.max_length, seed=args.seed, checkpoint_every=20, threads=args.threads)
@@ -121,12 +125,12 @@ def train_faithfulness_cmd(args: argparse.Namespace) -> int:
                                                          "epochs", "batch_size", "lr", "max_length", "seed")},
                 "train_wall_s_last_session": round(train_s, 1), "command": _command(),
                 "date": _dt.date.today().isoformat()}
-        (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(out / "training.json", json.dumps(meta, indent=2) + "\n")
     meta = F.read_card_meta(out)
     scorer = F.FaithfulnessScorer(out, max_length=256)
     metrics = FD.evaluate_faithfulness(scorer, n_heldout=meta["recipe"]["heldout"])
     meta["metrics"] = metrics
-    (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(out / "training.json", json.dumps(meta, indent=2) + "\n")
     write_faithfulness_card(out, meta)
     print(json.dumps(metrics, indent=2))
     return 0

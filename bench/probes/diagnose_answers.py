@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 from bench.cli.argtypes import positive_int, unit_interval
 
 __all__ = ["add_parser"]
+
+log = logging.getLogger(__name__)
 
 
 def _cmd(args: argparse.Namespace) -> int:
@@ -39,7 +42,7 @@ def _cmd(args: argparse.Namespace) -> int:
         from bench.report import atomic_write_text
 
         atomic_write_text(args.out, json.dumps(report.to_dict(), indent=2) + "\n")
-        print(f"wrote {args.out}")
+        log.info(f"wrote {args.out}")
     return 0
 
 

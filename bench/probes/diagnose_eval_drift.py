@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -26,6 +27,8 @@ import numpy as np
 from data import DatasetError, read_jsonl
 
 __all__ = ["add_parser", "read_query_log", "diagnose", "to_label_rows"]
+
+log = logging.getLogger(__name__)
 
 
 def read_query_log(path: Path | str, role: str, lines: list[int] | None = None
@@ -185,11 +188,11 @@ def _cmd(args: argparse.Namespace) -> int:
                                  "embedder": args.embedder, "clusters": args.clusters, "seed": args.seed},
                       {"tests": rep["tests"], "estimate": rep["estimate"], "uncovered_share": rep["uncovered_share"]},
                       md, clusters=rep["clusters"], to_label=rep["to_label"])
-        print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
+        log.info(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
     if args.to_label_out:
         rows = to_label_rows(rep, args.traffic, traffic_lines, args.eval)
         Path(args.to_label_out).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        print(f"wrote {len(rows)} queries to label to {args.to_label_out}")
+        log.info(f"wrote {len(rows)} queries to label to {args.to_label_out}")
     return 0
 
 

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 from bench.cli.argtypes import finite_float
 
 __all__ = ["add_parser", "EXIT_STATUS"]
+
+log = logging.getLogger(__name__)
 
 EXIT_STATUS = """exit status (with --spec):
   0  ok: same scorer, score distribution as in the spec (or: another scorer, but a labelled audit set
@@ -72,7 +75,7 @@ def _write(args: argparse.Namespace, report: dict) -> None:
         from bench.report import atomic_write_text
 
         atomic_write_text(args.out, json.dumps(report, indent=2, default=str) + "\n")
-        print(f"wrote {args.out}")
+        log.info(f"wrote {args.out}")
 
 
 def _live_fingerprint(args: argparse.Namespace, spec) -> tuple[str, str]:

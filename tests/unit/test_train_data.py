@@ -173,13 +173,13 @@ def test_pairs_round_trip(tmp_path):
 
 
 def test_model_card_carries_counts_command_and_metrics(tmp_path):
-    from bench.recipes.rerank import write_model_card
+    from bench.recipes.rerank import write_reranker_card
 
     meta = {"layers": 2, "pairs": 6, "counts": {"scifact-ict": {"pos": 2, "neg": 2}, "hotpotqa": {"pos": 1, "neg": 1}},
             "lr": 5e-5, "batch_size": 32, "max_length": 128, "epochs": 2, "seed": 13, "date": "2026-11-30",
             "hardware": "x86_64, CPU", "steps_done": 1, "steps_planned": 1, "pairs_seen": 6, "train_wall": "10 s"}
     report = {"queries": 300, "depth": 100, "max_length": 128, "metrics": {"bm25": {"ndcg@10": 0.6765}, "specialist": {"ndcg@10": 0.7}}}
-    card = write_model_card(tmp_path, meta, "ragfix train reranker --layers 2", {"eval": report}, {"eval": "ragfix train eval-reranker"}).read_text()
+    card = write_reranker_card(tmp_path, meta, "ragfix train reranker --layers 2", {"eval": report}, {"eval": "ragfix train eval-reranker"}).read_text()
     assert "format version 1" in card and "ragfix train reranker --layers 2" in card
     assert "| scifact-ict | 2 | 2 |" in card and "6 pairs: 3 positive, 3 negative" in card
     assert "| bm25 | 0.6765 |" in card and "the first two layers" in card
