@@ -169,6 +169,9 @@ class Registry:
             if kind == "faithfulness" and (p / "model.json").is_file():
                 loader = "lexical"
             return _noted(ModelSpec(p.name, kind, "local", loader, p))
+        if name.startswith("models/"):  # the project's folder convention, never a hub org: say so plainly
+            raise UnknownModelError(f"{kind} {name!r}: no such model folder (looked for {p.resolve()}); train it "
+                                    "(e.g. ragfix adapt embedder --out models/NAME) or run from the checkout that holds models/")
         if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
             _check_hub_allowed(name, name)
             return _noted(ModelSpec(name, kind, "hub", _DEFAULT_LOADER[kind], None, name))

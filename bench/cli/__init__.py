@@ -19,7 +19,7 @@ BENCH_MODULES = ["bench.benchmarks.bench_retrieval", "bench.benchmarks.bench_thr
                  "bench.benchmarks.bench_eval_drift", "bench.benchmarks.bench_judge_spend", "bench.benchmarks.bench_distill_drift",
                  "bench.benchmarks.bench_serve"]
 COMMAND_MODULES = ["bench.benchmarks.demo", "bench.cli.calibrate", "bench.cli.diagnose", "bench.cli.train", "bench.cli.report",
-                   "bench.cli.distill", "bench.cli.perf", "bench.cli.cache", "serve.cli"]
+                   "bench.cli.distill", "bench.cli.adapt", "bench.cli.select", "bench.cli.perf", "bench.cli.cache", "serve.cli"]
 
 OWN_LOGGERS = ("bench", "data", "registry", "pipeline", "serve", "retrieval", "rerank", "generate", "cascade", "distill",
                "monitor")

@@ -79,6 +79,7 @@ def add_parser(subparsers) -> None:
                    help="fp32 (the reference) or a RerankEngine backend: bf16, int8, onnx, onnx-int8")
     e.add_argument("--windows", default=None, help="WORDS,STRIDE: score each document as its best window (e.g. 80,40)")
     e.add_argument("--threads", type=positive_int, default=None)
+    e.add_argument("--embedder", default="minilm", help="the hybrid first stage's dense half (registry name or models/NAME)")
     e.add_argument("--out", default=None, help="JSON report")
     e.set_defaults(func=_eval_cmd)
 
@@ -124,7 +125,8 @@ def _eval_cmd(args: argparse.Namespace) -> int:
     from bench.eval.rerank import evaluate_reranker
 
     report = evaluate_reranker(args.model, args.depth, args.limit, args.max_length, args.threads,
-                               cache_dir=args.cache_dir, data=args.data, backend=args.backend, windows=windows)
+                               cache_dir=args.cache_dir, data=args.data, backend=args.backend, windows=windows,
+                               embedder=args.embedder)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -92,7 +92,7 @@ def stage_fusions() -> dict:
 def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, max_length: int | None = None,
                       threads: int | None = None, cache_dir: Path | str = "runs/eval-cache", data: Path | str | None = None,
                       backend: str = "fp32", windows: tuple[int, int] | None = None, keep_runs: bool = False,
-                      bm25_pool: bool = True) -> dict:
+                      bm25_pool: bool = True, embedder: str = "minilm") -> dict:
     """nDCG@10 on a BEIR test split (default SciFact) of the first stages and of the reranker over them.
 
     Systems: ``bm25``; ``hybrid`` (RRF of BM25 and MiniLM, depth 1000, as ``retrieval.HybridRetriever``);
@@ -138,7 +138,7 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
     texts = [ds.queries[q] for q in qids]
     ce = load_cross_encoder(model, **({"max_length": max_length} if max_length else {}))
     bm25 = BM25Retriever().index(ds.corpus)
-    dense = DenseRetriever(load_embedder("minilm")).index(ds.corpus)
+    dense = DenseRetriever(load_embedder(embedder)).index(ds.corpus)  # the hybrid's dense half (--embedder)
     r_bm25 = bm25.search(texts, 1000)
     hybrid = HybridRetriever([bm25, dense], names=("bm25", "dense"))
     # The stage's input as the pipeline gets it: the hybrid top `depth` with each component's score.
@@ -193,7 +193,7 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
             runs[name][qid] = {cid(j): float(v) for j, v in zip(cand_h, f)}
     log.info("scored %d pairs now (%d queries)", n_scored, len(qids))
     metrics = {name: evaluate(ds.qrels, run, ("ndcg@10", "recall@100")) for name, run in runs.items()}
-    report = {"model": model, "model_key": model_key(Path(spec_path)), "data": str(ds.name), "split": "test", "queries": len(qids), "depth": depth,
+    report = {"model": model, "embedder": embedder, "model_key": model_key(Path(spec_path)), "data": str(ds.name), "split": "test", "queries": len(qids), "depth": depth,
             "max_length": ce.max_length, "backend": backend, "windows": list(windows) if windows else None,
             "windows_per_doc": (round(ranker.windows_scored_ / ranker.docs_scored_, 2)
                                 if windows and ranker.docs_scored_ else None), "pairs_scored_now": n_scored,
