@@ -1,7 +1,7 @@
 """Run a model over rows on Ray Data: one model load per actor, rows reassembled in input order.
 
 The shape is Ray Data's batch-inference recipe: the rows (each carrying its index in the input) go
-into a dataset, ``map_batches`` sends fixed-size batches to a pool of ``workers`` actors, each of
+into a dataset, ``map_batches`` sends fixed-size batches (``batch_rows``) to a pool of ``workers`` actors (``ActorPoolStrategy(size=workers)``), each of
 which loaded the model once in its constructor, and the driver collects ``(index, output)`` rows.
 :func:`reassemble` puts them back in input order and raises when any index is missing, repeated or
 out of range, so a lost or duplicated batch can never turn into a silently shifted matrix.
@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -97,7 +98,9 @@ class _RowModel:
     """The callable class ``map_batches`` instantiates once per actor: load once, run every batch."""
 
     def __init__(self, load: Callable[[], Any], run: Callable[[Any, dict], np.ndarray], fail_once_marker: str | None) -> None:
+        t0 = time.perf_counter()
         self.model = load()
+        logging.getLogger("scale").warning("actor pid %d: model loaded in %.1f s", os.getpid(), time.perf_counter() - t0)
         self.run = run
         self.fail_once_marker = fail_once_marker
 
@@ -148,7 +151,7 @@ def run_rows_on_ray(columns: dict[str, Sequence], load: Callable[[], Any], run: 
     functions or ``functools.partial`` of them): they are shipped to every actor.
     """
     import ray
-    from ray.data import DataContext
+    from ray.data import ActorPoolStrategy, DataContext
 
     lengths = {k: len(v) for k, v in columns.items()}
     if len(set(lengths.values())) != 1:
@@ -162,16 +165,20 @@ def run_rows_on_ray(columns: dict[str, Sequence], load: Callable[[], Any], run: 
         ctx.max_errored_blocks = 0  # never drop a failed block silently
         items = [{"idx": i, **{k: v[i] for k, v in columns.items()}} for i in range(n)]
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(n // options.batch_rows, 4 * options.workers * 4)))
-        mapped = ds.map_batches(
-            _RowModel,
-            fn_constructor_kwargs={"load": load, "run": run, "fail_once_marker": options.fail_once_marker},
-            batch_size=options.batch_rows,
-            batch_format="numpy",
-            concurrency=options.workers,
-            num_cpus=options.cpus_per_worker,
-            max_restarts=options.max_restarts,
-            max_task_retries=options.max_task_retries,
-        )
+        with warnings.catch_warnings():
+            # Ray 2.60 deprecates **ray_remote_args but names no replacement for max_restarts /
+            # max_task_retries; without them Ray Data restarts a crash-looping actor forever.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            mapped = ds.map_batches(
+                _RowModel,
+                fn_constructor_kwargs={"load": load, "run": run, "fail_once_marker": options.fail_once_marker},
+                batch_size=options.batch_rows,
+                batch_format="numpy",
+                compute=ActorPoolStrategy(size=options.workers),
+                num_cpus=options.cpus_per_worker,
+                max_restarts=options.max_restarts,
+                max_task_retries=options.max_task_retries,
+            )
         idx_parts, out_parts = [], []
         done, next_report, t0 = 0, options.progress_every, time.perf_counter()
         for batch in mapped.iter_batches(batch_format="numpy", batch_size=None):
