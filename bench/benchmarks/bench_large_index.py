@@ -23,7 +23,7 @@ import numpy as np
 from bench.cli.argtypes import positive_int
 from bench.report import markdown_table, write_results
 
-__all__ = ["run_large_index", "extrapolate", "add_parser"]
+__all__ = ["run_large_index", "measure", "extrapolate", "add_parser"]
 
 
 def _queries(per_source: int) -> list[str]:
@@ -46,7 +46,7 @@ def extrapolate(n: int, dim: int, bpv_code: float, code: str) -> dict:
     """Memory of Flat and of the rule's index at ``n`` vectors: arithmetic, not a measurement.
 
     IVF bytes = n * (code bytes + 8-byte id) + K centroids * dim * 4 + the HNSW32 coarse graph
-    (K * 64 links * 4 bytes); ``bpv_code`` is the measured per-vector code size here (code + id).
+    (K * 64 links * 4 bytes); ``bpv_code`` is the per-vector size of the measured index's code + id.
     """
     from retrieval.large import choose_factory
 
@@ -62,7 +62,6 @@ def run_large_index(model: str = "minilm", per_source: int = 300, k: int = 100, 
 
     from registry import load_embedder
     from retrieval.cache import EmbeddingCache
-    from retrieval.large import build_index, bytes_per_vector, choose_factory, search_index
     from bench.benchmarks.large_corpus import encode_combined
 
     faiss.omp_set_num_threads(1)
@@ -72,6 +71,16 @@ def run_large_index(model: str = "minilm", per_source: int = 300, k: int = 100, 
     qtexts = _queries(per_source)
     q = cache.get_or_compute(f"{embedder.fingerprint}-q", [str(i) for i in range(len(qtexts))], qtexts,
                              embedder.encode_queries)
+    return measure(emb, q, parts, k, seed, nprobes)
+
+
+def measure(emb: np.ndarray, q: np.ndarray, parts: list[str], k: int = 100, seed: int = 0,
+            nprobes: tuple[int, ...] = (4, 8, 16, 32, 64)) -> dict:
+    """The comparison on given document vectors ``emb`` and query vectors ``q`` (see the module docstring)."""
+    import faiss
+
+    from retrieval.large import build_index, bytes_per_vector, choose_factory, search_index
+
     n, dim = emb.shape
     flat = build_index(emb, "Flat")
     ref = search_index(flat, q, k).indices
@@ -86,7 +95,9 @@ def run_large_index(model: str = "minilm", per_source: int = 300, k: int = 100, 
         recall = _recall_vs(ref, search_index(idx, q, k, nprobe=plan.nprobe).indices)
         indexes[name] = {"factory": plan.factory, "nlist": plan.nlist, "nprobe": plan.nprobe,
                          "recall_at_100_vs_flat": round(recall, 4), "recall_by_nprobe": sweep,
-                         "bytes_per_vector": round(bytes_per_vector(idx), 2), "build_s": round(build_s, 3)}
+                         "bytes_per_vector": round(bytes_per_vector(idx), 2),
+                         "code_bytes_per_vector": int(faiss.extract_index_ivf(idx).code_size) + 8,  # code + 8-byte id
+                         "build_s": round(build_s, 3)}
         built[name] = idx
     # interleaved single-query latency: flat and compressed alternate, first-mover swapped each query
     comp = built["compressed"]
@@ -99,36 +110,39 @@ def run_large_index(model: str = "minilm", per_source: int = 300, k: int = 100, 
             idx.search(q[i:i + 1], k)
             lat[name].append(time.perf_counter() - t0)
     p50 = {name: float(np.median(v)) * 1000 for name, v in lat.items()}
-    code_bpv = indexes["compressed"]["bytes_per_vector"]
+    code_bpv = indexes["compressed"]["code_bytes_per_vector"]
     metrics = {
         "docs": n, "dim": dim, "queries": int(q.shape[0]),
         "parts": {p: parts.count(p) for p in dict.fromkeys(parts)},
         "recall_at_100_vs_flat": indexes["compressed"]["recall_at_100_vs_flat"],
-        "bytes_per_vector": {"flat": indexes["flat"]["bytes_per_vector"], "compressed": code_bpv,
+        "bytes_per_vector": {"flat": indexes["flat"]["bytes_per_vector"], "compressed": indexes["compressed"]["bytes_per_vector"],
                              "pq": indexes["pq"]["bytes_per_vector"]},
         "latency_p50_ms": {"flat": round(p50["flat"], 4), "compressed": round(p50["compressed"], 4),
                            "ratio_compressed_over_flat": round(p50["compressed"] / p50["flat"], 3)},
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "indexes": indexes,
         "extrapolation_arithmetic": {
-            f"{m}M": extrapolate(m * 1_000_000, dim, code_bpv if m < 10 else indexes["pq"]["bytes_per_vector"], "auto")
+            f"{m}M": extrapolate(m * 1_000_000, dim, code_bpv if m < 10 else indexes["pq"]["code_bytes_per_vector"], "auto")
             for m in (10, 100)},
     }
     return metrics
 
 
 def _markdown(m: dict) -> str:
-    rows = [[name, d["factory"], d.get("nprobe", "-"), d.get("recall_at_100_vs_flat", 1.0), d["bytes_per_vector"]]
-            for name, d in m["indexes"].items()]
-    ext = [[k, v["factory"], v["flat_gb"], v["compressed_gb"], v["train_vectors"]] for k, v in m["extrapolation_arithmetic"].items()]
+    cols = ["index", "factory", "nprobe", "recall@100 vs flat", "bytes/vector", "build s"]
+    rows = [dict(zip(cols, [name, d["factory"], d.get("nprobe", "-"), d.get("recall_at_100_vs_flat", 1.0),
+                            d["bytes_per_vector"], d.get("build_s", "-")])) for name, d in m["indexes"].items()]
+    ecols = ["docs", "factory", "flat GB", "compressed GB", "training vectors"]
+    ext = [dict(zip(ecols, [k, v["factory"], v["flat_gb"], v["compressed_gb"], v["train_vectors"]]))
+           for k, v in m["extrapolation_arithmetic"].items()]
     lat = m["latency_p50_ms"]
     return (f"Combined corpus: {m['docs']} passages ({', '.join(f'{k} {v}' for k, v in m['parts'].items())}), "
             f"{m['queries']} queries, MiniLM ({m['dim']}-d).\n\n"
-            + markdown_table(["index", "factory", "nprobe", "recall@100 vs flat", "bytes/vector"], rows)
+            + markdown_table(rows, cols)
             + f"\n\nSingle-query p50, interleaved in one run: compressed / flat = {lat['ratio_compressed_over_flat']} "
               f"(load average {m['load_avg_1m']} on 2 cores: read the ratio, not the milliseconds).\n\n"
             + "Extrapolation (arithmetic from the bytes per vector above and the rule's K, not measured):\n\n"
-            + markdown_table(["docs", "factory", "flat GB", "compressed GB", "training vectors"], ext) + "\n")
+            + markdown_table(ext, ecols) + "\n")
 
 
 def _cmd(args: argparse.Namespace) -> int:

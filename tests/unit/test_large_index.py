@@ -85,3 +85,14 @@ def test_compression_is_smaller_and_recall_is_measurable():
     ref, got = search_index(flat, q, 10).indices, search_index(sq8, q, 10).indices
     overlap = np.mean([len(set(r) & set(g)) / 10 for r, g in zip(ref, got)])
     assert overlap > 0.8
+
+
+def test_extrapolation_is_the_stated_arithmetic():
+    from bench.benchmarks.bench_large_index import extrapolate
+
+    e = extrapolate(100_000_000, 384, bpv_code=96 + 8, code="auto")
+    k = 1_048_576
+    assert e["factory"] == f"IVF{k}_HNSW32,PQ96"
+    assert e["flat_gb"] == round(100_000_000 * 384 * 4 / 1e9, 2)
+    assert e["compressed_gb"] == round((100_000_000 * 104 + k * 384 * 4 + k * 64 * 4) / 1e9, 2)
+    assert e["train_vectors"] == 64 * k
