@@ -57,7 +57,7 @@ def extrapolate(n: int, dim: int, bpv_code: float, code: str) -> dict:
 
 
 def run_large_index(model: str = "minilm", per_source: int = 300, k: int = 100, seed: int = 0,
-                    nprobes: tuple[int, ...] = (4, 8, 16, 32, 64)) -> dict:
+                    nprobes: tuple[int, ...] = (4, 8, 16, 32, 64), with_pq: bool = True) -> dict:
     import faiss
 
     from registry import load_embedder
@@ -71,11 +71,11 @@ def run_large_index(model: str = "minilm", per_source: int = 300, k: int = 100, 
     qtexts = _queries(per_source)
     q = cache.get_or_compute(f"{embedder.fingerprint}-q", [str(i) for i in range(len(qtexts))], qtexts,
                              embedder.encode_queries)
-    return measure(emb, q, parts, k, seed, nprobes)
+    return measure(emb, q, parts, k, seed, nprobes, with_pq)
 
 
 def measure(emb: np.ndarray, q: np.ndarray, parts: list[str], k: int = 100, seed: int = 0,
-            nprobes: tuple[int, ...] = (4, 8, 16, 32, 64)) -> dict:
+            nprobes: tuple[int, ...] = (4, 8, 16, 32, 64), with_pq: bool = True) -> dict:
     """The comparison on given document vectors ``emb`` and query vectors ``q`` (see the module docstring)."""
     import faiss
 
@@ -86,7 +86,7 @@ def measure(emb: np.ndarray, q: np.ndarray, parts: list[str], k: int = 100, seed
     ref = search_index(flat, q, k).indices
     indexes = {"flat": {"factory": "Flat", "bytes_per_vector": round(bytes_per_vector(flat), 2)}}
     built = {}
-    for name, code in (("compressed", "auto"), ("pq", f"PQ{dim // 4}")):
+    for name, code in (("compressed", "auto"), ("pq", f"PQ{dim // 4}"))[: 2 if with_pq else 1]:
         plan = choose_factory(n, dim, flat_below=0, code=code)
         t0 = time.perf_counter()
         idx = build_index(emb, plan.factory, nprobe=plan.nprobe, seed=seed)
@@ -115,14 +115,14 @@ def measure(emb: np.ndarray, q: np.ndarray, parts: list[str], k: int = 100, seed
         "docs": n, "dim": dim, "queries": int(q.shape[0]),
         "parts": {p: parts.count(p) for p in dict.fromkeys(parts)},
         "recall_at_100_vs_flat": indexes["compressed"]["recall_at_100_vs_flat"],
-        "bytes_per_vector": {"flat": indexes["flat"]["bytes_per_vector"], "compressed": indexes["compressed"]["bytes_per_vector"],
-                             "pq": indexes["pq"]["bytes_per_vector"]},
+        "bytes_per_vector": {name: d["bytes_per_vector"] for name, d in indexes.items()},
         "latency_p50_ms": {"flat": round(p50["flat"], 4), "compressed": round(p50["compressed"], 4),
                            "ratio_compressed_over_flat": round(p50["compressed"] / p50["flat"], 3)},
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "indexes": indexes,
         "extrapolation_arithmetic": {
-            f"{m}M": extrapolate(m * 1_000_000, dim, code_bpv if m < 10 else indexes["pq"]["code_bytes_per_vector"], "auto")
+            # PQ{dim/4} with 8-bit codes stores exactly dim/4 bytes per vector (+ 8-byte id), measured or not
+            f"{m}M": extrapolate(m * 1_000_000, dim, code_bpv if m < 10 else dim // 4 + 8, "auto")
             for m in (10, 100)},
     }
     return metrics
@@ -146,8 +146,8 @@ def _markdown(m: dict) -> str:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    m = run_large_index(args.model, args.queries, seed=args.seed)
-    cfg = {"model": args.model, "queries_per_source": args.queries, "seed": args.seed}
+    m = run_large_index(args.model, args.queries, seed=args.seed, with_pq=not args.skip_pq)
+    cfg = {"model": args.model, "queries_per_source": args.queries, "seed": args.seed, "pq": not args.skip_pq}
     write_results(args.out, cfg, m, markdown=_markdown(m))
     print(_markdown(m))
     return 0
@@ -158,5 +158,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="minilm", help="registry embedder (default minilm)")
     p.add_argument("--queries", type=positive_int, default=300, help="queries per source (default 300)")
     p.add_argument("--seed", type=int, default=0, help="training-sample seed")
+    p.add_argument("--skip-pq", action="store_true", help="measure only the rule's index at this size (SQ8), not the PQ code used from 10M")
     p.add_argument("--out", type=Path, default=Path("results/large_index.json"))
     p.set_defaults(func=_cmd)

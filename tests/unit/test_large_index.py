@@ -96,3 +96,17 @@ def test_extrapolation_is_the_stated_arithmetic():
     assert e["flat_gb"] == round(100_000_000 * 384 * 4 / 1e9, 2)
     assert e["compressed_gb"] == round((100_000_000 * 104 + k * 384 * 4 + k * 64 * 4) / 1e9, 2)
     assert e["train_vectors"] == 64 * k
+
+
+def test_measure_writes_the_issue_keys():
+    from bench.benchmarks.bench_large_index import measure
+
+    x = _unit(4_000, 32)
+    q = _unit(30, 32, seed=4)
+    m = measure(x, q, ["a"] * 4_000, k=100, with_pq=False)
+    assert 0.0 < m["recall_at_100_vs_flat"] <= 1.0
+    assert m["bytes_per_vector"]["flat"] >= 128 and m["bytes_per_vector"]["compressed"] < m["bytes_per_vector"]["flat"] / 2
+    assert m["latency_p50_ms"]["flat"] > 0 and m["latency_p50_ms"]["ratio_compressed_over_flat"] > 0
+    assert set(m["extrapolation_arithmetic"]) == {"10M", "100M"}
+    # recall rises to 1 when every list is probed: SQ8 on unit vectors keeps the exact top-100 almost intact
+    assert m["indexes"]["compressed"]["recall_by_nprobe"]["64"] >= m["indexes"]["compressed"]["recall_by_nprobe"]["4"]
