@@ -35,7 +35,7 @@ def test_large_sizes_follow_the_guide(n, factory):
 def test_small_corpus_halves_k_until_trainable():
     # 4*sqrt(17718) = 532 -> 512 lists, but 39 * 512 > 17718: one halving to 256
     plan = choose_factory(17_718, 384, flat_below=0)
-    assert plan.factory == "IVF256,SQ8" and plan.nprobe == 16
+    assert plan.factory == "IVF256,SQ8" and plan.nprobe == 64
 
 
 def test_bad_inputs_raise():
