@@ -50,9 +50,12 @@ class EmbeddingCache:
         ids: Sequence[str],
         texts: Sequence[str],
         encode: Callable[[Sequence[str]], np.ndarray],
+        refresh: bool = False,
     ) -> np.ndarray:
+        """The cached matrix, else ``encode(texts)`` stored and returned; ``refresh=True`` always
+        recomputes and overwrites the entry (``ragfix index --compare-local`` measures a real run)."""
         path = self.path_for(fingerprint, corpus_hash(ids, texts))
-        if path.is_file():
+        if path.is_file() and not refresh:
             try:
                 emb = np.load(path, allow_pickle=False)
                 if emb.shape[0] == len(texts):

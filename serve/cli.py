@@ -35,6 +35,10 @@ def _cmd(args: argparse.Namespace) -> int:
     except ServeConfigError as exc:
         print(f"ragfix serve: error: {exc}", file=sys.stderr)
         return 2
+    if args.replicas > 1:
+        from serve.replicas import run_replicas
+
+        return run_replicas(config, args.replicas)
     return run(config)
 
 
@@ -58,6 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--drain-timeout-s", type=float, default=None, help="SIGTERM: longest wait for in-flight requests")
     p.add_argument("--naive-threads", type=int, default=None, help="with --naive: scoring threads of the per-request pool")
     p.add_argument("--naive", action="store_true", help="the baseline: per-request scoring, unbounded queue, no deadline")
+    p.add_argument("--replicas", type=int, default=1, choices=range(1, 65), metavar="N",
+                   help="server processes sharing the port, each with its own model and micro-batcher (docs/scale-out.md)")
     p.add_argument("--allow-public-bind", action="store_true", help="allow a non-loopback --host (needs --token-env)")
     p.add_argument("--answer", action="store_true", help="also serve /v1/answer (the whole pipeline; the answer_* settings)")
     p.add_argument("--answer-llm", default=None, help="registry LLM (default smollm2), or the model name at --answer-llm-url")

@@ -17,12 +17,12 @@ BENCH_MODULES = ["bench.benchmarks.bench_retrieval", "bench.benchmarks.bench_thr
                  "bench.benchmarks.bench_rerank", "bench.benchmarks.bench_specialists", "bench.benchmarks.bench_pipeline",
                  "bench.benchmarks.bench_faithfulness", "bench.benchmarks.bench_context:add_bench_parser",
                  "bench.benchmarks.bench_eval_drift", "bench.benchmarks.bench_judge_spend", "bench.benchmarks.bench_distill_drift",
-                 "bench.benchmarks.bench_serve"]
+                 "bench.benchmarks.bench_serve", "bench.benchmarks.bench_large_index", "bench.benchmarks.bench_scale"]
 COMMAND_MODULES = ["bench.benchmarks.demo", "bench.cli.calibrate", "bench.cli.diagnose", "bench.cli.train", "bench.cli.report",
-                   "bench.cli.distill", "bench.cli.adapt", "bench.cli.select", "bench.cli.perf", "bench.cli.cache", "serve.cli"]
+                   "bench.cli.distill", "bench.cli.adapt", "bench.cli.select", "bench.cli.perf", "bench.cli.cache", "serve.cli", "bench.cli.scale"]
 
 OWN_LOGGERS = ("bench", "data", "registry", "pipeline", "serve", "retrieval", "rerank", "generate", "cascade", "distill",
-               "monitor")
+               "monitor", "scale")
 
 
 def build_parser() -> argparse.ArgumentParser:
