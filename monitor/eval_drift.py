@@ -723,6 +723,18 @@ def _covered_weights(e: np.ndarray, t: np.ndarray, clip: float, max_uncovered: f
     return mask, radius, np.minimum(density_ratio(pe, len(e), int((~mask).sum())), clip)
 
 
+def _assisted_inputs(eval_emb, eval_metric, eval_pred, traffic_emb, traffic_pred):
+    """Checked arrays for the model-assisted estimators: embeddings, eval metric, out-of-fold and traffic predictions."""
+    e, t = _emb(eval_emb, "eval_emb"), _emb(traffic_emb, "traffic_emb")
+    _same_dim(e, t)
+    y = np.asarray(eval_metric, dtype=np.float64)
+    if y.shape != (len(e),) or not np.isfinite(y).all():
+        raise ValueError(f"eval_metric must be {len(e)} finite values (one per eval row), got shape {y.shape}")
+    pe = _check_pred(eval_pred, len(e), "eval_pred")
+    pt = _check_pred(traffic_pred, len(t), "traffic_pred")
+    return e, t, y, pe, pt
+
+
 def model_assisted_estimate(eval_emb, eval_metric, eval_pred, traffic_emb, traffic_pred, clip: float = 20.0,
                             max_uncovered: float = 0.05, confidence: float = 0.95, n_boot: int = 1000,
                             model: str = "knn", k: int = 20, C: float = 0.1, n_folds: int = 5,
@@ -738,13 +750,7 @@ def model_assisted_estimate(eval_emb, eval_metric, eval_pred, traffic_emb, traff
     residual correction could not be checked there). ESS is that of the weights; the bootstrap resamples
     eval rows and traffic rows.
     """
-    e, t = _emb(eval_emb, "eval_emb"), _emb(traffic_emb, "traffic_emb")
-    _same_dim(e, t)
-    y = np.asarray(eval_metric, dtype=np.float64)
-    if y.shape != (len(e),) or not np.isfinite(y).all():
-        raise ValueError(f"eval_metric must be {len(e)} finite values (one per eval row), got shape {y.shape}")
-    pe = _check_pred(eval_pred, len(e), "eval_pred")
-    pt = _check_pred(traffic_pred, len(t), "traffic_pred")
+    e, t, y, pe, pt = _assisted_inputs(eval_emb, eval_metric, eval_pred, traffic_emb, traffic_pred)
     mask, radius, we = _covered_weights(e, t, clip, max_uncovered, coverage_quantile, model, k, C, n_folds, seed)
     unc = float(mask.mean())
     meta = {"clip": clip, "max_uncovered": max_uncovered, "stale": float(y.mean()), "model": model, "k": k,
@@ -788,13 +794,7 @@ def model_assisted_refresh(eval_emb, eval_metric, eval_pred, traffic_emb, traffi
     window row. The interval resamples eval rows and new rows (within covered / uncovered).
     Returns ``(estimate, lower, upper)``.
     """
-    e, t = _emb(eval_emb, "eval_emb"), _emb(traffic_emb, "traffic_emb")
-    _same_dim(e, t)
-    y = np.asarray(eval_metric, dtype=np.float64)
-    if y.shape != (len(e),) or not np.isfinite(y).all():
-        raise ValueError(f"eval_metric must be {len(e)} finite values (one per eval row), got shape {y.shape}")
-    pe = _check_pred(eval_pred, len(e), "eval_pred")
-    pt = _check_pred(traffic_pred, len(t), "traffic_pred")
+    e, t, y, pe, pt = _assisted_inputs(eval_emb, eval_metric, eval_pred, traffic_emb, traffic_pred)
     yn = np.asarray(new_metric, dtype=np.float64)
     if yn.shape != plan.indices.shape or not np.isfinite(yn).all():
         raise ValueError(f"new_metric has {yn.size} values for {plan.indices.size} planned rows (all must be finite)")

@@ -17,7 +17,6 @@ unknown ``kind`` or ``label``, or no passages raises ValueError naming the file 
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,14 +38,10 @@ def load_hard_cases(path: Path | str = HARD_CASES) -> list[dict]:
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no hard-case file; it is committed at tests/data/faithfulness_hard_cases.jsonl")
     out, ids = [], set()
-    for n, line in enumerate(p.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            c = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{p}:{n}: not JSON ({exc.msg})") from None
-        if not isinstance(c, dict) or any(k not in c for k in CASE_KEYS):
+    from data import read_jsonl
+
+    for n, c in read_jsonl(p):
+        if any(k not in c for k in CASE_KEYS):
             raise ValueError(f"{p}:{n}: a case needs the keys {', '.join(CASE_KEYS)}")
         if c["kind"] not in CASE_KINDS:
             raise ValueError(f"{p}:{n}: kind {c['kind']!r} is not one of {', '.join(CASE_KINDS)}")

@@ -37,14 +37,10 @@ def load_answers(path: Path | str) -> list[dict]:
     p = Path(path)
     if not p.is_file():
         return rows
-    for n, line in enumerate(p.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{p}:{n}: not JSON ({exc.msg}); delete the line or the file to regenerate") from None
-        if not isinstance(obj, dict) or not all(k in obj for k in _KEYS):
+    from data import read_jsonl
+
+    for n, obj in read_jsonl(p):
+        if not all(k in obj for k in _KEYS):
             raise ValueError(f"{p}:{n}: expected an object with keys {', '.join(_KEYS)}")
         rows.append(obj)
     return rows

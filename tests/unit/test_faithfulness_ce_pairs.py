@@ -116,7 +116,7 @@ def test_hard_case_loader_names_the_bad_line(tmp_path):
     with pytest.raises(ValueError, match=r"cases.jsonl:2: kind 'vibes'"):
         load_hard_cases(f)
     f.write_text("{not json\n")
-    with pytest.raises(ValueError, match="cases.jsonl:1: not JSON"):
+    with pytest.raises(ValueError, match="cases.jsonl:1: not valid JSON"):
         load_hard_cases(f)
 
 
