@@ -18,6 +18,16 @@ def test_yaml_then_overrides(tmp_path):
     assert (c.port, c.max_queue, c.microbatch) == (0, 8, False)
 
 
+def _assert_refused(tmp_path, text: str, words: list[str]) -> None:
+    """Loading a config with ``text`` raises ServeConfigError naming every one of ``words``."""
+    p = tmp_path / "s.yaml"
+    p.write_text(text)
+    with pytest.raises(ServeConfigError) as err:
+        load_config(p)
+    for w in words:
+        assert w in str(err.value)
+
+
 @pytest.mark.parametrize("text, words", [
     ("prot: 1\n", ["unknown setting 'prot'", "allowed"]),
     ("max_queue: -1\n", ["max_queue=-1", ">= 0"]),
@@ -74,12 +84,7 @@ def test_admission_bound_and_wait_estimate():
     ("answer_max_tokens: 0\n", ["answer_max_tokens=0", ">= 1"]),
 ])
 def test_answer_settings_refused_with_the_key(tmp_path, text, words):
-    p = tmp_path / "s.yaml"
-    p.write_text(text)
-    with pytest.raises(ServeConfigError) as err:
-        load_config(p)
-    for w in words:
-        assert w in str(err.value)
+    _assert_refused(tmp_path, text, words)
 
 
 def test_shipped_config_enables_answer_with_the_registry_llm():
@@ -97,12 +102,7 @@ def test_shipped_config_enables_answer_with_the_registry_llm():
     ("warm_interval_s: 0\n", ["warm_interval_s=0", "> 0"]),
 ])
 def test_warm_prefix_settings_refused(tmp_path, text, words):
-    p = tmp_path / "s.yaml"
-    p.write_text(text)
-    with pytest.raises(ServeConfigError) as err:
-        load_config(p)
-    for w in words:
-        assert w in str(err.value)
+    _assert_refused(tmp_path, text, words)
 
 
 def test_warm_prefixes_accepted_with_a_server(tmp_path):
