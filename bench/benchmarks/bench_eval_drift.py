@@ -638,10 +638,10 @@ def _cmd(args: argparse.Namespace) -> int:
     md = render_markdown(res)
     out = Path(args.out)
     png = out.with_suffix(".png")
-    plot_weeks(res["weeks"], png)
     res["config"]["plot"] = str(png)
     write_results(out, res["config"], res["metrics"], md, weeks=res["weeks"], releases=res["releases"],
                   refresh=res["refresh"], refresh_by_budget=res["refresh_by_budget"], stories=res["stories"])
+    plot_weeks(res["weeks"], png)  # after the results file, so its dirty flag describes the code, not this run's plot
     print(md)
     log.info(f"wrote {out}, {out.with_suffix('.md')} and {png}")
     return 0

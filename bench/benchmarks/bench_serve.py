@@ -335,6 +335,11 @@ def _cmd(args: argparse.Namespace) -> int:
             print("ragfix bench serve: error: --warm-prefix needs llama-cpp-python[server]; build it with `make llama`", file=sys.stderr)
             return 2
     command = "ragfix " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if not args.warm_prefix_only:
+        from registry import Registry
+
+        # The servers load the model in subprocesses; resolving it here puts its weights' hash in the results file.
+        Registry().resolve(args.model, "cross-encoder")
     r = {"config": {}, "metrics": {}} if args.warm_prefix_only else run_serve_bench(args)
     if args.warm_prefix or args.warm_prefix_only:
         from bench.benchmarks.bench_warm_prefix import run_warm_prefix
