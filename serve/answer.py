@@ -1,7 +1,7 @@
 """``/v1/answer``: the product :class:`pipeline.Pipeline` (retrieve -> fused rerank -> generate) behind the server.
 
 The pipeline is built once at start from the ``answer_*`` settings (``configs/serve.yaml``): a
-first stage over ``answer_corpus`` (BM25 + MiniLM hybrid, the measured configuration, or BM25),
+first stage over ``answer_corpus`` (BM25 + MiniLM hybrid, the measured configuration, BM25 or dense),
 the measured rerank stage (:class:`rerank.stage.FusedRerankStage`) whose cross-encoder is the
 server's own scorer (so an answer's rerank pairs share micro-batched forward passes with
 ``/v1/rerank`` requests), and the generator: a registry LLM in process
@@ -106,17 +106,12 @@ def build_pipeline(config: ServeConfig, scorer: Any, llm: Any = None) -> Any:
     from data import load_documents_jsonl
     from pipeline import Pipeline
     from rerank.stage import FusedRerankStage
-    from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
+    from serve.specialists import build_retriever
 
     docs = load_documents_jsonl(resolve_corpus(config.answer_corpus))
     if config.answer_corpus_limit:
         docs = docs[: config.answer_corpus_limit]
-    if config.answer_retriever == "hybrid":
-        from registry import load_embedder
-
-        retriever: Any = HybridRetriever([BM25Retriever(), DenseRetriever(load_embedder(config.answer_embedder))], names=("bm25", "dense"))
-    else:
-        retriever = BM25Retriever()
+    retriever = build_retriever(config)
     k = min(config.answer_retrieve_k, len(docs))
     pipe = Pipeline(retriever, llm if llm is not None else build_llm(config), reranker=FusedRerankStage(ScorerRanker(scorer)),
                     retrieve_k=k, context_k=min(config.answer_context_k, k), max_new_tokens=config.answer_max_tokens)

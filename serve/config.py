@@ -52,7 +52,7 @@ class ServeConfig:
     answer_llm_server: str | None = None  # "llama-cpp": launch llama-cpp-python's server with answer_llm's GGUF on a free loopback port
     answer_corpus: str = "scifact"      # documents JSONL, a BEIR folder, or a data set name under $RAGFIX_DATA
     answer_corpus_limit: int | None = None  # index only the first N documents (None: all)
-    answer_retriever: str = "hybrid"    # hybrid (BM25 + dense, the measured configuration) | bm25
+    answer_retriever: str = "hybrid"    # hybrid (BM25 + dense, the measured configuration) | bm25 | dense
     answer_embedder: str = "minilm"     # registry embedder of the hybrid's dense half
     answer_retrieve_k: int = 100        # first-stage candidates the rerank stage scores
     answer_context_k: int = 3           # passages given to the LLM
@@ -61,6 +61,16 @@ class ServeConfig:
     # Warm prefixes (with answer_llm_url): declared prompt prefixes kept warm in the LLM server's prompt cache
     warm_prefixes: list | None = None   # [{name, system (default: the pipeline's system prompt), documents: [ids in answer_corpus]}]
     warm_interval_s: float = 60.0       # seconds between warm rounds (each prefix: one max_tokens=1 request)
+    # /v1/retrieve, /v1/score/faithfulness, /v1/classify/intent (serve.specialists); each off unless switched on
+    retrieve: bool = False              # serve /v1/retrieve: the first stage over answer_corpus (the answer pipeline's own with answer: true)
+    retrieve_max_k: int = 100           # largest top_k a /v1/retrieve request may ask for (422 above)
+    faithfulness: bool = False          # load faithfulness_model and serve /v1/score/faithfulness
+    faithfulness_model: str = "faithfulness"  # registry name (kind faithfulness) or a model folder
+    faithfulness_threshold: float | None = None  # P(supported) at or above which an item is "supported" (None: the model's own)
+    intent: bool = False                # load intent_model and serve /v1/classify/intent
+    intent_model: str = "models/intent-clinc150"  # an intent model folder (ragfix train intent); relative: under the project root
+    max_items: int = 256                # 413 above this many items (faithfulness) or texts (intent) in one request
+    max_batch_items: int = 64           # specialist micro-batcher: items gathered before it stops waiting (max_wait_ms)
 
     def check(self, source: str = "settings") -> "ServeConfig":
         """Raise :class:`ServeConfigError` naming ``source`` and the key when a value is out of range."""
@@ -71,7 +81,8 @@ class ServeConfig:
             if not 0 <= int(getattr(self, key)) <= 65535:
                 raise bad(key, "must be a TCP port 0..65535 (0 picks a free one)")
         for key in ("token_budget", "naive_threads", "max_batch_tokens", "max_body_bytes", "max_documents", "max_text_chars", "retry_after_s",
-                    "answer_retrieve_k", "answer_context_k", "answer_max_tokens", "answer_workers"):
+                    "answer_retrieve_k", "answer_context_k", "answer_max_tokens", "answer_workers",
+                    "retrieve_max_k", "max_items", "max_batch_items"):
             if int(getattr(self, key)) < 1:
                 raise bad(key, "must be >= 1")
         for key in ("max_queue",):
@@ -90,8 +101,25 @@ class ServeConfig:
             raise bad("max_doc_tokens", "must be >= 1 or null (all that fit)")
         if self.answer_corpus_limit is not None and int(self.answer_corpus_limit) < 1:
             raise bad("answer_corpus_limit", "must be >= 1 or null (the whole corpus)")
-        if self.answer_retriever not in ("hybrid", "bm25"):
-            raise bad("answer_retriever", "is not one of hybrid, bm25")
+        if self.answer_retriever not in ("hybrid", "bm25", "dense"):
+            raise bad("answer_retriever", "is not one of hybrid, bm25, dense")
+        if self.faithfulness_threshold is not None and not 0.0 < float(self.faithfulness_threshold) < 1.0:
+            raise bad("faithfulness_threshold", "must be in (0, 1), or null (the model's own threshold)")
+        if self.faithfulness:
+            from registry import Registry
+
+            try:
+                Registry().resolve(self.faithfulness_model, "faithfulness")
+            except (ValueError, FileNotFoundError) as exc:
+                raise bad("faithfulness_model", f"cannot be loaded ({exc}); name a registry faithfulness model "
+                          "(configs/models.yaml, e.g. faithfulness) or a model folder") from None
+        if self.intent:
+            from serve.specialists import resolve_intent_model
+
+            try:
+                resolve_intent_model(self.intent_model)
+            except FileNotFoundError as exc:
+                raise ServeConfigError(f"{source}: {exc}") from None
         if self.answer_context_k > self.answer_retrieve_k:
             raise bad("answer_context_k", f"must be <= answer_retrieve_k ({self.answer_retrieve_k})")
         if self.answer_llm_server not in (None, "llama-cpp"):
@@ -180,7 +208,9 @@ def _coerce(key: str, value: Any, source: str) -> Any:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
             return int(value)
-        if isinstance(default, float):
+        if isinstance(default, float) or key == "faithfulness_threshold":
+            if isinstance(value, bool):
+                raise ValueError(value)
             return float(value)
         return str(value)
     except (TypeError, ValueError):

@@ -77,7 +77,7 @@ def test_admission_bound_and_wait_estimate():
 
 
 @pytest.mark.parametrize("text, words", [
-    ("answer_retriever: dense\n", ["answer_retriever='dense'", "hybrid, bm25"]),
+    ("answer_retriever: sparse\n", ["answer_retriever='sparse'", "hybrid, bm25, dense"]),
     ("answer_context_k: 5\nanswer_retrieve_k: 3\n", ["answer_context_k=5", "<= answer_retrieve_k"]),
     ("answer_llm_url: 127.0.0.1:8000\n", ["answer_llm_url", "http://"]),
     ("answer_corpus_limit: 0\n", ["answer_corpus_limit=0", ">= 1"]),
@@ -111,3 +111,27 @@ def test_warm_prefixes_accepted_with_a_server(tmp_path):
                  "warm_prefixes:\n  - {name: system}\n  - {name: hot, documents: ['4983', 5836]}\n")
     c = load_config(p)
     assert [e["name"] for e in c.warm_prefixes] == ["system", "hot"] and c.warm_interval_s == 30.0
+
+
+@pytest.mark.parametrize("text, words", [
+    ("retrieve: maybe\n", ["retrieve='maybe'", "bool"]),
+    ("retrieve_max_k: 0\n", ["retrieve_max_k=0", ">= 1"]),
+    ("faithfulness_threshold: 1.5\n", ["faithfulness_threshold=1.5", "(0, 1)"]),
+    ("faithfulness_threshold: high\n", ["faithfulness_threshold='high'"]),
+    ("faithfulness: true\nfaithfulness_model: no-such-scorer\n", ["faithfulness_model='no-such-scorer'", "cannot be loaded"]),
+    ("faithfulness: true\nfaithfulness_model: reranker-l2\n", ["faithfulness_model='reranker-l2'", "not a faithfulness"]),
+    ("intent: true\nintent_model: models/no-such-intent\n", ["intent_model='models/no-such-intent'", "ragfix train intent"]),
+    ("max_items: 0\n", ["max_items=0", ">= 1"]),
+    ("max_batch_items: -3\n", ["max_batch_items=-3", ">= 1"]),
+])
+def test_specialist_settings_refused_with_the_key(tmp_path, text, words):
+    _assert_refused(tmp_path, text, words)
+
+
+def test_specialist_endpoints_are_off_by_default_and_load_when_switched_on(tmp_path):
+    c = load_config()
+    assert (c.retrieve, c.faithfulness, c.intent) == (False, False, False)
+    p = tmp_path / "s.yaml"
+    p.write_text("retrieve: true\nfaithfulness: yes\nintent: on\nfaithfulness_threshold: 0.7\nanswer_retriever: dense\n")
+    c = load_config(p)
+    assert (c.retrieve, c.faithfulness, c.intent, c.faithfulness_threshold, c.answer_retriever) == (True, True, True, 0.7, "dense")
