@@ -59,6 +59,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve.answer import AnswerRequest
 from serve.config import ServeConfig
+from serve.specialists import FaithfulnessRequest, IntentRequest, RetrieveRequest
 
 __all__ = ["Scorer", "MicroBatchScorer", "PerRequestScorer", "ServeState", "create_app", "RerankRequest"]
 
@@ -220,6 +221,19 @@ class _Metrics:
                                       "/v1/answer per-stage wall time: queue, retrieve, rerank, generate, ttft, total",
                                       ["stage"], buckets=_LATENCY_BUCKETS, registry=r)
         self.answer_tokens = Counter("ragfix_serve_answer_tokens", "/v1/answer tokens by kind (prompt, completion)", ["kind"], registry=r)
+        self.endpoint_stage = Histogram("ragfix_serve_endpoint_stage_seconds",
+                                        "/v1/retrieve, /v1/score/faithfulness, /v1/classify/intent per-stage wall time: "
+                                        "queue (admitted -> its batch starts), compute (the batch's library call), total",
+                                        ["endpoint", "stage"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.endpoint_rejected = Counter("ragfix_serve_endpoint_rejected", "Requests refused before computing, by endpoint and reason",
+                                         ["endpoint", "reason"], registry=r)
+        self.endpoint_batch_requests = Histogram("ragfix_serve_endpoint_batch_requests", "Requests merged into one specialist batch",
+                                                 ["endpoint"], buckets=_BATCH_BUCKETS, registry=r)
+        self.endpoint_batch_items = Histogram("ragfix_serve_endpoint_batch_items",
+                                              "Items per specialist batch (queries, faithfulness items, intent texts)",
+                                              ["endpoint"], buckets=_BATCH_BUCKETS, registry=r)
+        self.endpoint_queue_depth = Gauge("ragfix_serve_endpoint_queue_depth", "Requests admitted and not yet answered, by endpoint",
+                                          ["endpoint"], registry=r)
 
 
 class _LLMCacheCollector:
@@ -368,7 +382,8 @@ def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer]
     state = state or ServeState()
     metrics = _Metrics()
     token = config.bearer_token()
-    holder: dict[str, Scorer] = {}
+    holder: dict[str, Any] = {}
+    specialist: dict[str, tuple[Any, Any]] = {}  # endpoint -> (service, ItemBatcher), filled at load (serve.specialists)
 
     def load() -> None:
         try:
@@ -385,6 +400,7 @@ def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer]
                     _build = load_answer
                 holder["answer"] = _build(config, scorer)
                 log.info("ragfix serve: /v1/answer ready (%s)", holder["answer"].name)
+            _load_specialists(scorer)
             holder["scorer"] = scorer
             state.ready = True
             log.info("ragfix serve: %s ready", scorer.name)
@@ -392,10 +408,52 @@ def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer]
             state.load_error = f"{type(exc).__name__}: {exc}"
             log.exception("ragfix serve: loading the model failed")
 
+    def _batcher(endpoint: str, fn: Callable[[list], list]) -> Any:
+        from serve.specialists import ItemBatcher
+
+        def on_batch(n_requests: int, n_items: int, seconds: float) -> None:
+            metrics.endpoint_batch_requests.labels(endpoint).observe(n_requests)
+            metrics.endpoint_batch_items.labels(endpoint).observe(n_items)
+
+        return ItemBatcher(fn, endpoint.rsplit("/", 1)[-1], max_wait_ms=config.max_wait_ms, max_items=config.max_batch_items,
+                           on_batch=on_batch)
+
+    def _load_specialists(scorer: Any) -> None:
+        """``retrieve`` / ``faithfulness`` / ``intent``: build each service switched on, put a batcher in front, warm it."""
+        from serve import specialists as sp
+
+        if config.retrieve:
+            service = sp.build_retrieve_service(config, holder.get("answer"))
+            batcher = _batcher("/v1/retrieve", service.search)
+            batcher.warm([("warm-up query about a protein", 10)])
+            specialist["/v1/retrieve"] = (service, batcher)
+            log.info("ragfix serve: /v1/retrieve ready (%s over %d documents%s)", service.name, len(service.corpus),
+                     ", shared with /v1/answer" if service.shared else "")
+        if config.faithfulness:
+            service = sp.build_faithfulness_service(config)
+            batcher = _batcher("/v1/score/faithfulness", service.score)
+            item = sp.FaithfulnessItem(question="Who wrote it?", passage="The book was written by Ann Lee in 1990.", answer="Ann Lee.")
+            batcher.warm([(item, False)])
+            specialist["/v1/score/faithfulness"] = (service, batcher)
+            log.info("ragfix serve: /v1/score/faithfulness ready (%s, threshold %.4f)", service.name, service.threshold)
+        if config.intent:
+            shared = None
+            if "/v1/retrieve" in specialist or "answer" in holder:
+                retriever = specialist["/v1/retrieve"][0].retriever if "/v1/retrieve" in specialist else holder["answer"].pipeline.retriever
+                shared = sp.find_embedder(retriever, config.answer_embedder)
+            service = sp.build_intent_service(config, shared)
+            batcher = _batcher("/v1/classify/intent", service.classify)
+            batcher.warm(["book a table for two at eight", "what is my account balance"])
+            specialist["/v1/classify/intent"] = (service, batcher)
+            log.info("ragfix serve: /v1/classify/intent ready (%s, %d intents)", service.name, len(service.model.classifier.classes_))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         threading.Thread(target=load, name="ragfix-serve-load", daemon=True).start()
         yield
+        for service, batcher in list(specialist.values()):
+            await asyncio.to_thread(batcher.close)
+            service.close()
         service = holder.get("answer")
         if service is not None:
             await asyncio.to_thread(service.close)
@@ -445,10 +503,12 @@ def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer]
         metrics.requests.labels(request.url.path, "500").inc()
         return _error(500, "internal_error", "internal error; the server log has the details", request_id=rid)
 
+    @app.get("/health")
     @app.get("/healthz")
     async def healthz() -> dict:
         return {"status": "ok"}
 
+    @app.get("/ready")
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         if state.draining:
@@ -460,6 +520,8 @@ def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer]
         body = {"status": "ready", "model": holder["scorer"].name}
         if "answer" in holder:
             body["answer_llm"] = holder["answer"].name
+        if specialist:
+            body["endpoints"] = {ep: service.name for ep, (service, _) in specialist.items()}
         return JSONResponse(body)
 
     @app.get("/metrics", dependencies=[Depends(require_token)])
@@ -713,6 +775,98 @@ def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer]
         finally:
             if not handed_off:
                 free()
+
+    async def _batched(endpoint: str, request: Request, items: list, texts: list[str]) -> tuple[Any, list | None, JSONResponse | None]:
+        """Admission, limits, deadline and the batcher for the specialist endpoints: (service, rows, None) or (.., None, refusal)."""
+        t0 = time.perf_counter()
+
+        def refuse(status: int, reason: str, message: str, retry: int | None = None, close: bool = False) -> tuple:
+            metrics.endpoint_rejected.labels(endpoint, reason).inc()
+            return None, None, _refuse(endpoint, status, reason, message, retry, close)
+
+        if state.draining:
+            return refuse(503, "draining", "the server is shutting down; retry on another instance", config.retry_after_s, close=True)
+        if not state.ready:
+            return refuse(503, "loading", state.load_error or "the models are loading", config.retry_after_s)
+        if endpoint not in specialist:
+            key = {"/v1/retrieve": "retrieve", "/v1/score/faithfulness": "faithfulness", "/v1/classify/intent": "intent"}[endpoint]
+            metrics.requests.labels(endpoint, "404").inc()
+            return None, None, _error(404, "not_enabled", f"{endpoint} is off on this server; start it with {key}: true "
+                                      f"(configs/serve.yaml) or --{key}")
+        service, batcher = specialist[endpoint]
+        if len(items) > config.max_items:
+            return refuse(413, "too_many_items", f"{len(items)} items; the limit is {config.max_items} (max_items)")
+        longest = max((len(t) for t in texts), default=0)
+        if longest > config.max_text_chars:
+            return refuse(413, "text_too_long", f"a text of {longest} characters; the limit is {config.max_text_chars} (max_text_chars)")
+        try:
+            deadline_s = _deadline_s(request)
+        except ValueError as exc:
+            return refuse(400, "invalid_request", str(exc))
+
+        def retry_s() -> int:
+            return max(config.retry_after_s, math.ceil(batcher.wait_estimate_s()))
+
+        ahead = state.admit(config.max_queue)
+        if ahead is None:
+            return refuse(429, "queue_full", f"{config.max_queue} requests already queued (max_queue); retry after the Retry-After seconds",
+                          retry_s())
+        metrics.queue_depth.inc()
+        metrics.endpoint_queue_depth.labels(endpoint).inc()
+        try:
+            est = batcher.wait_estimate_s(len(items))
+            if deadline_s is not None and est > deadline_s:
+                return refuse(503, "deadline", f"estimated wait {est * 1000:.0f} ms exceeds the {deadline_s * 1000:.0f} ms deadline", retry_s())
+            fut = batcher.submit(items)
+            left = None if deadline_s is None else max(0.0, deadline_s - (time.perf_counter() - t0))
+            try:
+                rows, queue_s, compute_s = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(fut)), left)
+            except (asyncio.TimeoutError, TimeoutError):
+                fut.cancel()  # not started yet: the batcher skips it
+                return refuse(503, "deadline", f"not answered within the {deadline_s * 1000:.0f} ms deadline", retry_s())
+        finally:
+            state.release(None, ahead)
+            metrics.queue_depth.dec()
+            metrics.endpoint_queue_depth.labels(endpoint).dec()
+        total = time.perf_counter() - t0
+        for stage, sec in (("queue", queue_s), ("compute", compute_s), ("total", total)):
+            metrics.endpoint_stage.labels(endpoint, stage).observe(sec)
+        metrics.latency.labels(endpoint).observe(total)
+        metrics.requests.labels(endpoint, "200").inc()
+        request.state.timings_ms = {"queue": queue_s * 1000.0, "compute": compute_s * 1000.0, "total": total * 1000.0}
+        return service, rows, None
+
+    @app.post("/v1/retrieve", dependencies=[Depends(require_token)])
+    async def retrieve(body: RetrieveRequest, request: Request) -> Any:
+        if body.top_k > config.retrieve_max_k:
+            metrics.requests.labels("/v1/retrieve", "422").inc()
+            return _error(422, "invalid_request", f"top_k={body.top_k} is over this server's retrieve_max_k={config.retrieve_max_k}; ask for fewer",
+                          details=[{"loc": ["body", "top_k"], "msg": f"must be <= {config.retrieve_max_k}"}])
+        service, rows, refusal = await _batched("/v1/retrieve", request, [(body.query, body.top_k)], [body.query])
+        if refusal is not None:
+            return refusal
+        return {"id": uuid.uuid4().hex, "results": service.payload(rows[0], body.return_texts),
+                "meta": {"retriever": service.name, "corpus_size": len(service.corpus), "shared_with_answer": service.shared,
+                         "timings_ms": request.state.timings_ms}}
+
+    @app.post("/v1/score/faithfulness", dependencies=[Depends(require_token)])
+    async def score_faithfulness(body: FaithfulnessRequest, request: Request) -> Any:
+        texts = [t for it in body.items for t in (it.question, it.answer, *it.evidence())]
+        service, rows, refusal = await _batched("/v1/score/faithfulness", request, [(it, body.check_claims) for it in body.items], texts)
+        if refusal is not None:
+            return refusal
+        return {"id": uuid.uuid4().hex, "results": [{"index": i, **row, "threshold": service.threshold} for i, row in enumerate(rows)],
+                "meta": {"model": service.name, "threshold": service.threshold, "timings_ms": request.state.timings_ms}}
+
+    @app.post("/v1/classify/intent", dependencies=[Depends(require_token)])
+    async def classify_intent(body: IntentRequest, request: Request) -> Any:
+        service, rows, refusal = await _batched("/v1/classify/intent", request, list(body.texts), list(body.texts))
+        if refusal is not None:
+            return refusal
+        m = service.model
+        return {"id": uuid.uuid4().hex, "results": [{"index": i, **row} for i, row in enumerate(rows)],
+                "meta": {"model": service.name, "oos_threshold": float(m.oos_threshold), "oos_label": m.oos_label,
+                         "n_intents": int(len(m.classifier.classes_)), "timings_ms": request.state.timings_ms}}
 
     app.add_middleware(_BodyLimit, limit=config.max_body_bytes, on_reject=lambda: metrics.rejected.labels("too_large").inc())
     return app

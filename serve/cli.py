@@ -14,10 +14,12 @@ __all__ = ["add_parser", "main"]
 def _overrides(args: argparse.Namespace) -> dict:
     keys = ("host", "port", "model", "backend", "token_budget", "max_queue", "deadline_ms", "max_wait_ms", "max_body_bytes",
             "token_env", "torch_threads", "drain_timeout_s", "naive_threads",
-            "answer_llm", "answer_llm_url", "answer_llm_server", "answer_corpus", "answer_corpus_limit", "answer_retriever", "answer_max_tokens")
+            "answer_llm", "answer_llm_url", "answer_llm_server", "answer_corpus", "answer_corpus_limit", "answer_retriever", "answer_max_tokens",
+            "faithfulness_model", "intent_model")
     out = {k: getattr(args, k) for k in keys}
-    if args.answer:
-        out["answer"] = True
+    for switch in ("answer", "retrieve", "faithfulness", "intent"):
+        if getattr(args, switch):
+            out[switch] = True
     if args.naive:
         out.update(microbatch=False, max_queue=0, deadline_ms=0)
     if args.allow_public_bind:
@@ -72,7 +74,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="launch llama-cpp-python's server with the GGUF of --answer-llm on a free loopback port and answer through it")
     p.add_argument("--answer-corpus", default=None, help="documents JSONL, BEIR folder or data set name (default scifact)")
     p.add_argument("--answer-corpus-limit", type=int, default=None, help="index only the first N documents")
-    p.add_argument("--answer-retriever", default=None, choices=["hybrid", "bm25"])
+    p.add_argument("--answer-retriever", default=None, choices=["hybrid", "bm25", "dense"])
+    p.add_argument("--retrieve", action="store_true", help="also serve /v1/retrieve (the first stage over --answer-corpus)")
+    p.add_argument("--faithfulness", action="store_true", help="also serve /v1/score/faithfulness (the faithfulness specialist)")
+    p.add_argument("--faithfulness-model", default=None, help="registry faithfulness model or folder (default faithfulness)")
+    p.add_argument("--intent", action="store_true", help="also serve /v1/classify/intent (the CLINC150 intent specialist)")
+    p.add_argument("--intent-model", default=None, help="intent model folder (default models/intent-clinc150)")
     p.add_argument("--answer-max-tokens", type=int, default=None, help="answer length cap")
     p.set_defaults(func=_cmd)
 
