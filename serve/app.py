@@ -1,4 +1,5 @@
-"""The FastAPI application: ``/v1/rerank`` behind admission control, health, readiness and metrics.
+"""The FastAPI application: ``/v1/rerank``, ``/v1/answer``, ``/v1/retrieve``, ``/v1/score/faithfulness`` and
+``/v1/classify/intent`` behind admission control, health, readiness and metrics.
 
 Failure mode VIII (Reranker on the Request Path), at the server: without a bound, a reranker
 behind an endpoint accepts every request and lets latency grow with the queue until clients time
@@ -25,8 +26,16 @@ stopped between tokens), the size limits and the drain. ``stream: true`` answers
 events (``start``, one ``token`` per text delta, then ``done`` carrying the whole result with
 per-stage timings, or ``error``); ``stream: false`` with one JSON body.
 
-Leaves out: ``/v1/retrieve``, ``/v1/score/faithfulness``, ``/v1/classify/intent``, priorities
-between requests, TLS (terminate it in front).
+``/v1/retrieve`` (``retrieve: true``), ``/v1/score/faithfulness`` (``faithfulness: true``) and
+``/v1/classify/intent`` (``intent: true``) serve the first stage and the two specialists
+(:mod:`serve.specialists`: the retriever the answer pipeline uses, ``registry.load_faithfulness``,
+``registry.load_intent_model``) behind the same token, size limits (plus ``max_items``), admission
+slot, deadline and drain; each endpoint's requests are batched across clients by one
+:class:`serve.specialists.ItemBatcher`, with per-endpoint stage, batch-size, queue-depth and
+rejection metrics. An endpoint left off answers ``404 not_enabled``. ``/health`` and ``/ready``
+are the issue's names for ``/healthz`` and ``/readyz`` (both kept).
+
+Leaves out: priorities between requests, TLS (terminate it in front).
 
 Request and response shapes follow Cohere's ``/v1/rerank`` (``documents``, ``top_n``,
 ``return_documents`` -> ``{"results": [{"index", "relevance_score", "document"}]}``) and Hugging
@@ -422,8 +431,11 @@ def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer]
         """``retrieve`` / ``faithfulness`` / ``intent``: build each service switched on, put a batcher in front, warm it."""
         from serve import specialists as sp
 
+        if (config.retrieve or config.intent) and "answer" in holder:
+            sp.lock_embedders(holder["answer"].pipeline.retriever)  # now shared across threads
         if config.retrieve:
             service = sp.build_retrieve_service(config, holder.get("answer"))
+            sp.lock_embedders(service.retriever)
             batcher = _batcher("/v1/retrieve", service.search)
             batcher.warm([("warm-up query about a protein", 10)])
             specialist["/v1/retrieve"] = (service, batcher)
@@ -445,7 +457,8 @@ def create_app(config: ServeConfig, load_scorer: Callable[[ServeConfig], Scorer]
             batcher = _batcher("/v1/classify/intent", service.classify)
             batcher.warm(["book a table for two at eight", "what is my account balance"])
             specialist["/v1/classify/intent"] = (service, batcher)
-            log.info("ragfix serve: /v1/classify/intent ready (%s, %d intents)", service.name, len(service.model.classifier.classes_))
+            log.info("ragfix serve: /v1/classify/intent ready (%s, %d intents%s)", service.name, len(service.model.classifier.classes_),
+                     ", embedder shared with the retriever" if shared is not None and service.model.embedder is shared else "")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from serve.config import ServeConfig
 
-__all__ = ["ItemBatcher", "RetrieveRequest", "FaithfulnessItem", "FaithfulnessRequest", "IntentRequest",
+__all__ = ["ItemBatcher", "LockedEmbedder", "lock_embedders", "find_embedder", "RetrieveRequest", "FaithfulnessItem", "FaithfulnessRequest", "IntentRequest",
            "RetrieveService", "FaithfulnessService", "IntentService", "build_retriever", "build_retrieve_service",
            "build_faithfulness_service", "build_intent_service", "resolve_intent_model"]
 
@@ -262,6 +262,36 @@ def build_retriever(config: ServeConfig, embedder: Any = None) -> Any:
     if config.answer_retriever == "dense":
         return DenseRetriever(embedder)
     return HybridRetriever([BM25Retriever(), DenseRetriever(embedder)], names=("bm25", "dense"))
+
+
+class LockedEmbedder:
+    """An embedder shared by several threads (the answer worker, the retrieve and intent batchers): its
+    ``encode_*`` calls run one at a time (a fast tokenizer is not safe to call from two threads at
+    once, and two forward passes at once only split the cores); everything else is the wrapped
+    embedder's (``name``, ``fingerprint``, ...)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+
+    def __getattr__(self, key: str) -> Any:
+        return getattr(self._inner, key)
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self._inner.encode_queries(texts)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self._inner.encode_documents(texts)
+
+
+def lock_embedders(retriever: Any) -> None:
+    """Wrap the embedder of ``retriever`` (or of each of a hybrid's components) in :class:`LockedEmbedder`, once."""
+    for r in [retriever, *getattr(retriever, "retrievers", [])]:
+        emb = getattr(r, "embedder", None)
+        if emb is not None and not isinstance(emb, LockedEmbedder):
+            r.embedder = LockedEmbedder(emb)
 
 
 def find_embedder(retriever: Any, name: str) -> Any:

@@ -308,3 +308,32 @@ def test_queue_full_is_429_and_batched_answers_equal_the_model(server, intent_mo
         assert re.search(rf'^ragfix_serve_endpoint_stage_seconds_count\{{{ep},stage="{stage}"\}} [1-9]', text, re.M), stage
     for other in ("/v1/retrieve", "/v1/score/faithfulness"):
         assert re.search(rf'^ragfix_serve_endpoint_batch_requests_count\{{endpoint="{other}"\}} [1-9]', text, re.M), other
+
+
+async def _mixed(base: str, calls: list[tuple[str, dict]]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=len(calls))) as client:
+        return await asyncio.gather(*(client.post(base + ep, json=b, headers=AUTH) for ep, b in calls))
+
+
+def test_endpoints_at_once_share_the_embedder_and_answer_right(server, docs, intent_model, clinc_texts):
+    """Retrieval (dense half) and intent requests at once: one MiniLM, two batcher threads; every request gets
+    its right answer or an explicit 429/503, never a 500."""
+    from retrieval.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
+
+    assert "embedder shared with the retriever" in "".join(server["log"])
+    queries = ["statin therapy and muscle pain", "T cell receptor signalling", "obesity and insulin resistance"]
+    calls = [("/v1/retrieve", {"query": queries[i % 3], "top_k": 5}) for i in range(6)]
+    calls += [("/v1/classify/intent", {"texts": clinc_texts[i:i + 4]}) for i in range(6)]
+    rs = asyncio.run(_mixed(server["url"], calls))
+    assert {r.status_code for r in rs} <= {200, 429, 503}, [r.text[:200] for r in rs]
+    assert any(r.status_code == 200 for r in rs[:6]) and any(r.status_code == 200 for r in rs[6:])
+    direct = HybridRetriever([BM25Retriever(), DenseRetriever(intent_model.embedder)], names=("bm25", "dense")).index(docs)
+    for (ep, body), r in zip(calls, rs):
+        if r.status_code != 200:
+            assert int(r.headers["retry-after"]) >= 1
+            continue
+        if ep == "/v1/retrieve":
+            res = direct.search([body["query"]], 5)
+            assert [x["id"] for x in r.json()["results"]] == [docs[int(i)].id for i in res.indices[0]]
+        else:
+            assert [g["label"] for g in r.json()["results"]] == [str(x) for x in intent_model.predict(body["texts"])]
