@@ -50,6 +50,7 @@ answer_retriever: hybrid
 answer_retrieve_k: 10
 answer_context_k: 2
 answer_max_tokens: {ANSWER_MAX_TOKENS}
+retrieve: true
 """
 
 
@@ -255,6 +256,20 @@ def test_answer_json_equals_the_stream(server):
     text = httpx.get(base + "/metrics", headers=AUTH).text
     assert re.search(r'^ragfix_serve_answer_stage_seconds_count\{stage="rerank"\} [1-9]', text, re.M), text
     assert re.search(r'^ragfix_serve_answer_tokens_total\{kind="completion"\} [1-9]', text, re.M)
+
+
+def test_retrieve_is_the_answer_pipelines_first_stage(server):
+    """With answer: true, /v1/retrieve serves the pipeline's own hybrid index (one index, not a second copy):
+    its top candidates are the first-stage candidates an answer reports, over the same 60 documents."""
+    base = server["url"]
+    r = httpx.post(base + "/v1/retrieve", json={"query": QUESTION, "top_k": 10}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["meta"]["shared_with_answer"] is True and body["meta"]["retriever"] == "hybrid" and body["meta"]["corpus_size"] == 60
+    ids = [x["id"] for x in body["results"]]
+    assert len(ids) == 10 and len(set(ids)) == 10
+    answer = httpx.post(base + "/v1/answer", json={"query": QUESTION, "max_tokens": 1, "stream": False}, headers=AUTH, timeout=120).json()
+    assert {p["id"] for p in answer["passages"]} <= set(ids)  # the reranked context comes from these 10 candidates
 
 
 def test_answer_refuses_bad_requests(server):
