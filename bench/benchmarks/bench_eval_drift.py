@@ -494,7 +494,7 @@ def plot_weeks(weeks: list[dict], path: Path) -> None:
 
 def run_bench(n_nq: int = 1500, n_eval: int = 300, window: int = 400, budget: int = 100, runs: int = 30,
               power_runs: int = 30, seed: int = 0, refresh_window: int = 1000, false_alarm_runs: int = 300,
-              story_seeds: int = 10) -> dict:
+              story_seeds: int = 20) -> dict:
     """The whole story; returns ``{"config", "metrics", "weeks", "releases", "power", "refresh"}``."""
 
     t0 = time.perf_counter()
@@ -690,7 +690,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--window", type=positive_int, default=400, help="traffic queries per week")
     p.add_argument("--budget", type=positive_int, default=100,
                    help="traffic queries labelled by a refresh (<= 200; the refresh table also runs 200)")
-    p.add_argument("--story-seeds", type=positive_int, default=10,
+    p.add_argument("--story-seeds", type=positive_int, default=20,
                    help="seeded stories (growing topic, weekly windows) over which the estimate's error is also measured")
     p.add_argument("--refresh-window", type=positive_int, default=1000, help="traffic queries in the week the refresh runs are drawn from")
     p.add_argument("--runs", type=positive_int, default=30, help="seeded streams for detection, false alarms and refresh")
