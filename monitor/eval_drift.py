@@ -29,7 +29,8 @@ Mechanism, on query embeddings (any encoder; numpy, scipy and scikit-learn only)
   under the null.
 * :func:`cross_fitted_predictions`, :func:`model_assisted_estimate`, :func:`model_assisted_refresh` -- a
   doubly robust estimate: a predictor of the per-query metric from label-free signals (retrieval scores,
-  query-result agreement; a cross-encoder's judgement would serve too), evaluated on every traffic query,
+  query-result agreement; a cross-encoder's judgement would serve too; optionally the mean metric of the
+  query's nearest eval queries, built inside the cross-fitting), evaluated on every traffic query,
   plus the density-ratio-weighted eval residuals (and, after a refresh, the new labels' residuals per stratum).
 
 Proved by ``tests/unit/test_monitor_eval_drift.py`` (silent on a same-distribution split, fires on a
@@ -666,8 +667,24 @@ def refreshed_estimate(eval_emb, eval_metric, traffic_emb, plan: RefreshPlan, ne
 # its bias corrected with labelled rows
 
 
-def cross_fitted_predictions(eval_features, eval_metric, other_features, n_folds: int = 5,
-                             seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _neighbour_mean(ref_emb: np.ndarray, ref_y: np.ndarray, x: np.ndarray | None, k: int) -> np.ndarray:
+    """Mean ``ref_y`` of each row's ``k`` nearest ``ref_emb`` rows (cosine); ``x=None``: leave-one-out on ``ref_emb``."""
+    from sklearn.neighbors import NearestNeighbors
+
+    loo = x is None
+    k = int(min(k, len(ref_emb) - loo))
+    nn = NearestNeighbors(n_neighbors=k + loo, metric="cosine").fit(ref_emb)
+    idx = nn.kneighbors(ref_emb if loo else x, return_distance=False)
+    if loo:
+        # subtle: drop the row itself wherever it sits among its neighbours (a duplicate query may tie at distance 0)
+        own = np.arange(len(ref_emb))[:, None]
+        keep = idx != own
+        idx = np.array([row[m][:k] for row, m in zip(idx, keep)])
+    return ref_y[idx].mean(axis=1)
+
+
+def cross_fitted_predictions(eval_features, eval_metric, other_features, n_folds: int = 5, seed: int = 0,
+                             eval_emb=None, other_emb=None, neighbour_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A ridge regression (standardised features, penalty by internal CV) from label-free per-query
     signals to the metric, fitted on the labelled eval rows.
 
@@ -676,6 +693,13 @@ def cross_fitted_predictions(eval_features, eval_metric, other_features, n_folds
     The signals must exist for unlabelled traffic too (e.g. retrieval-score and query-result agreement
     features, or a cross-encoder's judgement of the top results); a weak predictor costs variance, not
     bias -- the residual correction in :func:`model_assisted_estimate` removes its mean error.
+
+    ``neighbour_k`` (with ``eval_emb`` and ``other_emb``, query embeddings) adds one more feature: the mean
+    metric of the row's ``neighbour_k`` nearest labelled eval queries -- how hard this part of query space
+    was on the eval set. It is built inside the cross-fitting: a held-out fold's rows see only the
+    training folds' labels, and a training row its training neighbours but not itself, so no eval row's
+    own label reaches its prediction (a neighbour mean over all eval rows would leak the held-out labels
+    into the training rows' feature and shrink the residuals the estimate corrects with).
     """
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold
@@ -694,14 +718,33 @@ def cross_fitted_predictions(eval_features, eval_metric, other_features, n_folds
     folds = int(min(n_folds, len(xe)))
     if folds < 2:
         raise ValueError("cross_fitted_predictions needs at least 2 eval rows")
+    if neighbour_k is not None:
+        if neighbour_k < 1 or eval_emb is None or other_emb is None:
+            raise ValueError(f"neighbour_k={neighbour_k} needs neighbour_k >= 1 and both eval_emb and other_emb "
+                             "(query embeddings of the eval rows and of the other rows)")
+        ee, eo = _emb(eval_emb, "eval_emb"), np.asarray(other_emb, dtype=np.float64)
+        if ee.shape[0] != len(xe) or eo.ndim != 2 or eo.shape != (len(xo), ee.shape[1]) or not np.isfinite(eo).all():
+            raise ValueError(f"eval_emb must have one row per eval row ({len(xe)}) and other_emb one finite row per other "
+                             f"row ({len(xo)}) of the same width; got {ee.shape} and {eo.shape}")
 
     def model():
         return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 12)))
 
+    def with_neighbours(tr: np.ndarray, x_tr: np.ndarray, x_new: np.ndarray, emb_new: np.ndarray | None):
+        if neighbour_k is None:
+            return x_tr, x_new
+        f_tr = _neighbour_mean(ee[tr], y[tr], None, neighbour_k)
+        f_new = _neighbour_mean(ee[tr], y[tr], emb_new, neighbour_k) if len(x_new) else np.empty(0)
+        return np.column_stack([x_tr, f_tr]), np.column_stack([x_new, f_new]) if len(x_new) else x_new
+
     pe = np.empty(len(xe))
     for tr, te in KFold(folds, shuffle=True, random_state=seed).split(xe):
-        pe[te] = model().fit(xe[tr], y[tr]).predict(xe[te])
-    return pe, model().fit(xe, y).predict(xo) if len(xo) else np.empty(0)
+        a, b = with_neighbours(tr, xe[tr], xe[te], ee[te] if neighbour_k is not None else None)
+        pe[te] = model().fit(a, y[tr]).predict(b)
+    if not len(xo):
+        return pe, np.empty(0)
+    a, b = with_neighbours(np.arange(len(xe)), xe, xo, eo if neighbour_k is not None else None)
+    return pe, model().fit(a, y).predict(b)
 
 
 def _check_pred(pred, n: int, name: str) -> np.ndarray:

@@ -72,3 +72,25 @@ def test_detection_summary_false_alarm_rate_is_over_the_unshifted_streams():
     assert (m["runs"], m["detected_runs"], m["detected_by_10pct_week"], m["alarms_before_onset"]) == (5, 3, 3, 1)
     assert m["median_delay"] == 2.0 and m["false_alarms"] == 1 and m["false_alarm_runs"] == 100
     assert m["false_alarm_rate"] == 0.01 and 0.04 < m["false_alarm_upper95"] < 0.06
+
+
+def test_retrieval_signals_treat_padded_slots_as_absent():
+    """BM25 pads with index -1 when fewer than k documents match; round 2 read -1 as the last passage."""
+    import types
+
+    from bench.benchmarks.bench_eval_drift import retrieval_signals
+
+    docs = np.eye(12, 4, dtype=np.float32)[:12]
+    docs[-1] = [1.0, 0, 0, 0]                           # the last passage is identical to the query
+    q = np.array([[1.0, 0, 0, 0]], dtype=np.float32)
+    d = types.SimpleNamespace(query_emb=q, doc_emb=docs)
+    full = np.arange(1, 11)[None]                       # ten real documents, none of them the last one
+    padded = np.r_[[1, 2], [-1] * 8][None]              # two matches, eight padded slots
+    mk = lambda ind, sc: types.SimpleNamespace(indices=ind, scores=np.asarray(sc, np.float32))  # noqa: E731
+    other = mk(np.r_[[11], np.arange(1, 10)][None], [np.linspace(1, 0.1, 10)])
+    f = retrieval_signals(d, mk(padded, [[2.0, 1.0] + [0.0] * 8]), [other])
+    # cosine of the query to its padded slots is 0, not 1 (the last passage's); overlap counts the real matches only
+    assert f[0, 0] == 0.0 and f[0, 2] == 0.0
+    assert f[0, 4] == 0.2 and f[0, 5] == 0.0 and f[0, 6] == 0.5   # overlap {1, 2}; top-1 is doc 1, rank 2 in other
+    g = retrieval_signals(d, mk(full, [np.linspace(2, 1, 10)]), [other])
+    assert g.shape == f.shape and g[0, 4] == 0.9

@@ -301,3 +301,41 @@ def test_model_assisted_refresh_known_answers():
         est, lo, hi = model_assisted_refresh(e, ye, pe, t, pt, plan, yt[plan.indices], n_boot=100, seed=s)
         errs.append(abs(est - yt.mean()))
     assert np.mean(errs) < 0.03 < abs(ye.mean() - yt.mean())
+
+
+def test_neighbour_feature_never_sees_the_rows_own_label():
+    from monitor.eval_drift import cross_fitted_predictions
+
+    rng = np.random.default_rng(19)
+    emb = rng.normal(size=(120, 8))
+    x, y = rng.normal(size=(120, 3)), rng.random(120)
+    other = rng.normal(size=(30, 8))
+    kw = dict(eval_emb=emb, other_emb=other, neighbour_k=10, seed=3)
+    pe, po = cross_fitted_predictions(x, y, rng.normal(size=(30, 3)), **kw)
+    assert pe.shape == (120,) and po.shape == (30,)
+    # a label is in its own out-of-fold prediction neither directly nor through a neighbour mean:
+    # change one eval row's label and that row's prediction stays exactly where it was
+    for i in (0, 57, 119):
+        y2 = y.copy()
+        y2[i] += 5.0
+        pe2, _ = cross_fitted_predictions(x, y2, rng.normal(size=(30, 3)), **kw)
+        assert pe2[i] == pytest.approx(pe[i], abs=1e-12)
+    with pytest.raises(ValueError, match="neighbour_k"):
+        cross_fitted_predictions(x, y, rng.normal(size=(30, 3)), neighbour_k=10)
+    with pytest.raises(ValueError, match="other_emb"):
+        cross_fitted_predictions(x, y, rng.normal(size=(30, 3)), eval_emb=emb, other_emb=other[:5], neighbour_k=10)
+
+
+def test_neighbour_feature_finds_a_hard_region_the_signals_miss():
+    from monitor.eval_drift import cross_fitted_predictions
+
+    rng = np.random.default_rng(20)
+    hard = rng.random(400) < 0.3                      # a topic where the metric is lower; the signal cannot tell
+    emb = rng.normal(size=(400, 6)) * 0.3 + np.where(hard[:, None], 1.0, -1.0) * np.eye(6)[0]
+    sig = rng.normal(size=(400, 1))
+    y = np.clip(0.7 - 0.3 * hard + 0.1 * sig[:, 0] + rng.normal(0, 0.1, 400), 0, 1)
+    e, t = slice(0, 200), slice(200, 400)
+    pe0, pt0 = cross_fitted_predictions(sig[e], y[e], sig[t])
+    pe1, pt1 = cross_fitted_predictions(sig[e], y[e], sig[t], eval_emb=emb[e], other_emb=emb[t], neighbour_k=15)
+    err = lambda p: np.sqrt(np.mean((p - y[t]) ** 2))  # noqa: E731
+    assert err(pt1) < 0.8 * err(pt0)
