@@ -13,6 +13,12 @@ mean top-10 overlap near ``10 / DEPTH`` and a Spearman near 0, a missing ``token
 or an fp32 graph fed the wrong mask falls far below. They also record what int8 costs: the
 measured mean top-10 overlap is 0.85 (l6) and 0.90 (l2), not 1.0, so int8 is a speed/quality
 trade, and ``nDCG@10`` is allowed to drop by at most ``MAX_NDCG_DROP`` (measured in ``MEASURED``).
+
+Cost: the export and the int8 quantization run from scratch into ``tmp_path`` every time, and the int8
+engine scores every pair; the fp32 reference scores (about two thirds of the time) are kept in a
+``PairScoreCache`` keyed on the weights' hash and the pair texts, in a ``warm_cache`` folder named by
+a hash of ``FP32_SOURCES`` and the library versions, so edited engine code is never compared against
+scores an older version produced.
 """
 from __future__ import annotations
 
@@ -40,6 +46,9 @@ BOUNDS = {
 # nDCG@10 may fall by at most this much under int8 (measured: l6 +0.014, l2 -0.044 over 20 queries,
 # where one query moves nDCG@10 by up to 0.05).
 MAX_NDCG_DROP = 0.08
+# The code behind the cached fp32 reference scores (a change to any of them starts a fresh cache).
+FP32_SOURCES = ("rerank/engine.py", "rerank/backends.py", "rerank/batching.py", "rerank/truncation.py",
+                "rerank/cross_encoder.py", "rerank/meanpool.py")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +64,7 @@ def scifact_pairs(data_root):
 
 
 @pytest.mark.parametrize("name", sorted(BOUNDS))
-def test_onnx_int8_ranks_as_fp32(name, scifact_pairs, tmp_path):
+def test_onnx_int8_ranks_as_fp32(name, scifact_pairs, tmp_path, warm_cache):
     pytest.importorskip("onnxruntime", reason="the onnx backends need: pip install onnxruntime==1.32.0")
     pytest.importorskip("onnx", reason="ONNX export needs: pip install onnx==1.23.2")
     from pathlib import Path
@@ -64,6 +73,7 @@ def test_onnx_int8_ranks_as_fp32(name, scifact_pairs, tmp_path):
 
     import rerank.meanpool  # noqa: F401  (reranker-l2's mean-pool type)
     from bench.eval.metrics import evaluate
+    from bench.eval.rerank import PairScoreCache, model_key
     from rerank.agreement import rank_agreement
     from rerank.engine import RerankEngine
 
@@ -73,10 +83,15 @@ def test_onnx_int8_ranks_as_fp32(name, scifact_pairs, tmp_path):
     ds, qids, lists = scifact_pairs
     ce = CrossEncoder(str(folder), device="cpu")
     fp32, int8 = RerankEngine(ce, "fp32"), RerankEngine(ce, "onnx-int8", cache_dir=tmp_path / "onnx")
+    ref = PairScoreCache(warm_cache("onnx-int8-fp32-reference", *FP32_SOURCES),
+                         f"{model_key(folder)}-len{ce.max_length}-engine-fp32")
     spearman, overlap, run_fp32, run_int8 = [], [], {}, {}
     for q, docs in zip(qids, lists):
         pairs = [(ds.queries[q], d.full_text()) for d in docs]
-        a, b = fp32.score_pairs(pairs), int8.score_pairs(pairs)
+        keys = [PairScoreCache.key(ds.queries[q], d.title, d.text) for d in docs]
+        if not all(k in ref for k in keys):
+            ref.add(list(zip(keys, (float(v) for v in fp32.score_pairs(pairs)))))
+        a, b = np.array([ref[k] for k in keys], dtype=np.float32), int8.score_pairs(pairs)
         g = rank_agreement(a, b, k=10)
         spearman.append(g.spearman)
         overlap.append(g.topk_overlap)

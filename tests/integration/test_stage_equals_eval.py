@@ -4,6 +4,15 @@
 Same configuration on both sides: the committed reranker-l6 on fp32, the BM25 + MiniLM hybrid top 100,
 z-score CombSUM of (ce logit, bm25, dense). The evaluation batches its queries and caches its scores;
 the pipeline answers one query at a time; the document order must be the same for every query.
+
+Cost: 2,000 cross-encoder pairs on each side (about 80 s a side on one core). Both sides run at the
+process's torch thread count (the evaluation is not given ``threads``, so it does not change the count
+for the tests after this one) on the same batches, so their logits are bit-identical and any difference
+in order is a difference in the stage. The evaluation keeps its logits in its own ``PairScoreCache`` (as
+``ragfix train eval-reranker`` does) in a ``warm_cache`` folder whose name hashes ``EVAL_SOURCES``, the
+library versions and the thread count; a warm run rescores only the pipeline side. The evaluation still
+retrieves, pools, fuses and ranks for real on those logits, and the pipeline computes every one of its
+own. An edit to any file in ``EVAL_SOURCES`` (or ``RAGFIX_TEST_COLD=1``) makes both sides score afresh.
 """
 from __future__ import annotations
 
@@ -12,9 +21,12 @@ import pytest
 pytestmark = pytest.mark.integration
 
 N_QUERIES, DEPTH = 20, 100
+# The code behind the evaluation side's cached logits: a change to any of them starts a fresh cache.
+EVAL_SOURCES = ("bench/eval/rerank.py", "rerank/cross_encoder.py", "rerank/stage.py", "rerank/meanpool.py",
+                "registry/__init__.py", "configs/models.yaml")
 
 
-def test_pipeline_ranking_equals_the_evaluations(tmp_path, data_root):
+def test_pipeline_ranking_equals_the_evaluations(data_root, warm_cache):
     from data import load_beir
     from registry import Registry, load_cross_encoder, load_embedder
     from bench.eval.rerank import evaluate_reranker
@@ -24,7 +36,8 @@ def test_pipeline_ranking_equals_the_evaluations(tmp_path, data_root):
 
     if "reranker-l6" not in Registry().names("cross-encoder"):
         pytest.skip("reranker-l6 is not registered")
-    report = evaluate_reranker("reranker-l6", depth=DEPTH, limit=N_QUERIES, threads=1, cache_dir=tmp_path / "cache",
+    report = evaluate_reranker("reranker-l6", depth=DEPTH, limit=N_QUERIES,
+                               cache_dir=warm_cache("stage-equals-eval", *EVAL_SOURCES),
                                data=data_root / "scifact", keep_runs=True, bm25_pool=False)
     evaluated = report["runs"]["specialist"]
     assert "ce_only_bm25" not in report["metrics"]  # only the stage's own pool was scored
