@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -195,11 +195,31 @@ class PrunedRerank:
         self.pruner, self.ranker, self.keep, self.final, self.name = pruner, ranker, int(keep), final, name
         self.pairs_scored_ = 0
 
-    def rank(self, query: str, docs: Sequence[Document], first_stage: np.ndarray) -> PrunedRanking:
-        """Rank ``docs`` (the first stage's candidates) given their first-stage scores."""
+    @staticmethod
+    def first_stage_scores(first_stage: np.ndarray | Mapping[str, np.ndarray]) -> np.ndarray:
+        """One score per candidate: the array itself, or from a pipeline's signals mapping its ``bm25``
+        signal (a hybrid first stage), else its only signal; several signals without ``bm25`` are refused."""
+        if isinstance(first_stage, Mapping):
+            if "bm25" in first_stage:
+                return np.asarray(first_stage["bm25"], dtype=np.float64)
+            if len(first_stage) != 1:
+                raise ValueError(f"PrunedRerank: first_stage signals {sorted(first_stage)} have no 'bm25'; "
+                                 "pass one score array per candidate")
+            return np.asarray(next(iter(first_stage.values())), dtype=np.float64)
+        return np.asarray(first_stage, dtype=np.float64)
+
+    def rank(self, query: str, docs: Sequence[Document], first_stage: np.ndarray | Mapping[str, np.ndarray],
+             on_fixed: Callable[[int, Document], None] | None = None) -> PrunedRanking:
+        """Rank ``docs`` (the first stage's candidates) given their first-stage scores.
+
+        ``on_fixed(place, doc)`` is called for each place once it is final (the streaming overlap of
+        :class:`pipeline.Pipeline`): here all kept places are fixed together, after the cross-encoder's
+        one pass over the kept candidates, because each fused score needs every kept logit (z-scores).
+        """
         docs = list(docs)
         if not docs:
             return PrunedRanking([], np.zeros(0, dtype=np.int64), 0, {})
+        first_stage = self.first_stage_scores(first_stage)
         prune, cos = self.pruner.score(query, docs, first_stage)
         by_pruner = np.argsort(-prune, kind="stable")
         kept = by_pruner[: self.keep]
@@ -211,5 +231,9 @@ class PrunedRerank:
         else:
             top = ce
         order = np.concatenate([kept[np.argsort(-top, kind="stable")], by_pruner[self.keep:]])
-        return PrunedRanking([docs[int(i)] for i in order], order, len(kept),
+        ranked = [docs[int(i)] for i in order]
+        if on_fixed is not None:
+            for place in range(len(kept)):
+                on_fixed(place, ranked[place])
+        return PrunedRanking(ranked, order, len(kept),
                              {"pruner": prune, "dense": cos, "ce_kept": ce})
