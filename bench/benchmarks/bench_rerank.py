@@ -286,6 +286,8 @@ def ndcg_diff_vs_naive(variant: dict, naive: dict, qids: Sequence[str], n_boot: 
         raise ValueError(f"ndcg_diff_vs_naive: {len(missing)} of {len(qids)} queries lack a per-query nDCG@10 "
                          f"(first: {missing[:3]}); score every query with every variant")
     d = np.array([variant[q] - naive[q] for q in qids], dtype=np.float64)
+    if d.size < 2:  # no interval from one query
+        return {"ndcg_diff": float(d.mean()), "ndcg_diff_ci95": [float("nan"), float("nan")], "ndcg_bar_met": False}
     ci = bootstrap_interval(d, n_boot=n_boot, seed=seed)
     return {"ndcg_diff": float(d.mean()), "ndcg_diff_ci95": [ci.lower, ci.upper],
             "ndcg_bar_met": bool(d.mean() >= -0.005 and ci.lower >= -0.01)}
@@ -348,7 +350,12 @@ def run_rerank_bench(ds: RetrievalDataset, args: argparse.Namespace) -> tuple[di
     runs = {n: {} for n in names}
     rates, floors = [], []
     policy = TruncationPolicy(int(model.max_length))
-    for qi, qid in enumerate(qids):
+    t_loop, planned = time.perf_counter(), len(qids)
+    for qi, qid in enumerate(list(qids)):
+        if args.time_budget_s and time.perf_counter() - t_loop > args.time_budget_s:
+            log.warning(f"--time-budget-s {args.time_budget_s}: stopping after {qi} of {planned} queries")
+            qids = qids[:qi]
+            break
         query = ds.queries[qid]
         docs, fs = cands[qi]
         texts = [d.full_text() for d in docs]
@@ -374,9 +381,10 @@ def run_rerank_bench(ds: RetrievalDataset, args: argparse.Namespace) -> tuple[di
     rate = float(max(rates)) if rates else float("nan")
     floor_ms = float(np.median(floors)) / (rate * 1e9) * 1000.0 if floors else float("nan")
     metrics: dict[str, dict] = {}
-    per_q = {n: evaluate(ds.qrels, runs[n], ("ndcg@10",), per_query=True)[1]["ndcg@10"] for n in names}
+    qrels = {q: ds.qrels[q] for q in qids if q in ds.qrels}  # the queries run (all, unless --time-budget-s cut them)
+    per_q = {n: evaluate(qrels, runs[n], ("ndcg@10",), per_query=True)[1]["ndcg@10"] for n in names}
     for n in names:
-        nd = evaluate(ds.qrels, runs[n], ("ndcg@10",))["ndcg@10"]
+        nd = evaluate(qrels, runs[n], ("ndcg@10",))["ndcg@10"]
         overlap = float(np.mean([len(set(sorted(runs[n][q], key=runs[n][q].get, reverse=True)[:10])
                                      & set(sorted(runs["naive"][q], key=runs["naive"][q].get, reverse=True)[:10])) / 10
                                  for q in qids])) if "naive" in runs else None
@@ -400,7 +408,8 @@ def run_rerank_bench(ds: RetrievalDataset, args: argparse.Namespace) -> tuple[di
              "adaptive": None if adaptive is None else {
                  "ratio": adaptive.ratio, "how": adaptive_how, "fit_kept_share": getattr(adaptive, "kept_share_", None),
                  "fit_mean_k": getattr(adaptive, "mean_k_", None), "min_k": adaptive.min_k},
-             "first_stage": f"BM25 top {args.k}", "device": args.device,
+             "first_stage": f"BM25 top {args.k}", "device": args.device, "n_queries_run": len(qids),
+             "n_queries_planned": planned,
              "timing": ("NOT VALID: --quality-only run (naive scored by the fp32 length-sorted engine, no floor, "
                         "machine under load); only ndcg@10, ndcg_diff*, top10_overlap_naive count")
                        if args.quality_only else "interleaved per query"}
@@ -447,7 +456,7 @@ def _cmd(args: argparse.Namespace) -> int:
             "ndcg_diff_ci95", "top10_overlap_naive", "pairs_per_query"]
     rows = [{"variant": n, **m, "ndcg_diff_ci95": "[{:+.4f}, {:+.4f}]".format(*m["ndcg_diff_ci95"]) if "ndcg_diff_ci95" in m else ""}
             for n, m in metrics.items()]
-    head = (f"Rerank on {ds.name} ({args.split}, {len(ds.queries)} queries, {extra['first_stage']}), model {args.model}"
+    head = (f"Rerank on {ds.name} ({args.split}, {extra['n_queries_run']} queries, {extra['first_stage']}), model {args.model}"
             f"{', pruner ' + args.pruner if args.pruner else ''}; floor of the naive workload {extra['floor_ms']:.0f} ms "
             f"at {extra['matmul_gflops']:.0f} GFLOP/s (best 1024^3 fp32 matmul in this run)\n\n")
     md = head + markdown_table(rows, cols, floatfmt=".3g")
@@ -474,7 +483,7 @@ def _cmd(args: argparse.Namespace) -> int:
     print(md)
     if args.out:
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
-        config["n_queries"] = len(ds.queries)
+        config["n_queries"] = extra["n_queries_run"]
         png = Path(args.out).with_suffix(".png")
         png.parent.mkdir(parents=True, exist_ok=True)
         pareto_plot(metrics, png, extra["floor_ms"], title=head.split(";")[0])
@@ -524,6 +533,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force-bf16", action="store_true", help="measure bf16 even without native CPU support")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--progress", action="store_true", help="print each query's latencies")
+    p.add_argument("--time-budget-s", type=positive_int, default=None,
+                   help="stop starting queries after this many seconds and report on the queries run (n_queries_run)")
     p.add_argument("--quality-only", action="store_true",
                    help="nDCG@10 / intervals / overlap only: naive's logits from the fp32 length-sorted engine (equal to "
                         "CrossEncoder.predict, less padding), no floor; the latencies in the file are then not valid")
