@@ -160,9 +160,13 @@ def _build_variants(args: argparse.Namespace, model, pruner, adaptive, doc_index
     fns: dict[str, Callable] = {}
     skipped: dict[str, str] = {}
 
-    def by_scores(scorer):
+    dump = getattr(args, "_dump", None)  # --dump-scores: per query, the scores each variant computed
+
+    def by_scores(scorer, name=None):
         def f(q, texts, _fs, _docs=None):
             s = scorer.score_pairs([(q, t) for t in texts])
+            if dump is not None and name:
+                dump.setdefault(q, {})[name] = np.asarray(s, dtype=np.float32)
             return np.argsort(-s, kind="stable"), len(texts)
         return f
 
@@ -199,6 +203,10 @@ def _build_variants(args: argparse.Namespace, model, pruner, adaptive, doc_index
         def f(q, texts, fs, docs):
             before = stack.pairs_scored_
             r = stack.rank(q, docs, fs)
+            if dump is not None and stack.name == "best":
+                dump.setdefault(q, {}).update(pruner=r.signals["pruner"].astype(np.float32), dense=r.signals["dense"].astype(np.float32),
+                                              kept=r.order[: r.kept].copy(), ce_kept=r.signals["ce_kept"].astype(np.float32),
+                                              bm25=np.asarray(fs, dtype=np.float32), ids=[d.id for d in docs])
             return r.order, stack.pairs_scored_ - before
         return f
 
@@ -218,7 +226,7 @@ def _build_variants(args: argparse.Namespace, model, pruner, adaptive, doc_index
             # Quality-only runs score the naive pairs with the fp32 length-sorted engine: the same logits as
             # CrossEncoder.predict (tests/unit/test_rerank_engine.py::test_fp32_engine_matches_crossencoder_predict)
             # for less padding; its latency is not the naive one and is not reported as such.
-            fns[v] = by_scores(RerankEngine(model, "fp32", max_tokens_per_batch=budget, name="naive-scores"))
+            fns[v] = by_scores(RerankEngine(model, "fp32", max_tokens_per_batch=budget, name="naive-scores"), "naive")
         elif v == "naive":
             fns[v] = naive
         elif v == "length":
@@ -451,7 +459,18 @@ def pareto_plot(metrics: dict, out: Path, floor_ms: float | None = None, title: 
 
 def _cmd(args: argparse.Namespace) -> int:
     ds = hotpot_dataset(args.limit, args.seed) if str(args.data) == HOTPOT else load_beir(args.data, args.split).limit(args.limit)
+    if args.dump_scores and not args.quality_only:
+        raise ValueError("--dump-scores needs --quality-only (it stores scores, the timing run stays lean)")
+    args._dump = {} if args.dump_scores else None
     metrics, extra = run_rerank_bench(ds, args)
+    if args.dump_scores:
+        import pickle
+
+        args.dump_scores.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.dump_scores.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump({"queries": {q: ds.queries[q] for q in ds.queries}, "qrels": ds.qrels, "scores": args._dump}, fh)
+        tmp.replace(args.dump_scores)
     cols = ["variant", "p50_ms", "p95_ms", "p99_ms", "speedup_p50", "pairs_per_s", "cpu_s", "ndcg@10", "ndcg_diff",
             "ndcg_diff_ci95", "top10_overlap_naive", "pairs_per_query"]
     rows = [{"variant": n, **m, "ndcg_diff_ci95": "[{:+.4f}, {:+.4f}]".format(*m["ndcg_diff_ci95"]) if "ndcg_diff_ci95" in m else ""}
@@ -482,7 +501,7 @@ def _cmd(args: argparse.Namespace) -> int:
         md += f"\nskipped {v}: {why}\n"
     print(md)
     if args.out:
-        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func", "_dump")}
         config["n_queries"] = extra["n_queries_run"]
         png = Path(args.out).with_suffix(".png")
         png.parent.mkdir(parents=True, exist_ok=True)
@@ -535,6 +554,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--progress", action="store_true", help="print each query's latencies")
     p.add_argument("--time-budget-s", type=positive_int, default=None,
                    help="stop starting queries after this many seconds and report on the queries run (n_queries_run)")
+    p.add_argument("--dump-scores", type=Path, default=None,
+                   help="with --quality-only: write per query the naive logits and best's pruner/cosine/BM25 scores, kept "
+                        "positions and logits (a pickle, for offline sweeps of keep and the final rule)")
     p.add_argument("--quality-only", action="store_true",
                    help="nDCG@10 / intervals / overlap only: naive's logits from the fp32 length-sorted engine (equal to "
                         "CrossEncoder.predict, less padding), no floor; the latencies in the file are then not valid")
