@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -208,13 +208,12 @@ class PrunedRerank:
             return np.asarray(next(iter(first_stage.values())), dtype=np.float64)
         return np.asarray(first_stage, dtype=np.float64)
 
-    def rank(self, query: str, docs: Sequence[Document], first_stage: np.ndarray | Mapping[str, np.ndarray],
-             on_fixed: Callable[[int, Document], None] | None = None) -> PrunedRanking:
+    def rank(self, query: str, docs: Sequence[Document], first_stage: np.ndarray | Mapping[str, np.ndarray]) -> PrunedRanking:
         """Rank ``docs`` (the first stage's candidates) given their first-stage scores.
 
-        ``on_fixed(place, doc)`` is called for each place once it is final (the streaming overlap of
-        :class:`pipeline.Pipeline`): here all kept places are fixed together, after the cross-encoder's
-        one pass over the kept candidates, because each fused score needs every kept logit (z-scores).
+        No place is final before the end (so this stage reports none to the streaming overlap of
+        :class:`pipeline.Pipeline`): each fused score needs every kept logit (z-scores over the kept), and
+        the kept pairs go through the model in one forward pass.
         """
         docs = list(docs)
         if not docs:
@@ -232,8 +231,5 @@ class PrunedRerank:
             top = ce
         order = np.concatenate([kept[np.argsort(-top, kind="stable")], by_pruner[self.keep:]])
         ranked = [docs[int(i)] for i in order]
-        if on_fixed is not None:
-            for place in range(len(kept)):
-                on_fixed(place, ranked[place])
         return PrunedRanking(ranked, order, len(kept),
                              {"pruner": prune, "dense": cos, "ce_kept": ce})

@@ -78,12 +78,17 @@ def _run(stage, mode="stream") -> _Recorder:
     return llm
 
 
-@pytest.mark.parametrize("report", [True, False])
-def test_stream_prefills_passages_in_prompt_order(report):
-    llm = _run(_Reverse(report))
+def test_stream_prefills_passages_in_prompt_order():
+    llm = _run(_Reverse(True))
     # the [system + question] prefix, then 1, 2, 3 passages, each extending the one before
     assert llm.prefills == [(0, None), (1, 0), (2, 1), (3, 2)]
     assert llm.generated_from == 3
+
+
+def test_places_fixed_only_at_return_are_left_to_generate():
+    """A stage that reports nothing while it runs: one pass in generate beats one prefill per passage."""
+    llm = _run(_Reverse(False))
+    assert llm.prefills == [(0, None)] and llm.generated_from == 0
 
 
 def test_prefix_only_overlap_prefills_no_passage():
