@@ -54,7 +54,8 @@ from bench.report import markdown_table, write_results
 from bench.cli.argtypes import fraction, positive_int
 from rerank.backends import BACKENDS
 
-__all__ = ["VARIANTS", "DEFAULT_ADAPTIVE_RATIO", "run_rerank_bench", "pareto_plot", "add_parser"]
+__all__ = ["VARIANTS", "PRECOMPUTED", "HOTPOT", "DEFAULT_ADAPTIVE_RATIO", "run_rerank_bench", "pareto_plot", "add_parser",
+           "hotpot_dataset", "ndcg_diff_vs_naive", "naive_scores"]
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +325,8 @@ def run_rerank_bench(ds: RetrievalDataset, args: argparse.Namespace) -> tuple[di
             registry.resolve(name, "cross-encoder")
     adaptive, adaptive_how = _adaptive_for(args, wanted)
     model = _load_ce(args.model, args.device)
-    pruner = _load_ce(args.pruner, args.device) if args.pruner else None
+    uses_pruner = any(v in wanted for v in ("cascade", "pruner", "best_r1"))
+    pruner = _load_ce(args.pruner, args.device) if args.pruner and uses_pruner else None
     embedder = doc_index = None
     if any(v in wanted for v in PRECOMPUTED):
         from registry import load_embedder
