@@ -45,7 +45,7 @@ import numpy as np
 from rerank.fusion import zsum_scores
 from retrieval.types import Document
 
-__all__ = ["FINALS", "DocVectorIndex", "PrecomputedPruner", "PrunedRanking", "PrunedRerank"]
+__all__ = ["FINALS", "DocVectorIndex", "PrecomputedPruner", "PrunedRanking", "PrunedRerank", "keep_count"]
 
 FINALS = ("fused", "ce")
 
@@ -159,6 +159,19 @@ class PrecomputedPruner:
         return zsum_scores({"dense": cos, "first_stage": fs}, {"first_stage": self.first_stage_weight}), cos
 
 
+def keep_count(prune: np.ndarray, keep: int, gap: float | None = None, min_keep: int = 1) -> int:
+    """How many candidates go to the model: ``keep``, or with ``gap`` the candidates whose pruner z-score is
+    within ``gap`` standard deviations of the top one, clipped to ``[min_keep, keep]`` (a per-query count
+    read off the pruner's score distribution: a clear head passes few, a flat one up to ``keep``)."""
+    n = len(prune)
+    if gap is None:
+        return min(keep, n)
+    p = np.asarray(prune, dtype=np.float64)
+    sd = p.std()
+    z = (p - p.mean()) / sd if sd > 0 else np.zeros_like(p)
+    return int(np.clip(int((z >= z.max() - gap).sum()), min(min_keep, keep, n), min(keep, n)))
+
+
 class PrunedRanking(NamedTuple):
     """Candidates best first (``documents``, ``order`` into the input), the kept count and each signal."""
 
@@ -174,7 +187,9 @@ class PrunedRerank:
     Args:
         pruner: a :class:`PrecomputedPruner`.
         ranker: the cross-encoder scorer (anything with ``score_pairs``: a :class:`rerank.RerankEngine`).
-        keep: candidates passed to the cross-encoder.
+        keep: candidates passed to the cross-encoder (the most, with ``gap``).
+        gap / min_keep: optional per-query count (:func:`keep_count`): the candidates within ``gap`` pruner
+            standard deviations of the top one, at least ``min_keep``.
         final: ``"fused"`` (z-score CombSUM of the logit, the first-stage score and the cosine over the
             kept candidates, the fused stage's rule) or ``"ce"`` (the logit alone).
         name: shown in reports.
@@ -183,7 +198,7 @@ class PrunedRerank:
     """
 
     def __init__(self, pruner: PrecomputedPruner, ranker: Any, keep: int = 20, final: str = "fused",
-                 name: str = "best") -> None:
+                 name: str = "best", gap: float | None = None, min_keep: int = 8) -> None:
         if not isinstance(pruner, PrecomputedPruner):
             raise TypeError(f"PrunedRerank: pruner must be a PrecomputedPruner, got {type(pruner).__name__}")
         if not hasattr(ranker, "score_pairs"):
@@ -192,7 +207,12 @@ class PrunedRerank:
             raise ValueError(f"PrunedRerank: keep must be an int >= 1, got {keep!r}")
         if final not in FINALS:
             raise ValueError(f"PrunedRerank: final must be one of {', '.join(FINALS)}, got {final!r}")
+        if gap is not None and (not np.isfinite(gap) or gap <= 0):
+            raise ValueError(f"PrunedRerank: gap must be a positive number of standard deviations or None, got {gap!r}")
+        if not isinstance(min_keep, (int, np.integer)) or min_keep < 1:
+            raise ValueError(f"PrunedRerank: min_keep must be an int >= 1, got {min_keep!r}")
         self.pruner, self.ranker, self.keep, self.final, self.name = pruner, ranker, int(keep), final, name
+        self.gap, self.min_keep = gap, int(min_keep)
         self.pairs_scored_ = 0
 
     @staticmethod
@@ -221,7 +241,8 @@ class PrunedRerank:
         first_stage = self.first_stage_scores(first_stage)
         prune, cos = self.pruner.score(query, docs, first_stage)
         by_pruner = np.argsort(-prune, kind="stable")
-        kept = by_pruner[: self.keep]
+        n_keep = keep_count(prune, self.keep, self.gap, self.min_keep)
+        kept = by_pruner[:n_keep]
         ce = np.asarray(self.ranker.score_pairs([(query, docs[int(i)].full_text()) for i in kept]), dtype=np.float64)
         self.pairs_scored_ += len(kept)
         if self.final == "fused":
@@ -229,7 +250,7 @@ class PrunedRerank:
             top = zsum_scores({"ce": ce, "first_stage": fs[kept], "dense": cos[kept]})
         else:
             top = ce
-        order = np.concatenate([kept[np.argsort(-top, kind="stable")], by_pruner[self.keep:]])
+        order = np.concatenate([kept[np.argsort(-top, kind="stable")], by_pruner[n_keep:]])
         ranked = [docs[int(i)] for i in order]
         return PrunedRanking(ranked, order, len(kept),
                              {"pruner": prune, "dense": cos, "ce_kept": ce})

@@ -121,7 +121,7 @@ def best_stack(model: Model, pruner: Model | None = None, *, adaptive: AdaptiveC
 def best_precomputed_stack(model: Model, embedder: Any, doc_index: Any, *, keep: int = PRECOMPUTED_KEEP,
                            backend: str = PRECOMPUTED_BACKEND, final: str = "fused",
                            max_tokens_per_batch: int = TOKEN_BUDGET, cache_dir: Path | str | None = None,
-                           name: str = "best"):
+                           name: str = "best", gap: float | None = None, min_keep: int = 8):
     """``best`` (second round): ``PrunedRerank(PrecomputedPruner(embedder, doc_index), model engine, keep, final)``.
 
     ``doc_index`` is a :class:`rerank.precomputed.DocVectorIndex` built with ``embedder`` (same
@@ -132,7 +132,8 @@ def best_precomputed_stack(model: Model, embedder: Any, doc_index: Any, *, keep:
     _check_backend("best_precomputed_stack: backend", backend)
     ranker = RerankEngine(_cross_encoder(model, "best_precomputed_stack: model"), backend,
                           max_tokens_per_batch=max_tokens_per_batch, cache_dir=cache_dir)
-    return PrunedRerank(PrecomputedPruner(embedder, doc_index), ranker, keep=keep, final=final, name=name)
+    return PrunedRerank(PrecomputedPruner(embedder, doc_index), ranker, keep=keep, final=final, name=name,
+                        gap=gap, min_keep=min_keep)
 
 
 def fastest_stack(model: Model, adaptive: AdaptiveCandidateCount, *, backend: str = FASTEST_BACKEND,

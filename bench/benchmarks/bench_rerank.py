@@ -267,7 +267,8 @@ def _build_variants(args: argparse.Namespace, model, pruner, adaptive, doc_index
         elif v in ("best", "best_ce"):
             fns[v] = precomputed_fn(best_precomputed_stack(
                 model, embedder, doc_index, keep=args.best_keep, backend=args.best_backend,
-                final="ce" if v == "best_ce" else args.best_final, max_tokens_per_batch=budget, name=v))
+                final="ce" if v == "best_ce" else args.best_final, max_tokens_per_batch=budget, name=v,
+                gap=args.best_gap, min_keep=args.best_min_keep))
         elif v == "onnx_peer":
             fns[v] = by_scores(RerankEngine(model, "onnx", length_sort=False, max_batch=32))
     return fns, skipped
@@ -548,6 +549,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="best/best_ce: the model's backend (bf16 keeps its ranking best where the CPU has native bf16; "
                         "cuda-bf16/cuda-fp16 on a GPU)")
     p.add_argument("--best-keep", type=positive_int, default=20, help="best/best_ce: candidates the precomputed pruner passes to the model")
+    p.add_argument("--best-gap", type=float, default=None,
+                   help="best/best_ce: per-query count, the candidates within this many pruner standard deviations of the "
+                        "top one (at most --best-keep, at least --best-min-keep); default: --best-keep for every query")
+    p.add_argument("--best-min-keep", type=positive_int, default=8, help="best/best_ce with --best-gap: fewest candidates kept")
     p.add_argument("--best-final", default="fused", choices=["fused", "ce"],
                    help="best: final order of the kept candidates (fused: logit + BM25 + cosine z-sum, the fused stage's rule)")
     p.add_argument("--embedder", default="minilm", help="best/best_ce/dense_pruner: the embedder whose document vectors are precomputed")

@@ -79,11 +79,9 @@ def sweep(dump: dict, keeps: list[int], gaps: list[float], min_keep: int = 8) ->
         for final in ("fused", "ce"):
             row(f"keep={k}", {q: k for q in qids}, final)
     for g in gaps:
-        per = {}
-        for q in qids:
-            p = np.asarray(recs[q]["pruner"], dtype=np.float64)
-            z = (p - p.mean()) / (p.std() or 1.0)
-            per[q] = int(np.clip((z >= z.max() - g).sum(), min(min_keep, dumped), dumped))
+        from rerank.precomputed import keep_count
+
+        per = {q: keep_count(np.asarray(recs[q]["pruner"]), dumped, g, min_keep) for q in qids}  # as PrunedRerank(gap=g)
         for final in ("fused", "ce"):
             row(f"gap={g:g}", per, final)
     return out

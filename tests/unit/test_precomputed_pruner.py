@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from rerank.precomputed import DocVectorIndex, PrecomputedPruner, PrunedRerank
+from rerank.precomputed import DocVectorIndex, PrecomputedPruner, PrunedRerank, keep_count
 from retrieval.types import Document
 
 DOCS = [Document(f"d{i}", t) for i, t in enumerate([
@@ -137,3 +137,26 @@ def test_best_bad_arguments(tmp_path):
         PrunedRerank(pruner, object())
     with pytest.raises(TypeError, match="PrecomputedPruner"):
         PrunedRerank(object(), _Overlap())
+
+
+def test_keep_count_per_query_from_the_pruner_distribution():
+    head = np.array([9.0, 1.0, 1.1, 0.9, 1.0, 1.2, 0.8, 1.0, 1.1, 0.9])  # one clear winner
+    flat = np.linspace(1.0, 1.1, 10)
+    assert keep_count(head, 6) == 6  # no gap: the fixed keep
+    assert keep_count(head, 6, gap=1.0, min_keep=2) == 2  # a clear head passes few (clipped to min_keep)
+    assert keep_count(flat, 6, gap=1.0, min_keep=2) == 3  # z-scores of an even spread: 3 within 1 sd of the top
+    assert keep_count(flat, 6, gap=3.5, min_keep=2) == 6  # a wide gap passes up to keep
+    assert keep_count(np.ones(4), 6, gap=1.0, min_keep=2) == 4  # constant scores: all, capped by the list
+
+
+def test_best_with_gap_scores_the_per_query_count(tmp_path):
+    emb = _HashEmbedder()
+    pruner = PrecomputedPruner(emb, DocVectorIndex.build(emb, DOCS, cache_dir=tmp_path))
+    ranker = _Overlap()
+    best = PrunedRerank(pruner, ranker, keep=5, gap=0.5, min_keep=2)
+    fs = np.array([50.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    r = best.rank("vitamin c scurvy", DOCS, fs)
+    prune, _ = pruner.score("vitamin c scurvy", DOCS, fs)
+    assert r.kept == keep_count(prune, 5, 0.5, 2) == ranker.seen[0] and 2 <= r.kept <= 5
+    with pytest.raises(ValueError, match="gap"):
+        PrunedRerank(pruner, ranker, gap=0.0)
