@@ -34,9 +34,13 @@ def _run_from(ids, order) -> dict[str, float]:
 def _best_order(rec: dict, keep: int, final: str) -> np.ndarray:
     from rerank.fusion import zsum_scores
 
-    kept = np.asarray(rec["kept"])  # dumped kept positions, in best's final order; re-derive the pruner's top `keep`
+    # the dumped logits are in the pruner's order of the kept candidates (PrunedRerank's signals["ce_kept"])
     by_pruner = np.argsort(-np.asarray(rec["pruner"], dtype=np.float64), kind="stable")
-    logit = dict(zip(kept.tolist(), np.asarray(rec["ce_kept"], dtype=np.float64)))
+    ce_kept = np.asarray(rec["ce_kept"], dtype=np.float64)
+    if set(by_pruner[: len(ce_kept)].tolist()) != set(np.asarray(rec["kept"]).tolist()):
+        raise ValueError("probe_best_keep: the dumped pruner scores do not reproduce the kept set (ties rounded by "
+                         "the float32 dump?); dump again")
+    logit = dict(zip(by_pruner[: len(ce_kept)].tolist(), ce_kept))
     top = by_pruner[:keep]
     ce = np.array([logit[int(j)] for j in top])
     if final == "fused":
