@@ -143,11 +143,26 @@ class TransformersBackend:
         cut = text.rfind(head) + len(head)
         return self.tokenizer(text[:cut], add_special_tokens=False)["input_ids"]
 
-    def prefill(self, prompt: Messages | str | Sequence[int]) -> Prefix:
+    def prompt_through_passages(self, messages: Messages) -> list[int]:
+        """Token ids of the chat-templated prompt cut after its last passage block: the question-first
+        prompt's [system + question + passages so far] part, before the closing question. The streaming
+        overlap (``Pipeline(overlap_prefill="stream")``) prefills it one passage at a time."""
+        msgs = [dict(m) for m in messages]
+        head, sep, _ = msgs[-1]["content"].rpartition("\n\nQuestion:")
+        if not sep or "\n\nPassages:" not in head:
+            raise ValueError("prompt_through_passages: the last message needs a 'Passages:' block followed by "
+                             "'\n\nQuestion:'; build it with question_first=True and at least one passage")
+        text = self.tokenizer.apply_chat_template(msgs[:-1] + [{"role": msgs[-1]["role"], "content": head}], tokenize=False)
+        cut = text.rfind(head) + len(head)
+        return self.tokenizer(text[:cut], add_special_tokens=False)["input_ids"]
+
+    def prefill(self, prompt: Messages | str | Sequence[int], prefix: Prefix | None = None) -> Prefix:
         """Run the prompt (or a prefix of a later prompt) through the model and keep its KV cache.
 
         Pass the result to :meth:`generate` as ``prefix=``: only the tokens after the longest common
-        prefix are then computed. This is what overlaps LLM prefill with reranking (VIII).
+        prefix are then computed. This is what overlaps LLM prefill with reranking (VIII). With
+        ``prefix`` (an earlier :meth:`prefill` of a shorter prompt) only the tokens after the common
+        part are computed here too: the streaming overlap extends the prefix one passage at a time.
         """
         import torch
 
@@ -159,7 +174,9 @@ class TransformersBackend:
             ids = self.encode_prompt(prompt)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1)
+            past, n = self._reuse(ids, prefix)
+            out = self.model(input_ids=torch.tensor([ids[n:]], device=self.device), use_cache=True, logits_to_keep=1,
+                             **({"cache": past} if past is not None else {}))
         return Prefix(ids, out.cache, time.perf_counter() - t0)
 
     def _reuse(self, ids: list[int], prefix: Prefix | None):

@@ -85,6 +85,42 @@ def _timed(timings: list[StageTiming], stage: str, counts: dict) -> Iterator[dic
     timings.append(StageTiming(stage, time.perf_counter() - w0, time.process_time() - c0, dict(counts)))
 
 
+def _accepts(fn: Callable, name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class _PassageStream:
+    """The streaming overlap's chain: each context passage, once its place is fixed, extends the prefilled
+    prompt on the prefill thread (places in prompt order; a place reported early waits for those before it)."""
+
+    def __init__(self, pipe: "Pipeline", query: str, history, first) -> None:
+        self.pipe, self.query, self.history = pipe, query, history
+        self.last = first  # future of the newest prefix in the chain
+        self.placed: dict[int, Document] = {}
+        self.sent = 0
+
+    def fixed(self, place: int, doc: Document) -> None:
+        """The stage fixed ``doc`` at ``place`` (0 = top); submit every passage now contiguous from the top."""
+        if place >= self.pipe.context_k or place in self.placed:
+            return
+        self.placed[place] = doc
+        while self.sent in self.placed:
+            self.sent += 1
+            passages = [self.placed[i] for i in range(self.sent)]
+            prev, llm = self.last, self.pipe.llm
+
+            def extend(prev=prev, passages=passages):
+                ids = llm.prompt_through_passages(self.pipe._messages(self.query, passages, self.history))
+                return llm.prefill(ids, prefix=prev.result())
+
+            self.last = self.pipe._prefill_pool.submit(extend)
+
+
 class Pipeline:
     """``Pipeline(retriever, llm, reranker=None).index(corpus).run(query)``.
 
@@ -108,7 +144,12 @@ class Pipeline:
         overlap_prefill: prefill [system + question] on a second thread while the reranker runs, then
             continue from that KV cache (needs a backend with ``prefill``/``prompt_prefix``; the prompt is
             question-first). The fix for Reranker on the Request Path (VIII) that takes work off the
-            critical path rather than making it smaller.
+            critical path rather than making it smaller. ``"stream"``: as ``True``, and the prefill thread
+            then continues with each context passage as soon as the rerank stage has fixed its place,
+            while the stage is still running (in prompt order; a stage whose ``rank`` takes ``on_fixed``
+            reports places as it fixes them); places fixed only when the stage returns are left to
+            ``generate``, which prefills them in one pass (needs ``prompt_through_passages`` too; ``bench pipeline --stream-overlap``
+            measures its TTFT against the prefix-only overlap, paired).
         order: context order of the passages (:data:`generate.ordering.ORDERS`; ``"curve"`` needs ``curve``).
         gate: optional :class:`generate.gate.FaithfulnessGate`; its verdict is returned, and with
             ``gate_policy`` other than ``"none"`` the policy's answer replaces a failing one (II).
@@ -127,8 +168,13 @@ class Pipeline:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
         if gate_policy not in POLICIES:
             raise ValueError(f"gate_policy must be one of {', '.join(POLICIES)}, got {gate_policy!r}")
+        if overlap_prefill not in (False, True, "stream"):
+            raise ValueError(f"overlap_prefill must be False, True or 'stream', got {overlap_prefill!r}")
         if overlap_prefill and not hasattr(llm, "prefill"):
             raise ValueError(f"overlap_prefill needs a backend with prefill(); {type(llm).__name__} has none")
+        if overlap_prefill == "stream" and not hasattr(llm, "prompt_through_passages"):
+            raise ValueError(f"overlap_prefill='stream' needs a backend with prompt_through_passages(); "
+                             f"{type(llm).__name__} has none (use overlap_prefill=True)")
         if reranker is not None and not isinstance(reranker, FusedRerankStage):
             if fuse and hasattr(reranker, "score_pairs"):
                 reranker = FusedRerankStage(reranker)
@@ -137,7 +183,8 @@ class Pipeline:
         self.retriever, self.llm, self.reranker = retriever, llm, reranker
         self.retrieve_k, self.context_k = retrieve_k, context_k
         self.max_new_tokens, self.max_words_per_passage = max_new_tokens, max_words_per_passage
-        self.overlap_prefill, self.order, self.curve = overlap_prefill, order, curve
+        self.overlap_prefill, self.order, self.curve = bool(overlap_prefill), order, curve
+        self.stream_prefill = overlap_prefill == "stream"
         self.gate, self.gate_policy = gate, gate_policy
         self.corpus: list[Document] = []
         self._prefill_pool = ThreadPoolExecutor(1, thread_name_prefix="prefill") if overlap_prefill else None
@@ -172,13 +219,14 @@ class Pipeline:
         return cands, signals
 
     def _rerank(self, query: str, cands: list[Document], signals: dict[str, np.ndarray],
-                timings: list[StageTiming]) -> list[Document]:
+                timings: list[StageTiming], on_fixed: Callable[[int, Document], None] | None = None) -> list[Document]:
         if self.reranker is None or not cands:
             return cands
         with _timed(timings, "rerank", {"pairs": len(cands)}):
-            if isinstance(self.reranker, FusedRerankStage):
-                return self.reranker.rank(query, cands, signals).documents
-            return self.reranker.rank(query, cands).documents
+            extra = {"on_fixed": on_fixed} if on_fixed is not None and _accepts(self.reranker.rank, "on_fixed") else {}
+            if isinstance(self.reranker, FusedRerankStage) or _accepts(self.reranker.rank, "first_stage"):
+                return self.reranker.rank(query, cands, signals, **extra).documents  # e.g. rerank.PrunedRerank
+            return self.reranker.rank(query, cands, **extra).documents
 
     def rank(self, query: str) -> list[Document]:
         """The first stage's candidates in the rerank stage's order (no LLM call): what ``run`` answers from."""
@@ -213,12 +261,18 @@ class Pipeline:
             # The [system + history + question] prefix does not depend on the passages: start it now.
             probe = self._messages(query, [Document("-", "-")], history)
             prefix_fut = self._prefill_pool.submit(lambda: self.llm.prefill(self.llm.prompt_prefix(probe)))
-        cands = self._rerank(query, cands, signals, timings)
+        stream = _PassageStream(self, query, history, prefix_fut) if self.stream_prefill and self.order == "rank" else None
+        cands = self._rerank(query, cands, signals, timings, on_fixed=stream.fixed if stream else None)
+        if stream is not None:
+            # Places the stage did not report while it ran are left to generate: one forward over them is cheaper
+            # than one per passage (measured: 3 extensions cost ~25% more than one pass) and nothing is left to overlap.
+            prefix_fut = stream.last
         prefix = None
         if prefix_fut is not None:
             with _timed(timings, "prefix_wait", {}) as c:
                 prefix = prefix_fut.result()
-                c.update(prefix_tokens=len(prefix.ids), prefix_prefill_s=round(prefix.prefill_s, 4))
+                c.update(prefix_tokens=len(prefix.ids), prefix_prefill_s=round(prefix.prefill_s, 4),
+                         streamed_passages=stream.sent if stream is not None else 0)
         passages = reorder(cands[: self.context_k], self.order, self.curve)
         with _timed(timings, "generate", {}) as c:
             messages = self._messages(query, passages, history)

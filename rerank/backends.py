@@ -8,8 +8,10 @@ backend is checked against the fp32 scores by rank agreement (:mod:`rerank.agree
 ``tests/unit/test_rerank_backends.py``), and ``ragfix bench rerank`` measures its latency and nDCG@10.
 
 Backends take already padded ``int64`` arrays (``input_ids``, ``attention_mask``, optional
-``token_type_ids``) and return one float32 logit per row. Left out: static (calibrated) int8
-quantization and fp16 (no CPU kernels worth having).
+``token_type_ids``) and return one float32 logit per row. ``cuda-bf16`` / ``cuda-fp16`` run the same
+torch model on a CUDA GPU under autocast (refused, with the reason, where torch sees no GPU; the GPU
+figures come from ``scripts/gpu_bench.sh`` and are not measured yet). Left out: static (calibrated)
+int8 quantization and fp16 on CPU (no CPU kernels worth having).
 
 Example:
     >>> fwd = make_backend(cross_encoder.model, "int8")            # doctest: +SKIP
@@ -25,9 +27,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["BACKENDS", "Backend", "make_backend", "cpu_has_native_bf16", "bf16_refusal", "resolve_backend", "export_onnx"]
+__all__ = ["BACKENDS", "CUDA_BACKENDS", "cuda_refusal", "Backend", "make_backend", "cpu_has_native_bf16", "bf16_refusal", "resolve_backend", "export_onnx"]
 
-BACKENDS = ("fp32", "bf16", "int8", "onnx", "onnx-int8")
+BACKENDS = ("fp32", "bf16", "int8", "onnx", "onnx-int8", "cuda-bf16", "cuda-fp16")
+CUDA_BACKENDS = ("cuda-bf16", "cuda-fp16")
 
 Backend = Callable[[np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]
 
@@ -62,12 +65,27 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
+def cuda_refusal() -> str | None:
+    """Why a ``cuda-*`` backend cannot run here, or ``None`` when torch sees a CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    return "torch sees no CUDA device (torch.cuda.is_available() is False); use fp32, bf16 or onnx-int8 on CPU"
+
+
 class _TorchBackend:
     def __init__(self, model: Any, mode: str) -> None:
         import torch
 
         self.mode = mode
         model = model.eval()
+        if mode in CUDA_BACKENDS:
+            why = cuda_refusal()
+            if why:
+                raise RuntimeError(f"backend {mode}: {why}")
+            # A copy on the GPU, so a CPU model passed in stays usable on the CPU beside it.
+            model = model if next(model.parameters()).is_cuda else copy.deepcopy(model).to("cuda")
         if mode == "int8":
             from torch.ao.quantization import quantize_dynamic
 
@@ -85,8 +103,9 @@ class _TorchBackend:
         if token_type_ids is not None:
             feed["token_type_ids"] = torch.from_numpy(token_type_ids).to(self.device)
         with torch.inference_mode():
-            if self.mode == "bf16":
-                with torch.autocast(self.device.type, dtype=torch.bfloat16):
+            if self.mode in ("bf16", "cuda-bf16", "cuda-fp16"):
+                dtype = torch.float16 if self.mode == "cuda-fp16" else torch.bfloat16
+                with torch.autocast(self.device.type, dtype=dtype):
                     logits = self.model(**feed).logits
             else:
                 logits = self.model(**feed).logits
@@ -179,12 +198,13 @@ def make_backend(model: Any, backend: str = "fp32", cache_dir: Path | str | None
         model: e.g. ``sentence_transformers.CrossEncoder(...).model``.
         backend: one of ``BACKENDS``: ``fp32``, ``bf16`` (torch autocast), ``int8`` (torch dynamic
             quantization of Linear layers), ``onnx`` (ONNX Runtime fp32), ``onnx-int8`` (ONNX Runtime
-            dynamic int8).
+            dynamic int8), ``cuda-bf16`` / ``cuda-fp16`` (torch autocast on a CUDA GPU; ``RuntimeError``
+            without one).
         cache_dir: where ONNX exports are kept (default ``$RAGFIX_CACHE/onnx``).
         threads: ONNX Runtime intra-op threads (torch backends use ``torch.set_num_threads``).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend in ("fp32", "bf16", "int8"):
+    if backend in ("fp32", "bf16", "int8", *CUDA_BACKENDS):
         return _TorchBackend(model, backend)
     return _OnnxBackend(model, quantize=backend == "onnx-int8", cache_dir=cache_dir, threads=threads)

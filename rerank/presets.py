@@ -13,6 +13,11 @@ paths to CrossEncoder folders, never registry names or CLI arguments.
 - :func:`best_stack`: the cascade. The pruner (2-layer) on ``pruner_backend`` scores all K, the
   model on ``backend`` ranks the ``keep`` best, length-aware token-budget batches; without a
   pruner, the adaptive candidate count in front of the model instead.
+- :func:`best_precomputed_stack`: the second round's ``best`` (issue 21): the precomputed pruner
+  (:class:`rerank.precomputed.PrecomputedPruner`: query embedding against index-time document vectors,
+  z-fused with the first-stage score) over all K, the model on ``backend`` (bf16, the one precision that
+  kept the ranking) over the ``keep`` best, final order by the fused stage's rule over them (or the
+  logit alone, ``final="ce"``).
 - :func:`fastest_stack`: the adaptive candidate count (fitted on a training split) in front of the
   model on ``backend`` (ONNX int8), length-aware batches; below the cut the first stage's order stays.
 
@@ -36,12 +41,15 @@ from rerank.cascade import CascadeReranker
 from rerank.engine import RerankEngine
 from rerank.stage import FusedRerankStage, FusionRule
 
-__all__ = ["BEST_BACKEND", "FASTEST_BACKEND", "BEST_KEEP", "TOKEN_BUDGET", "rerank_stage", "best_stack", "fastest_stack"]
+__all__ = ["BEST_BACKEND", "FASTEST_BACKEND", "BEST_KEEP", "TOKEN_BUDGET", "PRECOMPUTED_BACKEND", "PRECOMPUTED_KEEP",
+           "rerank_stage", "best_stack", "best_precomputed_stack", "fastest_stack"]
 
 BEST_BACKEND = "onnx-int8"
 FASTEST_BACKEND = "onnx-int8"
 BEST_KEEP = 20
 TOKEN_BUDGET = 4096
+PRECOMPUTED_BACKEND = "bf16"
+PRECOMPUTED_KEEP = 20
 
 Model = Any  # a sentence_transformers.CrossEncoder, or a str / Path to a CrossEncoder folder
 
@@ -108,6 +116,24 @@ def best_stack(model: Model, pruner: Model | None = None, *, adaptive: AdaptiveC
     if adaptive is None:
         raise ValueError("best_stack: pass a pruner model (the cascade) or a fitted AdaptiveCandidateCount as adaptive=")
     return AdaptiveReranker(ranker, adaptive, name="best")
+
+
+def best_precomputed_stack(model: Model, embedder: Any, doc_index: Any, *, keep: int = PRECOMPUTED_KEEP,
+                           backend: str = PRECOMPUTED_BACKEND, final: str = "fused",
+                           max_tokens_per_batch: int = TOKEN_BUDGET, cache_dir: Path | str | None = None,
+                           name: str = "best", gap: float | None = None, min_keep: int = 8):
+    """``best`` (second round): ``PrunedRerank(PrecomputedPruner(embedder, doc_index), model engine, keep, final)``.
+
+    ``doc_index`` is a :class:`rerank.precomputed.DocVectorIndex` built with ``embedder`` (same
+    fingerprint, else ``ValueError``). Returns an object with ``rank(query, docs, first_stage_scores)``.
+    """
+    from rerank.precomputed import PrecomputedPruner, PrunedRerank
+
+    _check_backend("best_precomputed_stack: backend", backend)
+    ranker = RerankEngine(_cross_encoder(model, "best_precomputed_stack: model"), backend,
+                          max_tokens_per_batch=max_tokens_per_batch, cache_dir=cache_dir)
+    return PrunedRerank(PrecomputedPruner(embedder, doc_index), ranker, keep=keep, final=final, name=name,
+                        gap=gap, min_keep=min_keep)
 
 
 def fastest_stack(model: Model, adaptive: AdaptiveCandidateCount, *, backend: str = FASTEST_BACKEND,

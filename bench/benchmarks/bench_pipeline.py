@@ -41,7 +41,7 @@ import numpy as np
 
 from bench.cli.argtypes import positive_int
 
-__all__ = ["add_parser", "run_pipeline_bench"]
+__all__ = ["add_parser", "run_pipeline_bench", "run_stream_bench"]
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +251,72 @@ def run_pipeline_bench(args: argparse.Namespace) -> dict:
             "torch_threads": 1, "cross_request_threads": os.cpu_count(), "queries": len(queries)}
 
 
+def run_stream_bench(args: argparse.Namespace) -> dict:
+    """``--stream-overlap``: TTFT of the streaming overlap against the prefix-only overlap, paired (issue 21, item 4).
+
+    Both pipelines run the same rerank stage, ``best`` (:func:`rerank.presets.best_precomputed_stack`: the
+    precomputed pruner over BM25's top ``--k``, reranker-l6 on ``--best-backend`` over ``--best-keep``, fused
+    order), and the same LLM; they differ only in ``overlap_prefill`` (``True``: the [system + history +
+    question] prefix prefilled during the rerank; ``"stream"``: that, then each passage prefilled as soon as
+    its place is fixed). Requests interleaved one by one, the order rotated; per-request TTFT differences
+    with a bootstrap 95% interval (``stream_saving``: prefix-only minus streaming, > 0 = streaming faster).
+    """
+    import torch
+
+    from data import load_beir
+    from pipeline import Pipeline
+    from registry import load_cross_encoder, load_embedder, load_llm
+    from rerank.precomputed import DocVectorIndex
+    from rerank.presets import best_precomputed_stack
+    from retrieval.retrievers import BM25Retriever
+
+    torch.set_num_threads(1)  # one core for the reranker, one for the LLM (see the module docstring)
+    ds = load_beir(args.data, "test").limit(args.limit)
+    queries = [ds.queries[q] for q in ds.queries]
+    emb = load_embedder(args.embedder)
+    t0 = time.perf_counter()
+    index = DocVectorIndex.build(emb, ds.corpus)
+    index_s = time.perf_counter() - t0
+    best = best_precomputed_stack(getattr(load_cross_encoder(args.model), "model", None), emb, index,
+                                  keep=args.best_keep, backend=args.best_backend)
+    llm = load_llm(args.llm)
+    bm25 = BM25Retriever()
+    common = dict(retrieve_k=args.k, context_k=args.context_k, max_new_tokens=args.max_new_tokens)
+    pipes = {"prefix": Pipeline(bm25, llm, best, overlap_prefill=True, **common).index(ds.corpus),
+             "stream": Pipeline(bm25, llm, best, overlap_prefill="stream", **common)}
+    pipes["stream"].corpus = pipes["prefix"].corpus  # share the indexed retriever
+    for p in pipes.values():  # warm-up
+        p.run(queries[0])
+    # The streamed answer must be the non-streamed one (same prompt, same greedy decode).
+    same = all(pipes["prefix"].run(q).answer == pipes["stream"].run(q).answer for q in queries[:2])
+    metrics: dict = {}
+    for words in [int(w) for w in args.history_words.split(",") if w.strip()]:
+        hist = _histories(len(queries), words) if words else None
+        log.info(f"prefix-only vs streaming overlap, {words} words of history, interleaved ...")
+        row = _drive_interleaved(pipes, queries, hist)
+        row["stream_saving"] = _paired_saving(row["prefix"], row["stream"])
+        metrics[f"history{words}"] = row
+    for p in pipes.values():
+        p.close()
+    return {"metrics": metrics, "answers_equal": same, "index_s": index_s, "index_from_cache": index.from_cache,
+            "config": {k: getattr(args, k) for k in ("model", "embedder", "best_keep", "best_backend", "llm", "k",
+                                                      "context_k", "limit", "max_new_tokens", "history_words")},
+            "torch_threads": 1, "queries": len(queries)}
+
+
+def stream_markdown(r: dict, command: str) -> str:
+    lines = ["| history words | TTFT p50 prefix-only ms | TTFT p50 streaming ms | paired saving per request, mean [95% CI] ms "
+             "| requests faster |", "|---|---|---|---|---|"]
+    for key, m in r["metrics"].items():
+        ps = m["stream_saving"]
+        lines.append(f"| {key[len('history'):]} | {m['prefix']['ttft']['p50_ms']:.0f} | {m['stream']['ttft']['p50_ms']:.0f} | "
+                     f"{ps['mean_ms']:.1f} [{ps['mean_ci_ms'][0]:.1f}, {ps['mean_ci_ms'][1]:.1f}] | "
+                     f"{ps['requests_faster']}/{ps['requests']} |")
+    lines += ["", f"Streamed answers equal the prefix-only ones: {r['answers_equal']}.",
+              f"Command: `{command}` ({r['queries']} SciFact test claims, interleaved request by request, torch 1 thread per op)."]
+    return "\n".join(lines) + "\n"
+
+
 def markdown(r: dict, command: str) -> str:
     lines = ["| variant | concurrency | TTFT p50 ms | TTFT p95 ms | total p50 ms | total p95 ms | req/s |", "|---|---|---|---|---|---|---|"]
     for name, per in r["metrics"].items():
@@ -288,9 +354,9 @@ def _cmd(args: argparse.Namespace) -> int:
 
     from bench.report import write_results
 
-    r = run_pipeline_bench(args)
+    r = run_stream_bench(args) if args.stream_overlap else run_pipeline_bench(args)
     out = Path(args.out)
-    md = markdown(r, "ragfix " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    md = (stream_markdown if args.stream_overlap else markdown)(r, "ragfix " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     write_results(out, r["config"], r["metrics"], markdown=md,
                   **{k: v for k, v in r.items() if k not in ("metrics", "config")})
     print(md)
@@ -317,5 +383,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="overlap sweep at concurrency 1: words of real chat history (HaluEval dialogue) before each question")
     p.add_argument("--rounds", type=positive_int, default=1, help="blocks per variant at concurrency > 1 (median round reported)")
     p.add_argument("--rerank-rounds", type=positive_int, default=3, help="alternating per-request / cross-request rounds (median)")
+    p.add_argument("--stream-overlap", action="store_true",
+                   help="only the streaming-overlap comparison (prefix-only vs streaming, paired TTFT, the `best` rerank "
+                        "stage); --history-words gives its sweep")
+    p.add_argument("--embedder", default="minilm", help="--stream-overlap: the precomputed pruner's embedder")
+    p.add_argument("--best-keep", type=positive_int, default=20, help="--stream-overlap: candidates `best` passes to the model")
+    p.add_argument("--best-backend", default="bf16", help="--stream-overlap: `best`'s cross-encoder backend")
     p.add_argument("--out", default="results/pipeline.json")
     p.set_defaults(func=_cmd)

@@ -10,6 +10,7 @@ kind of work on the same threads, so load on the machine slows both alike:
 | ``microbatcher_4x4`` | four threads submitting 4 pairs each to one ``MicroBatcher`` | four threads, each a raw forward of a 4 x 64 batch under one lock |
 | ``plan_batches_20k`` | ``plan_batches`` over 20,000 lengths (numpy sort + a Python loop) | a stable numpy argsort of the lengths + a Python loop over them |
 | ``fuse_zscore_100`` | ``rerank.fusion`` z-score CombSUM of three score lists over 100 candidates | numpy z-scores of three arrays of 100 |
+| ``best_pruned_100`` | ``best`` (:class:`rerank.precomputed.PrunedRerank`) over 100 candidates: query encoding, index lookups, pruner fusion, the engine over the kept 20, the fused order | one raw forward of the query (1 x 16) and one of a fixed 20 x 64 batch |
 
 The model is a seeded 2-layer BERT (hidden 128) with the packaged MiniLM tokenizer: it needs no
 trained weights and keeps each round to tens of milliseconds, yet runs the real code path.
@@ -25,7 +26,7 @@ import numpy as np
 
 __all__ = ["Workload", "build_workloads", "WORKLOADS"]
 
-WORKLOADS = ("engine_score_pairs_16", "microbatcher_4x4", "plan_batches_20k", "fuse_zscore_100")
+WORKLOADS = ("engine_score_pairs_16", "microbatcher_4x4", "plan_batches_20k", "fuse_zscore_100", "best_pruned_100")
 
 
 class Workload(NamedTuple):
@@ -57,6 +58,52 @@ def _tiny_engine():
     return RerankEngine(_CE, "fp32", max_tokens_per_batch=2048), model
 
 
+class _TinyEmbedder:
+    """The seeded tiny BERT's encoder, mean-pooled: a query side with the real one's shape of work (a forward)."""
+
+    fingerprint = "perf-tiny-bert"
+
+    def __init__(self, tok, model) -> None:
+        self.tok, self.bert = tok, model.bert
+        self.dim = int(model.config.hidden_size)
+
+    def _encode(self, texts) -> np.ndarray:
+        import torch
+
+        enc = self.tok(list(texts), padding=True, truncation=True, max_length=64, return_tensors="pt")
+        with torch.inference_mode():
+            h = self.bert(**enc).last_hidden_state
+        m = enc["attention_mask"].unsqueeze(-1).float()
+        v = ((h * m).sum(1) / m.sum(1)).numpy()
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+    encode_queries = encode_documents = _encode
+
+
+def _best_pruned(engine, model) -> tuple[Callable[[], object], Callable[[], object]]:
+    from rerank.precomputed import DocVectorIndex, PrecomputedPruner, PrunedRerank
+    from retrieval.types import Document
+
+    rng = np.random.default_rng(3)
+    words = "scurvy vitamin sailors citrus collagen deficiency voyage lemon gums fatigue diet navy trial".split()
+    docs = [Document(f"p{i}", " ".join(rng.choice(words, size=int(n)))) for i, n in enumerate(rng.integers(5, 60, size=100))]
+    emb = _TinyEmbedder(engine.tokenizer, model)
+    index = DocVectorIndex(emb.fingerprint, [d.id for d in docs], emb.encode_documents([d.text for d in docs]))
+    best = PrunedRerank(PrecomputedPruner(emb, index), engine, keep=20)
+    bm25 = rng.gamma(2.0, 3.0, size=100)
+    query_ids = engine.tokenizer(["what causes scurvy in sailors"], return_tensors="pt")
+    batch = _raw_forward(model, rows=20)
+
+    def reference() -> object:
+        import torch
+
+        with torch.inference_mode():
+            model.bert(**query_ids)
+        return batch()
+
+    return (lambda: best.rank("what causes scurvy in sailors", docs, bm25)), reference
+
+
 def _pairs() -> list[tuple[str, str]]:
     rng = np.random.default_rng(0)
     words = "scurvy vitamin sailors citrus collagen deficiency voyage lemon gums fatigue diet navy trial".split()
@@ -84,7 +131,7 @@ def build_workloads(names: tuple[str, ...] = WORKLOADS, threads: int = 1) -> tup
         raise ValueError(f"unknown perf workload(s) {unknown}; choose from {', '.join(WORKLOADS)}")
     out: list[Workload] = []
     closers: list[Callable[[], None]] = []
-    if any(n in names for n in ("engine_score_pairs_16", "microbatcher_4x4")):
+    if any(n in names for n in ("engine_score_pairs_16", "microbatcher_4x4", "best_pruned_100")):
         import torch
 
         before = torch.get_num_threads()
@@ -95,6 +142,8 @@ def build_workloads(names: tuple[str, ...] = WORKLOADS, threads: int = 1) -> tup
         forward = _raw_forward(model)
         if "engine_score_pairs_16" in names:
             out.append(Workload("engine_score_pairs_16", lambda: engine.score_pairs(pairs), forward))
+        if "best_pruned_100" in names:
+            out.append(Workload("best_pruned_100", *_best_pruned(engine, model)))
         if "microbatcher_4x4" in names:
             from rerank.microbatch import MicroBatcher
 
