@@ -53,6 +53,7 @@ from bench.eval.metrics import evaluate
 from bench.report import markdown_table, write_results
 from bench.cli.argtypes import fraction, positive_int
 from rerank.backends import BACKENDS
+from rerank.presets import PRECOMPUTED_KEEP
 
 __all__ = ["VARIANTS", "PRECOMPUTED", "HOTPOT", "DEFAULT_ADAPTIVE_RATIO", "run_rerank_bench", "pareto_plot", "add_parser",
            "hotpot_dataset", "ndcg_diff_vs_naive", "naive_scores"]
@@ -548,7 +549,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--best-backend", default="bf16", choices=list(BACKENDS),
                    help="best/best_ce: the model's backend (bf16 keeps its ranking best where the CPU has native bf16; "
                         "cuda-bf16/cuda-fp16 on a GPU)")
-    p.add_argument("--best-keep", type=positive_int, default=20, help="best/best_ce: candidates the precomputed pruner passes to the model")
+    p.add_argument("--best-keep", type=positive_int, default=PRECOMPUTED_KEEP, help="best/best_ce: candidates the precomputed pruner passes to the model")
     p.add_argument("--best-gap", type=float, default=None,
                    help="best/best_ce: per-query count, the candidates within this many pruner standard deviations of the "
                         "top one (at most --best-keep, at least --best-min-keep); default: --best-keep for every query")

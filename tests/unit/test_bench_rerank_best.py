@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bench.benchmarks.bench_rerank import PRECOMPUTED, VARIANTS, add_parser, ndcg_diff_vs_naive
+from rerank.presets import PRECOMPUTED_KEEP
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -39,7 +40,7 @@ def test_missing_query_is_refused():
 def test_new_variants_and_arguments():
     assert {"best", "best_ce", "dense_pruner", "best_r1"} <= set(VARIANTS) and set(PRECOMPUTED) <= set(VARIANTS)
     a = _args("--variants", "naive,bf16,best", "--quality-only", "--time-budget-s", "60")
-    assert a.best_backend == "bf16" and a.best_keep == 20 and a.best_final == "fused" and a.embedder == "minilm"
+    assert a.best_backend == "bf16" and a.best_keep == PRECOMPUTED_KEEP == 16 and a.best_final == "fused" and a.embedder == "minilm"
     assert _args("--best-backend", "cuda-bf16", "--device", "cuda").best_backend == "cuda-bf16"
     with pytest.raises(SystemExit):
         _args("--best-final", "rrf")
