@@ -55,7 +55,7 @@ retrieve: true
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, request):
+def server(tmp_path_factory):
     if not (data_root() / "scifact" / "corpus.jsonl").is_file():
         pytest.skip(f"SciFact corpus not found under {data_root()} (set RAGFIX_DATA)")
     config = tmp_path_factory.mktemp("serve") / "serve.yaml"
@@ -78,8 +78,6 @@ def server(tmp_path_factory, request):
                 found.set()
 
     threading.Thread(target=pump, daemon=True).start()
-    # test_serve_endpoints.py's server loads meanwhile on the other core (see serve_endpoints_prestart)
-    request.getfixturevalue("serve_endpoints_prestart")
     try:
         if not found.wait(90):
             raise RuntimeError("server did not start within 90 s:\n" + "".join(lines[-30:]))

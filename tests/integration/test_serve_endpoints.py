@@ -53,39 +53,8 @@ def _need_data() -> None:
             pytest.skip(f"{data_root() / rel} not found (set RAGFIX_DATA)")
 
 
-class ServerProcess:
-    """A ``ragfix serve`` subprocess and the thread that reads its output: ``proc``, ``lines``, ``url`` (filled
-    from the "listening on" line), ``found`` (set when it is)."""
-
-    def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self.url: list[str] = []
-        self.found = threading.Event()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in self.proc.stdout:  # type: ignore[union-attr]
-            self.lines.append(line)
-            m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-            if m and not self.url:
-                self.url.append(m.group(1))
-                self.found.set()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
-def start_server(tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:
-    """Launch this module's server (does not wait for it). Called by the ``server`` fixture, or earlier by the
-    session fixture ``serve_endpoints_prestart`` (tests/integration/conftest.py) so that its model loading
-    overlaps ``test_serve.py`` instead of running alone after it."""
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
     _need_data()
     config = tmp_path_factory.mktemp("serve-endpoints") / "serve.yaml"
     config.write_text(CONFIG)
@@ -94,13 +63,20 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:
     cmd = [sys.executable, "-m", "serve", "--config", str(config), "--port", "0", "--model", "reranker-l2", "--torch-threads", "1",
            "--max-queue", str(MAX_QUEUE), "--max-body-bytes", str(MAX_BODY), "--token-env", "RAGFIX_SERVE_TOKEN",
            "--deadline-ms", "60000", "--drain-timeout-s", "10"]
-    return ServerProcess(cmd, env)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    url: list[str] = []
+    found = threading.Event()
 
+    def pump() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+            if m and not url:
+                url.append(m.group(1))
+                found.set()
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, serve_endpoints_prestart):
-    handle = serve_endpoints_prestart if serve_endpoints_prestart is not None else start_server(tmp_path_factory)
-    proc, lines, url, found = handle.proc, handle.lines, handle.url, handle.found
+    threading.Thread(target=pump, daemon=True).start()
     try:
         from registry import load_embedder
 
@@ -120,7 +96,13 @@ def server(tmp_path_factory, serve_endpoints_prestart):
             raise RuntimeError("models not ready within 180 s:\n" + "".join(lines[-30:]))
         yield {"url": base, "proc": proc, "log": lines, "embedder": embedder}
     finally:
-        handle.stop()
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
 
 
 @pytest.fixture(scope="module")
