@@ -48,12 +48,12 @@ def test_cascade_with_the_trained_pruner(tmp_path, data_root):
         pytest.skip("models/reranker-minilm-l2 not in this checkout")
     out = tmp_path / "rerank.json"
     rc = main(["bench", "rerank", "--data", str(data_root / "scifact"), "--k", "10", "--limit", "2", "--model", "reranker-l6",
-               "--pruner", "reranker-l2", "--variants", "naive,cascade,fastest,best", "--keep", "4", "--min-k", "5",
+               "--pruner", "reranker-l2", "--variants", "naive,cascade,fastest,best_r1", "--keep", "4", "--min-k", "5",
                "--best-backend", "fp32", "--best-pruner-backend", "fp32", "--fastest-backend", "fp32", "--out", str(out)])
     assert rc == 0
     m = json.loads(out.read_text())["metrics"]
     # the pruner scores all 10, the model the 4 it keeps
-    assert m["cascade"]["pairs_per_query"] == m["best"]["pairs_per_query"] == 14
-    assert all(0.0 <= m[v]["ndcg@10"] <= 1.0 for v in ("naive", "cascade", "fastest", "best"))
+    assert m["cascade"]["pairs_per_query"] == m["best_r1"]["pairs_per_query"] == 14
+    assert all(0.0 <= m[v]["ndcg@10"] <= 1.0 for v in ("naive", "cascade", "fastest", "best_r1"))
     md = out.with_suffix(".md").read_text()
-    assert "naive -> best" in md and "naive -> fastest" in md
+    assert "| best_r1 |" in md and "naive -> fastest" in md
