@@ -22,7 +22,7 @@ def test_bench_rerank_writes_every_variant(tmp_path, data_root):
     model = list(spec.submodule_search_locations)[0] + "/model"
     out = tmp_path / "rerank.json"
     rc = main(["bench", "rerank", "--data", str(data_root / "scifact"), "--k", "10", "--limit", "2", "--model", model,
-               "--pruner", "", "--variants", "naive,length,truncate,adaptive,best", "--min-k", "5",
+               "--pruner", "", "--variants", "naive,length,truncate,adaptive,best", "--min-k", "5", "--reuse-index",
                "--best-backend", "fp32", "--out", str(out)])
     assert rc == 0
     doc = json.loads(out.read_text())
