@@ -513,7 +513,10 @@ def _cmd(args: argparse.Namespace) -> int:
         args.dump_scores.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.dump_scores.with_suffix(".tmp")
         with open(tmp, "wb") as fh:
-            pickle.dump({"queries": {q: ds.queries[q] for q in ds.queries}, "qrels": ds.qrels, "scores": args._dump}, fh)
+            from bench.report.environment import environment
+
+            pickle.dump({"queries": {q: ds.queries[q] for q in ds.queries}, "qrels": ds.qrels, "scores": args._dump,
+                         "environment": environment()}, fh)
         tmp.replace(args.dump_scores)
     head, md = rerank_markdown(metrics, extra, args, ds.name)
     print(md)

@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gaps", default="1.5,2,2.5,3")
     ap.add_argument("--min-keep", type=positive_int, default=8)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--source", type=Path, default=None,
+                    help="the results JSON of the run that wrote the dump (for dumps that do not carry its environment)")
     a = ap.parse_args(argv)
     if not a.dump.is_file():
         ap.error(f"{a.dump}: no such dump (make one with bench rerank --quality-only --dump-scores)")
@@ -110,8 +112,17 @@ def main(argv: list[str] | None = None) -> int:
               f"[{r['ndcg_diff_ci95'][0]:+.4f}, {r['ndcg_diff_ci95'][1]:+.4f}] overlap {r['top10_overlap_naive']:.2f} "
               f"bar {'met' if r['ndcg_bar_met'] else 'NOT met'}")
     if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(rep, indent=2) + "\n")
+        from bench.report import write_results
+        from retrieval.embedders import fingerprint_files
+
+        source = dump.get("environment")
+        if source is None and a.source is not None:
+            source = json.loads(a.source.read_text(encoding="utf-8"))["environment"]
+        if source is None:
+            ap.error(f"{a.dump} carries no environment of the run that wrote it; pass --source RESULTS.json of that run")
+        config = {"dump": str(a.dump), "dump_sha256": fingerprint_files([a.dump]), "keeps": a.keeps, "gaps": a.gaps,
+                  "min_keep": a.min_keep, "source_command": source.get("command"), "source_commit": source.get("commit")}
+        write_results(a.out, config, rep, models=source.get("models") or {})
     return 0
 
 

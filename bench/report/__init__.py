@@ -126,10 +126,18 @@ def atomic_write_text(out: Path | str, text: str) -> Path:
     return out
 
 
-def write_results(out: Path | str, config: Mapping, metrics: Mapping, markdown: str | None = None, **extra) -> dict:
-    """Write ``{"config", "environment", "metrics", ...extra}`` atomically; Markdown beside it as ``.md``."""
+def write_results(out: Path | str, config: Mapping, metrics: Mapping, markdown: str | None = None,
+                  models: Mapping | None = None, **extra) -> dict:
+    """Write ``{"config", "environment", "metrics", ...extra}`` atomically; Markdown beside it as ``.md``.
+
+    ``models``: for numbers derived from another run's outputs (a score dump) without loading a model here,
+    the model record of the run that produced them, so the file still names the weights behind its numbers.
+    """
     out = Path(out)
-    doc = {"config": dict(config), "environment": environment(), "metrics": dict(metrics), **extra}
+    env = environment()
+    if models is not None:
+        env["models"] = dict(models)
+    doc = {"config": dict(config), "environment": env, "metrics": dict(metrics), **extra}
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(doc, indent=2, sort_keys=False) + "\n")
     if markdown is not None:
