@@ -243,12 +243,18 @@ class IntentModel:
                 raise ValueError(f"IntentModel: texts[{i}] must be a non-empty str, got {t!r}")
         return self.embedder.encode_queries(list(texts))
 
+    def classify_embeddings(self, X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(labels with oos applied, top in-scope intent, max probability) from one ``predict_proba`` pass."""
+        p = self.classifier.predict_proba(X)
+        top = self.classifier.classes_[p.argmax(1)]
+        conf = p.max(1)
+        labels = top.astype(object)  # a copy: ``top`` keeps the in-scope intent
+        labels[conf < self.oos_threshold] = self.oos_label
+        return labels, top, conf
+
     def predict_from_embeddings(self, X) -> tuple[np.ndarray, np.ndarray]:
         """(labels with oos applied, max probability) for an embedding matrix."""
-        p = self.classifier.predict_proba(X)
-        labels = self.classifier.classes_[p.argmax(1)].astype(object)
-        conf = p.max(1)
-        labels[conf < self.oos_threshold] = self.oos_label
+        labels, _, conf = self.classify_embeddings(X)
         return labels, conf
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:

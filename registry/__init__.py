@@ -339,14 +339,18 @@ def load_judge_prompts(path: Path | str | None = None) -> dict:
     return _load(Path(path) if path is not None else config_dir() / "judge_prompts.yaml")
 
 
-def load_intent_model(folder: Path | str, registry: Registry | None = None, embedder=None):
+def load_intent_model(folder: Path | str, registry: Registry | None = None, embedder=None, shared_embedder=None):
     """``cascade.intent.IntentModel.load(folder)`` with its embedder attached: ``embedder`` or the registered one of its name.
 
-    Raises ValueError when that embedder's fingerprint differs from the one the classifier was trained on.
+    ``shared_embedder``: an embedder already loaded elsewhere (a server's retriever), attached when its
+    fingerprint is the one the classifier was trained on, else ignored (the registered one is loaded).
+    Raises ValueError when ``embedder``'s fingerprint differs from the one the classifier was trained on.
     """
     from cascade.intent import IntentModel
 
     model = IntentModel.load(folder)
+    if embedder is None and shared_embedder is not None and getattr(shared_embedder, "fingerprint", None) == model.embedder_fingerprint:
+        embedder = shared_embedder
     model.embedder = embedder if embedder is not None else load_embedder(model.embedder_name, registry)
     return model
 

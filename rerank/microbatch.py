@@ -25,7 +25,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from rerank.cross_encoder import RankedResults
 from rerank.truncation import EncodedPairs
 from retrieval.types import Document
 
-__all__ = ["MicroBatcher"]
+__all__ = ["MicroBatcher", "gather"]
 
 _STOP = object()
 
@@ -42,6 +42,26 @@ _STOP = object()
 class _Request:
     enc: EncodedPairs
     future: Future
+
+
+def gather(q: queue.Queue, first: Any, size: Callable[[Any], int], limit: int, max_wait_s: float,
+           stop: object) -> tuple[list, bool]:
+    """``first`` plus the requests that reach ``q`` within ``max_wait_s`` while their summed ``size`` stays below
+    ``limit`` (one batch of a cross-request batcher); also whether the ``stop`` sentinel was taken off the queue."""
+    batch, n, stopped = [first], size(first), False
+    t_end = time.perf_counter() + max_wait_s
+    while n < limit:
+        left = t_end - time.perf_counter()
+        try:
+            item = q.get(timeout=left) if left > 0 else q.get_nowait()
+        except queue.Empty:
+            break
+        if item is stop:
+            stopped = True
+            break
+        batch.append(item)
+        n += size(item)
+    return batch, stopped
 
 
 def _merge(encs: Sequence[EncodedPairs]) -> EncodedPairs:
@@ -100,21 +120,7 @@ class MicroBatcher:
         return RankedResults([docs[i] for i in order], scores[order], order)
 
     def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
-        batch, stop = [first], False
-        tokens = int(first.enc.lengths.sum())
-        deadline = time.perf_counter() + self.max_wait_s
-        while tokens < self.max_tokens:
-            left = deadline - time.perf_counter()
-            try:
-                item = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                stop = True
-                break
-            batch.append(item)
-            tokens += int(item.enc.lengths.sum())
-        return batch, stop
+        return gather(self._q, first, lambda r: int(r.enc.lengths.sum()), self.max_tokens, self.max_wait_s, _STOP)
 
     def _loop(self) -> None:
         stop = False

@@ -20,8 +20,9 @@ products.
   logit, the first-stage score and the cosine, as :class:`rerank.stage.FusedRerankStage`) or the
   cross-encoder alone (``final="ce"``); the pruned ones follow in the pruner's order.
 
-Measured by ``ragfix bench rerank`` (variants ``best``, ``best_ce``, ``dense_pruner``; results in
-``results/rerank_scifact.json`` and ``results/rerank_hotpot.json``).
+Measured by ``ragfix bench rerank`` (variants ``best``, ``best_ce``, ``dense_pruner``): 300 SciFact test queries,
+``best`` 238 ms against naive ``CrossEncoder.predict``'s 2,182 ms at p50 (9.2x), nDCG@10 +0.056 [+0.032, +0.081]
+(``results/rerank_scifact_best.json``); the held-out HotpotQA corpus in ``results/rerank_hotpot_quality.json``.
 
 Left out: a student distilled from the cross-encoder's scores (a better-agreeing pruner), late
 interaction (token vectors per document) and PreTTR-style split layers; all three would slot in
@@ -31,7 +32,7 @@ Example::
 
     >>> emb = load_embedder("minilm")                                                  # doctest: +SKIP
     >>> index = DocVectorIndex.build(emb, corpus)                                      # doctest: +SKIP
-    >>> best = PrunedRerank(PrecomputedPruner(emb, index), RerankEngine(ce, "bf16"), keep=20)  # doctest: +SKIP
+    >>> best = PrunedRerank(PrecomputedPruner(emb, index), RerankEngine(ce, "bf16"), keep=16)  # doctest: +SKIP
     >>> best.rank(query, candidates, bm25_scores).documents[:10]                        # doctest: +SKIP
 """
 from __future__ import annotations
@@ -246,8 +247,7 @@ class PrunedRerank:
         ce = np.asarray(self.ranker.score_pairs([(query, docs[int(i)].full_text()) for i in kept]), dtype=np.float64)
         self.pairs_scored_ += len(kept)
         if self.final == "fused":
-            fs = np.asarray(first_stage, dtype=np.float64)
-            top = zsum_scores({"ce": ce, "first_stage": fs[kept], "dense": cos[kept]})
+            top = zsum_scores({"ce": ce, "first_stage": first_stage[kept], "dense": cos[kept]})
         else:
             top = ce
         order = np.concatenate([kept[np.argsort(-top, kind="stable")], by_pruner[n_keep:]])

@@ -40,6 +40,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rerank.microbatch import gather
 from serve.config import ServeConfig
 
 __all__ = ["ItemBatcher", "LockedEmbedder", "lock_embedders", "find_embedder", "RetrieveRequest", "FaithfulnessItem", "FaithfulnessRequest", "IntentRequest",
@@ -165,20 +166,7 @@ class ItemBatcher:
         return (items // self.max_items + 1) * self.sec_per_batch
 
     def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
-        jobs, n, stop = [first], len(first.items), False
-        t_end = time.perf_counter() + self.max_wait_s
-        while n < self.max_items:
-            left = t_end - time.perf_counter()
-            try:
-                job = self.q.get(timeout=left) if left > 0 else self.q.get_nowait()
-            except queue.Empty:
-                break
-            if job is _STOP:
-                stop = True
-                break
-            jobs.append(job)
-            n += len(job.items)
-        return jobs, stop
+        return gather(self.q, first, lambda j: len(j.items), self.max_items, self.max_wait_s, _STOP)
 
     def _loop(self) -> None:
         while True:
@@ -413,10 +401,7 @@ class IntentService:
         self.model, self.name = model, name
 
     def classify(self, texts: list[str]) -> list[dict]:
-        x = self.model.embed(texts)
-        labels, conf = self.model.predict_from_embeddings(x)
-        proba = self.model.classifier.predict_proba(x)
-        top = self.model.classifier.classes_[proba.argmax(1)]
+        labels, top, conf = self.model.classify_embeddings(self.model.embed(texts))
         return [{"label": str(lab), "intent": str(t), "confidence": float(c), "out_of_scope": bool(lab == self.model.oos_label)}
                 for lab, t, c in zip(labels, top, conf)]
 
@@ -441,10 +426,7 @@ def resolve_intent_model(spec: str) -> Path:
 def build_intent_service(config: ServeConfig, embedder: Any = None) -> IntentService:
     """The intent model at ``intent_model`` via :func:`registry.load_intent_model`; ``embedder`` (e.g. the
     retriever's, when it is the one the model was trained on) is attached instead of loading another copy."""
-    from cascade.intent import IntentModel
     from registry import load_intent_model
 
     folder = resolve_intent_model(config.intent_model)
-    trained_on = IntentModel.load(folder).embedder_fingerprint
-    shared = embedder if embedder is not None and getattr(embedder, "fingerprint", None) == trained_on else None
-    return IntentService(load_intent_model(folder, embedder=shared), folder.name)
+    return IntentService(load_intent_model(folder, shared_embedder=embedder), folder.name)

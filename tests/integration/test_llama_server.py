@@ -86,18 +86,15 @@ def test_serve_answers_through_a_launched_llama_server_with_warm_prefixes(tmp_pa
     llama.cpp server, the warmer re-warms on its interval, /metrics shows the server's own cache counts; SIGTERM
     stops both processes."""
     import json
-    import os
     import re
     import signal
-    import subprocess
-    import sys
-    import threading
     import time
     from pathlib import Path
 
     import httpx
 
     from data import data_root, load_documents_jsonl
+    from tests.integration.serve_process import ServeProcess
 
     corpus = data_root() / "scifact" / "corpus.jsonl"
     if not corpus.is_file():
@@ -107,29 +104,17 @@ def test_serve_answers_through_a_launched_llama_server_with_warm_prefixes(tmp_pa
     config.write_text(f"answer: true\nanswer_llm: smollm2\nanswer_llm_server: llama-cpp\nanswer_corpus: scifact\nanswer_corpus_limit: 40\n"
                       f"answer_retriever: bm25\nanswer_retrieve_k: 3\nanswer_context_k: 1\nanswer_max_tokens: 8\nwarm_interval_s: 2\n"
                       f"warm_prefixes:\n  - {{name: system}}\n  - {{name: hot, documents: ['{hot}']}}\n")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-m", "serve", "--config", str(config), "--port", "0", "--model", "reranker-l2",
-                             "--torch-threads", "1", "--deadline-ms", "120000"], cwd=root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    url: list[str] = []
-    def pump() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            m = re.search(r"listening on (http://\S+)", line)
-            if m and not url:
-                url.append(m.group(1))
-
-    threading.Thread(target=pump, daemon=True).start()
+    srv = ServeProcess(["--config", config, "--model", "reranker-l2", "--torch-threads", "1", "--deadline-ms", "120000"],
+                       pattern=r"listening on (http://\S+)")
+    proc, lines = srv.proc, srv.lines
     try:
+        base = srv.wait_listening(240)
         t_end = time.monotonic() + 240
-        while time.monotonic() < t_end and not (url and httpx.get(url[0] + "/readyz").status_code == 200):
+        while time.monotonic() < t_end and httpx.get(base + "/readyz").status_code != 200:
             if proc.poll() is not None:
-                pytest.fail("ragfix serve exited:\n" + "".join(lines[-30:]))
+                pytest.fail("ragfix serve exited:\n" + srv.tail())
             time.sleep(0.5)
-        assert url and httpx.get(url[0] + "/readyz").status_code == 200, "".join(lines[-30:])
-        base = url[0]
+        assert httpx.get(base + "/readyz").status_code == 200, srv.tail()
         with httpx.stream("POST", base + "/v1/answer", json={"query": "What do rare variants create?", "max_tokens": 6}, timeout=120) as r:
             assert r.status_code == 200
             events = [json.loads(x[6:]) for x in r.iter_lines() if x.startswith("data: ")]

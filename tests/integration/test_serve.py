@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from data import data_root, load_documents_jsonl
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.serve_process import ServeProcess
 TOKEN = "test-token-5f2c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_QUEUE = 4
@@ -60,42 +55,15 @@ def server(tmp_path_factory):
         pytest.skip(f"SciFact corpus not found under {data_root()} (set RAGFIX_DATA)")
     config = tmp_path_factory.mktemp("serve") / "serve.yaml"
     config.write_text(ANSWER_CONFIG)
-    env = {**os.environ, "RAGFIX_SERVE_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "serve", "--config", str(config), "--port", "0", "--model", "reranker-l2", "--backend", "fp32", "--torch-threads", "1",
-           "--max-queue", str(MAX_QUEUE), "--max-body-bytes", str(MAX_BODY), "--token-env", "RAGFIX_SERVE_TOKEN",
-           "--drain-timeout-s", "30", "--deadline-ms", "60000"]  # a busy test machine must not turn answers into deadline 503s
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    found = threading.Event()
-    url: list[str] = []
-
-    def pump() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-            if m and not url:
-                url.append(m.group(1))
-                found.set()
-
-    threading.Thread(target=pump, daemon=True).start()
+    srv = ServeProcess(["--config", config, "--model", "reranker-l2", "--backend", "fp32", "--torch-threads", "1",
+                        "--max-queue", MAX_QUEUE, "--max-body-bytes", MAX_BODY, "--token-env", "RAGFIX_SERVE_TOKEN",
+                        "--drain-timeout-s", "30", "--deadline-ms", "60000"],  # a busy test machine must not turn answers into deadline 503s
+                       env={"RAGFIX_SERVE_TOKEN": TOKEN})
     try:
-        if not found.wait(90):
-            raise RuntimeError("server did not start within 90 s:\n" + "".join(lines[-30:]))
-        base = url[0]
-        t_end = time.monotonic() + 240  # the reranker, MiniLM, SmolLM2, the index and two warm-up answers
-        while time.monotonic() < t_end:
-            r = httpx.get(base + "/readyz")
-            if r.status_code == 200:
-                break
-            assert r.status_code == 503 and r.json()["error"]["type"] == "loading", r.text
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("models not ready within 240 s:\n" + "".join(lines[-30:]))
-        yield {"url": base, "proc": proc, "log": lines}
+        base = srv.wait_ready("/readyz", 240)  # the reranker, MiniLM, SmolLM2, the index and two warm-up answers
+        yield {"url": base, "proc": srv.proc, "log": srv.lines}
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        srv.stop()
 
 
 def _no_trace(r: httpx.Response) -> None:

@@ -10,21 +10,15 @@ SciFact claims, HaluEval QA rows, CLINC150 test utterances (in scope and out of 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import subprocess
-import sys
-import threading
-import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
 from data import data_root, load_documents_jsonl
+from tests.integration.serve_process import ROOT, ServeProcess
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-8e1d"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_QUEUE = 3
@@ -58,51 +52,18 @@ def server(tmp_path_factory):
     _need_data()
     config = tmp_path_factory.mktemp("serve-endpoints") / "serve.yaml"
     config.write_text(CONFIG)
-    env = {**os.environ, "RAGFIX_SERVE_TOKEN": TOKEN, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "serve", "--config", str(config), "--port", "0", "--model", "reranker-l2", "--torch-threads", "1",
-           "--max-queue", str(MAX_QUEUE), "--max-body-bytes", str(MAX_BODY), "--token-env", "RAGFIX_SERVE_TOKEN",
-           "--deadline-ms", "60000", "--drain-timeout-s", "10"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    url: list[str] = []
-    found = threading.Event()
-
-    def pump() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            m = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-            if m and not url:
-                url.append(m.group(1))
-                found.set()
-
-    threading.Thread(target=pump, daemon=True).start()
+    srv = ServeProcess(["--config", config, "--model", "reranker-l2", "--torch-threads", "1", "--max-queue", MAX_QUEUE,
+                        "--max-body-bytes", MAX_BODY, "--token-env", "RAGFIX_SERVE_TOKEN", "--deadline-ms", "60000",
+                        "--drain-timeout-s", "10"], env={"RAGFIX_SERVE_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)})
     try:
         from registry import load_embedder
 
         embedder = load_embedder("minilm")  # this process's own copy, loaded while the server loads (2 cores)
         embedder.encode_queries(["warm-up"])
-        if not found.wait(90):
-            raise RuntimeError("server did not start within 90 s:\n" + "".join(lines[-30:]))
-        base = url[0]
-        t_end = time.monotonic() + 180
-        while time.monotonic() < t_end:
-            r = httpx.get(base + "/ready")
-            if r.status_code == 200:
-                break
-            assert r.status_code == 503 and r.json()["error"]["type"] == "loading", r.text
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("models not ready within 180 s:\n" + "".join(lines[-30:]))
-        yield {"url": base, "proc": proc, "log": lines, "embedder": embedder}
+        base = srv.wait_ready("/ready", 180)
+        yield {"url": base, "proc": srv.proc, "log": srv.lines, "embedder": embedder}
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        srv.stop(grace=20)
 
 
 @pytest.fixture(scope="module")

@@ -2,43 +2,24 @@
 answered exactly once, by one replica, with its own documents; SIGTERM drains both and exits 0."""
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.serve_process import ServeProcess
+
 N_REQUESTS = 40
 
 
 def test_two_replicas_answer_every_request_once():
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "serve", "--port", "0", "--replicas", "2", "--model", "reranker-l2", "--backend", "fp32",
-           "--torch-threads", "1", "--max-queue", "0", "--deadline-ms", "120000", "--drain-timeout-s", "30"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    url: list[str] = []
-    found = threading.Event()
-
-    def pump() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            m = re.search(r"2 replicas on (http://127\.0\.0\.1:\d+)", line)
-            if m and not url:
-                url.append(m.group(1))
-                found.set()
-
-    threading.Thread(target=pump, daemon=True).start()
+    srv = ServeProcess(["--replicas", "2", "--model", "reranker-l2", "--backend", "fp32", "--torch-threads", "1",
+                        "--max-queue", "0", "--deadline-ms", "120000", "--drain-timeout-s", "30"],
+                       pattern=r"2 replicas on (http://127\.0\.0\.1:\d+)")
+    proc, lines = srv.proc, srv.lines
     try:
-        assert found.wait(60), "no listening line:\n" + "".join(lines[-30:])
-        base = url[0]
+        base = srv.wait_listening(60)
         ready, t_end = 0, time.monotonic() + 240
         while ready < 10 and time.monotonic() < t_end:  # readyz lands on either replica: 10 in a row
             try:
@@ -70,6 +51,4 @@ def test_two_replicas_answer_every_request_once():
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(90) == 0, "".join(lines[-30:])
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        srv.stop()
