@@ -181,6 +181,8 @@ class Pipeline:
             elif not hasattr(reranker, "rank"):
                 raise TypeError(f"Pipeline: reranker must have score_pairs or rank(query, docs), got {type(reranker).__name__}")
         self.retriever, self.llm, self.reranker = retriever, llm, reranker
+        # What the stage's rank() takes, read once here rather than inspected on every request.
+        self._rank_takes = {n for n in ("on_fixed", "first_stage") if reranker is not None and _accepts(reranker.rank, n)}
         self.retrieve_k, self.context_k = retrieve_k, context_k
         self.max_new_tokens, self.max_words_per_passage = max_new_tokens, max_words_per_passage
         self.overlap_prefill, self.order, self.curve = bool(overlap_prefill), order, curve
@@ -223,8 +225,8 @@ class Pipeline:
         if self.reranker is None or not cands:
             return cands
         with _timed(timings, "rerank", {"pairs": len(cands)}):
-            extra = {"on_fixed": on_fixed} if on_fixed is not None and _accepts(self.reranker.rank, "on_fixed") else {}
-            if isinstance(self.reranker, FusedRerankStage) or _accepts(self.reranker.rank, "first_stage"):
+            extra = {"on_fixed": on_fixed} if on_fixed is not None and "on_fixed" in self._rank_takes else {}
+            if isinstance(self.reranker, FusedRerankStage) or "first_stage" in self._rank_takes:
                 return self.reranker.rank(query, cands, signals, **extra).documents  # e.g. rerank.PrunedRerank
             return self.reranker.rank(query, cands, **extra).documents
 
