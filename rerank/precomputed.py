@@ -46,7 +46,11 @@ import numpy as np
 from rerank.fusion import zsum_scores
 from retrieval.types import Document
 
-__all__ = ["FINALS", "DocVectorIndex", "PrecomputedPruner", "PrunedRanking", "PrunedRerank", "keep_count"]
+__all__ = ["FINALS", "DEFAULT_KEEP", "DocVectorIndex", "PrecomputedPruner", "PrunedRanking", "PrunedRerank", "keep_count"]
+
+# The keep of the measured ``best`` (results/rerank_scifact_best.json: 16 bf16 pairs after the pruner;
+# rerank.presets.PRECOMPUTED_KEEP says why 16), so a PrunedRerank built by hand is the measured one.
+DEFAULT_KEEP = 16
 
 FINALS = ("fused", "ce")
 
@@ -188,7 +192,7 @@ class PrunedRerank:
     Args:
         pruner: a :class:`PrecomputedPruner`.
         ranker: the cross-encoder scorer (anything with ``score_pairs``: a :class:`rerank.RerankEngine`).
-        keep: candidates passed to the cross-encoder (the most, with ``gap``).
+        keep: candidates passed to the cross-encoder (the most, with ``gap``); default :data:`DEFAULT_KEEP`, the measured 16.
         gap / min_keep: optional per-query count (:func:`keep_count`): the candidates within ``gap`` pruner
             standard deviations of the top one, at least ``min_keep``.
         final: ``"fused"`` (z-score CombSUM of the logit, the first-stage score and the cosine over the
@@ -198,7 +202,7 @@ class PrunedRerank:
     ``pairs_scored_`` counts the pairs the cross-encoder scored.
     """
 
-    def __init__(self, pruner: PrecomputedPruner, ranker: Any, keep: int = 20, final: str = "fused",
+    def __init__(self, pruner: PrecomputedPruner, ranker: Any, keep: int = DEFAULT_KEEP, final: str = "fused",
                  name: str = "best", gap: float | None = None, min_keep: int = 8) -> None:
         if not isinstance(pruner, PrecomputedPruner):
             raise TypeError(f"PrunedRerank: pruner must be a PrecomputedPruner, got {type(pruner).__name__}")
