@@ -39,7 +39,7 @@ from rerank.backends import BACKENDS
 from rerank.candidates import AdaptiveCandidateCount, AdaptiveReranker
 from rerank.cascade import CascadeReranker
 from rerank.engine import RerankEngine
-from rerank.precomputed import DEFAULT_KEEP, PrunedRerank
+from rerank.precomputed import DEFAULT_KEEP, PrecomputedPruner, PrunedRerank
 from rerank.stage import FusedRerankStage, FusionRule
 
 __all__ = ["BEST_BACKEND", "FASTEST_BACKEND", "BEST_KEEP", "TOKEN_BUDGET", "PRECOMPUTED_BACKEND", "PRECOMPUTED_KEEP",
@@ -53,7 +53,7 @@ PRECOMPUTED_BACKEND = "bf16"
 # 16 pairs: the 8x budget (about 300 ms against naive's 2.4 s per 100 SciFact pairs) at about 13 ms per
 # bf16 pair leaves ~16 after query encoding with a margin for a shared machine; the keep sweep of the
 # quality runs (probe_best_keep) shows 16 and 20 inside the quality rule on both corpora.
-PRECOMPUTED_KEEP = DEFAULT_KEEP  # 16
+PRECOMPUTED_KEEP = DEFAULT_KEEP
 
 Model = Any  # a sentence_transformers.CrossEncoder, or a str / Path to a CrossEncoder folder
 
@@ -131,8 +131,6 @@ def best_precomputed_stack(model: Model, embedder: Any, doc_index: Any, *, keep:
     ``doc_index`` is a :class:`rerank.precomputed.DocVectorIndex` built with ``embedder`` (same
     fingerprint, else ``ValueError``). Returns an object with ``rank(query, docs, first_stage_scores)``.
     """
-    from rerank.precomputed import PrecomputedPruner
-
     _check_backend("best_precomputed_stack: backend", backend)
     ranker = RerankEngine(_cross_encoder(model, "best_precomputed_stack: model"), backend,
                           max_tokens_per_batch=max_tokens_per_batch, cache_dir=cache_dir)

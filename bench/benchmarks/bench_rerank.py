@@ -470,9 +470,11 @@ def rerank_markdown(metrics: dict, extra: dict, args: argparse.Namespace, ds_nam
         cols = ["variant", "ndcg@10", "ndcg_diff", "ndcg_diff_ci95", "top10_overlap_naive", "pairs_per_query"]
     rows = [{"variant": n, **m, "ndcg_diff_ci95": "[{:+.4f}, {:+.4f}]".format(*m["ndcg_diff_ci95"]) if "ndcg_diff_ci95" in m else ""}
             for n, m in metrics.items()]
+    # Name only the pruners of the variants that ran.
+    pruners = ([f", pruner {args.pruner}"] if args.pruner and any(v in metrics for v in ("cascade", "pruner", "best_r1")) else []) + \
+              ([f", precomputed pruner {args.embedder}"] if any(v in metrics for v in PRECOMPUTED) else [])
     head = (f"Rerank on {ds_name} ({split}, {extra['n_queries_run']} queries, {extra['first_stage']}), model {args.model}"
-            f"{', pruner ' + args.pruner if args.pruner and any(v in metrics for v in ('cascade', 'pruner', 'best_r1')) else ''}"
-            f"{', precomputed pruner ' + args.embedder if any(v in metrics for v in PRECOMPUTED) else ''}; floor of the naive workload {extra['floor_ms']:.0f} ms "
+            f"{''.join(pruners)}; floor of the naive workload {extra['floor_ms']:.0f} ms "
             f"at {extra['matmul_gflops']:.0f} GFLOP/s (best 1024^3 fp32 matmul in this run)\n\n")
     if args.quality_only:
         head = (f"Rerank quality on {ds_name} ({split}, {extra['n_queries_run']} of {extra['n_queries_planned']} queries run, "
