@@ -122,6 +122,9 @@ WEIGHTS = {"model": "knn", "k": 20}
 # The model-assisted estimate's predictor: ridge on retrieval_signals plus the mean metric of the 20 nearest eval
 # queries (built inside the cross-fitting). Chosen on development stories (seeds 100-139), never on the reported ones.
 PREDICTOR = {"neighbour_k": 20}
+# Round 4: the project's cross-encoder judging each release's top 3 joins those signals (chosen on the same
+# development stories with bench/probes/probe_eval_drift_predictor.py; ``--ce-model none`` runs round 3's).
+CE_MODEL = "reranker-l6"
 BM25_GRID = [(k1, b) for k1 in (0.6, 0.9, 1.2, 1.5, 2.0) for b in (0.3, 0.5, 0.75, 0.9)]
 
 
@@ -171,13 +174,58 @@ def retrieval_signals(d: StreamData, res, others: list) -> np.ndarray:
     return np.column_stack(f)
 
 
+def cross_encoder_signals(d: StreamData, ranked: dict, model: str = "reranker-l6", top: int = 3,
+                          cache_dir: Path | str | None = None) -> dict[str, np.ndarray]:
+    """The project's cross-encoder judging each release's own top ``top`` results, per query: the logit
+    of the top-1 pair, the mean and the max over the top ``top`` (three columns per release, in that order).
+
+    A label-free query-performance predictor a team has for every traffic query (the reranker already runs
+    on the request path): when even the best of a release's first results reads as unrelated to the query,
+    that query's nDCG@10 is likely low. Padded slots (index -1) score as the minimum logit seen. Pairs are
+    scored once per content (:class:`bench.eval.rerank.PairScoreCache` under ``cache_dir``, default
+    ``$RAGFIX_CACHE/eval-drift-ce``), so the releases share the pairs they have in common and a rerun scores none.
+    """
+    from bench.eval.rerank import PairScoreCache, model_key
+    from registry import Registry, load_cross_encoder
+    from retrieval.cache import default_cache_dir
+
+    spec_path = Path(model) if Path(model).exists() else Registry().resolve(model, "cross-encoder").path
+    ce = load_cross_encoder(model)
+    cache = PairScoreCache(Path(cache_dir) if cache_dir else default_cache_dir() / "eval-drift-ce",
+                           f"{model_key(Path(spec_path))}-len{ce.max_length}-logit")
+    texts = list(d.queries.values())
+    keys: dict[tuple[int, int], tuple[str, str]] = {}
+    for res in ranked.values():
+        for qi, row in enumerate(np.asarray(res.indices)[:, :top]):
+            for j in row:
+                if j >= 0 and (qi, int(j)) not in keys:
+                    doc = d.corpus[int(j)]
+                    keys[(qi, int(j))] = PairScoreCache.key(texts[qi], doc.title, doc.text)
+    todo = list(dict.fromkeys(pair for pair, key in keys.items() if key not in cache))
+    log.info("cross-encoder signals: %d pairs, %d to score", len(keys), len(todo))
+    step = 256
+    for a in range(0, len(todo), step):  # appended as scored: an interrupted run resumes
+        chunk = todo[a:a + step]
+        sc = ce.score_pairs([(texts[qi], d.corpus[j].full_text()) for qi, j in chunk])
+        cache.add([(keys[p], float(v)) for p, v in zip(chunk, sc)])
+    floor = min(cache[k] for k in keys.values()) if keys else 0.0
+    out = {}
+    for name, res in ranked.items():
+        ind = np.asarray(res.indices)[:, :top]
+        v = np.array([[cache[keys[(qi, int(j))]] if j >= 0 else floor for j in row] for qi, row in enumerate(ind)])
+        out[name] = np.column_stack([v[:, 0], v.mean(1), v.max(1)])
+    return out
+
+
 def score_releases(d: StreamData, eval_ids: list[str], k: int = 100,
-                   signals: dict[str, np.ndarray] | None = None) -> tuple[dict[str, np.ndarray], dict]:
+                   signals: dict[str, np.ndarray] | None = None,
+                   ranked: dict | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """Per-query nDCG@10 of every release over all queries (order of ``d.queries``), and what was tuned.
 
     Releases, in the order a team ships them: ``bm25`` (k1=0.9, b=0.4), ``bm25-tuned`` (grid on the
     eval set), ``minilm`` (dense), ``hybrid`` (RRF of bm25-tuned and minilm, k=60).
-    ``signals``, when given, is filled with each release's :func:`retrieval_signals` (every query).
+    ``signals``, when given, is filled with each release's :func:`retrieval_signals` (every query);
+    ``ranked`` with each release's ranking (``SearchResults`` over every query, for :func:`cross_encoder_signals`).
     """
     from retrieval.hybrid import reciprocal_rank_fusion
     from retrieval.retrievers import BM25Retriever
@@ -202,9 +250,11 @@ def score_releases(d: StreamData, eval_ids: list[str], k: int = 100,
     out["minilm"] = _per_query_ndcg(d, qids, res_dense)
     res_hy = reciprocal_rank_fusion([res_tuned, res_dense], k=60, top_k=k)
     out["hybrid"] = _per_query_ndcg(d, qids, res_hy)
+    runs = {"bm25": res_bm, "bm25-tuned": res_tuned, "minilm": res_dense, "hybrid": res_hy}
+    if ranked is not None:
+        ranked.update(runs)
     if signals is not None:
-        ranked = {"bm25": res_bm, "bm25-tuned": res_tuned, "minilm": res_dense, "hybrid": res_hy}
-        signals.update({r: retrieval_signals(d, x, [o for n, o in ranked.items() if n != r]) for r, x in ranked.items()})
+        signals.update({r: retrieval_signals(d, x, [o for n, o in runs.items() if n != r]) for r, x in runs.items()})
     return out, {"bm25_tuned": {"k1": best[0], "b": best[1], "eval_ndcg@10": grid[best]},
                  "bm25_grid": {f"k1={a},b={c}": v for (a, c), v in grid.items()}}
 
@@ -494,8 +544,12 @@ def plot_weeks(weeks: list[dict], path: Path) -> None:
 
 def run_bench(n_nq: int = 1500, n_eval: int = 300, window: int = 400, budget: int = 100, runs: int = 30,
               power_runs: int = 30, seed: int = 0, refresh_window: int = 1000, false_alarm_runs: int = 300,
-              story_seeds: int = 20) -> dict:
-    """The whole story; returns ``{"config", "metrics", "weeks", "releases", "power", "refresh"}``."""
+              story_seeds: int = 20, ce_model: str | None = CE_MODEL) -> dict:
+    """The whole story; returns ``{"config", "metrics", "weeks", "releases", "power", "refresh"}``.
+
+    ``ce_model``: the cross-encoder whose judgement of each release's top 3 joins the predictor's signals
+    (:func:`cross_encoder_signals`); ``None`` runs the retrieval signals alone (round 3's predictor).
+    """
 
     t0 = time.perf_counter()
     d = embed_all(load_stream_data(n_nq=n_nq))
@@ -503,9 +557,13 @@ def run_bench(n_nq: int = 1500, n_eval: int = 300, window: int = 400, budget: in
     ev, pool, nq = _split(d, n_eval, seed)
     sf_all = np.concatenate([ev, pool])
     sig: dict[str, np.ndarray] = {}
-    rel, tuned = score_releases(d, [qids[i] for i in ev], signals=sig)
+    ranked: dict = {}
+    rel, tuned = score_releases(d, [qids[i] for i in ev], signals=sig, ranked=ranked)
     offline = {r: float(m[ev].mean()) for r, m in rel.items()}
     ship = shipped(offline)
+    if ce_model:
+        ce = cross_encoder_signals(d, {r: ranked[r] for r in ship}, model=ce_model)
+        sig = {r: np.column_stack([sig[r], ce[r]]) for r in ship}
     releases = []
     for r, m in rel.items():
         o, t = _boot(m[ev], seed), _boot(m[pool], seed)
@@ -581,7 +639,8 @@ def run_bench(n_nq: int = 1500, n_eval: int = 300, window: int = 400, budget: in
               "false_alarm_runs": false_alarm_runs,
               "estimator": "model-assisted (doubly robust): ridge on label-free retrieval signals + cross-fitted mean metric "
                            "of the 20 nearest eval queries, eval residuals reweighted",
-              "predictor": PREDICTOR,
+              "predictor": {**PREDICTOR, "signals": "retrieval_signals" + (f" + cross_encoder_signals({ce_model}, top 3)"
+                                                                            if ce_model else "")},
               "seeds": {"main_story": seed, "reported_stories": [seed, seed + story_seeds - 1],
                         "development_stories": "100-139 (predictor features, neighbour_k and weights chosen there; not run here)",
                         "eval_split": seed, "note": "every story shares the one eval set and its releases"},
@@ -614,7 +673,8 @@ def render_markdown(res: dict) -> str:
           "## Releases (offline = frozen eval set; traffic = the other SciFact claims / NQ questions)\n\n"
           + markdown_table(res["releases"], ["release", "shipped", "offline", "scifact_traffic", "nq"])
           + "\n## Week by week\n\n"
-          + "estimated = model-assisted (label-free retrieval signals as predictor + reweighted eval residuals); "
+          + f"estimated = model-assisted (label-free {c.get('predictor', {}).get('signals', 'retrieval_signals')} as predictor "
+            "+ reweighted eval residuals); "
             "estimated_iw = plain reweighting; oracle_weighted = the eval set reweighted by the exact sampling tilt "
             f"(the weights a perfect density-ratio model would give); refreshed = {c['budget']} new labels, "
             "model-assisted; random_refresh = mean of as many random labels.\n\n"
@@ -667,7 +727,8 @@ def render_markdown(res: dict) -> str:
 def _cmd(args: argparse.Namespace) -> int:
     res = run_bench(n_nq=args.n_nq, n_eval=args.eval_size, window=args.window, budget=args.budget, runs=args.runs,
                     power_runs=args.power_runs, seed=args.seed, refresh_window=args.refresh_window,
-                    false_alarm_runs=args.false_alarm_runs, story_seeds=args.story_seeds)
+                    false_alarm_runs=args.false_alarm_runs, story_seeds=args.story_seeds,
+                    ce_model=None if args.ce_model.lower() == "none" else args.ce_model)
     md = render_markdown(res)
     out = Path(args.out)
     png = out.with_suffix(".png")
@@ -699,4 +760,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "with up to 7 alarms; 100 streams with 1 alarm bound it at 0.054)")
     p.add_argument("--power-runs", type=positive_int, default=30, help="seeded windows per shift size in the power table")
     p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--ce-model", default=CE_MODEL,
+                   help="cross-encoder (registry name or folder) whose judgement of each release's top 3 joins the "
+                        "estimate's predictor; 'none': retrieval signals alone")
     p.set_defaults(func=_cmd)

@@ -94,3 +94,37 @@ def test_retrieval_signals_treat_padded_slots_as_absent():
     assert f[0, 4] == 0.2 and f[0, 5] == 0.0 and f[0, 6] == 0.5   # overlap {1, 2}; top-1 is doc 1, rank 2 in other
     g = retrieval_signals(d, mk(full, [np.linspace(2, 1, 10)]), [other])
     assert g.shape == f.shape and g[0, 4] == 0.9
+
+
+def test_cross_encoder_signals_judge_each_releases_top3_once_per_content(tmp_path):
+    """Columns (top-1 logit, mean, max over the top 3) per release; a padded slot scores as the floor; pairs
+    shared between releases are scored once and a second call reads them all from the content-keyed cache."""
+    from bench.benchmarks.bench_eval_drift import StreamData, cross_encoder_signals
+    from registry import load_cross_encoder
+    from retrieval.types import Document, SearchResults
+
+    docs = [Document("a", "Aspirin lowers the risk of heart attack in adults.", "Aspirin"),
+            Document("b", "The Eiffel Tower is in Paris.", "Paris"),
+            Document("c", "Statins reduce LDL cholesterol.", "Statins"),
+            Document("d", "Penguins live in the southern hemisphere.", "Penguins")]
+    d = StreamData(docs, {"q1": "does aspirin prevent heart attacks", "q2": "where is the eiffel tower"}, {}, {})
+    one = SearchResults(np.array([[0, 2, 3], [1, 3, -1]]), np.zeros((2, 3), np.float32))
+    two = SearchResults(np.array([[2, 0, 3], [1, 0, 3]]), np.zeros((2, 3), np.float32))
+    sig = cross_encoder_signals(d, {"one": one, "two": two}, model="reranker-l2", cache_dir=tmp_path)
+    files = list(tmp_path.glob("*.jsonl"))
+    assert len(files) == 1 and len(files[0].read_text().splitlines()) == 6  # 5 of "one" + the 1 pair of "two" it lacks
+    ce = load_cross_encoder("reranker-l2")
+    direct = ce.score_pairs([(d.queries["q1"], docs[0].full_text()), (d.queries["q1"], docs[2].full_text()),
+                             (d.queries["q1"], docs[3].full_text())])
+    a = sig["one"]
+    assert a.shape == (2, 3) and sig["two"].shape == (2, 3)
+    np.testing.assert_allclose(a[0], [direct[0], direct.mean(), direct.max()], atol=1e-5)
+    assert (a[:, 2] >= a[:, 1]).all() and a[0, 0] > sig["two"][0, 0]  # aspirin abstract beats statins for q1
+    import json
+
+    floor = min(json.loads(line)[2] for line in files[0].read_text().splitlines())  # lowest logit of all 6 pairs
+    q2 = ce.score_pairs([(d.queries["q2"], docs[1].full_text()), (d.queries["q2"], docs[3].full_text())])
+    np.testing.assert_allclose(a[1], [q2[0], (q2.sum() + floor) / 3, max(q2.max(), floor)], atol=1e-5)
+    again = cross_encoder_signals(d, {"one": one, "two": two}, model="reranker-l2", cache_dir=tmp_path)
+    assert len(files[0].read_text().splitlines()) == 6  # nothing rescored
+    np.testing.assert_allclose(again["one"], a, atol=1e-6)

@@ -1,0 +1,105 @@
+"""Which label-free predictor the eval-drift estimate should use, chosen on development stories only (I).
+
+``python -m bench.probes.probe_eval_drift_predictor [--seeds 100-139] [--ce-model reranker-l6] [--out R.json]``
+
+The model-assisted estimate of ``ragfix bench eval-drift`` (:func:`monitor.eval_drift.model_assisted_estimate`)
+is as good as its per-query predictor of nDCG@10. This probe builds the bench's stream and releases, then
+compares predictor feature sets side by side on the same stories:
+
+* ``retrieval``: :func:`bench.benchmarks.bench_eval_drift.retrieval_signals` (score gaps, cosines, agreement
+  between releases) plus the cross-fitted mean metric of the 20 nearest eval queries (the round-3 predictor);
+* ``retrieval+ce``: the same plus :func:`bench.benchmarks.bench_eval_drift.cross_encoder_signals` (the
+  project's cross-encoder judging each release's top 3).
+
+For each: the out-of-fold R^2 of the predictor on the eval set per shipped release, and over the seeded
+development stories (default 100-139, never the reported 0-19) the estimate's absolute error in every covered
+week where the stale offline metric is off by >= 0.05 (max, median, share within 0.03). No relevance label of
+traffic reaches a predictor; the labels score the errors only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["run_probe", "main"]
+
+log = logging.getLogger(__name__)
+
+
+def _seeds(spec: str) -> list[int]:
+    a, _, b = spec.partition("-")
+    lo, hi = int(a), int(b or a)
+    if hi < lo:
+        raise argparse.ArgumentTypeError(f"seeds {spec!r}: need LO-HI with LO <= HI")
+    return list(range(lo, hi + 1))
+
+
+def run_probe(seeds: list[int], ce_model: str = "reranker-l6", n_nq: int = 1500, n_eval: int = 300,
+              window: int = 400, budget: int = 100) -> dict:
+    """``{"variants": {name: {"oof_r2": {release: r2}, "errors": [...], "max", "median", "within_003"}}, ...}``."""
+    from sklearn.metrics import r2_score
+
+    from bench.benchmarks import bench_eval_drift as b
+    from monitor.eval_drift import cross_fitted_predictions
+
+    t0 = time.perf_counter()
+    d = b.embed_all(b.load_stream_data(n_nq=n_nq))
+    qids = list(d.queries)
+    ev, pool, nq = b._split(d, n_eval, 0)
+    sig: dict[str, np.ndarray] = {}
+    ranked: dict = {}
+    rel, _ = b.score_releases(d, [qids[i] for i in ev], signals=sig, ranked=ranked)
+    ship = b.shipped({r: float(m[ev].mean()) for r, m in rel.items()})
+    t_ce = time.perf_counter()
+    ce = b.cross_encoder_signals(d, {r: ranked[r] for r in ship}, model=ce_model)
+    t_ce = time.perf_counter() - t_ce
+    variants = {"retrieval": sig, "retrieval+ce": {r: np.column_stack([sig[r], ce[r]]) for r in ce}}
+    q = d.query_emb.astype(np.float64)
+    out: dict = {"seeds": [seeds[0], seeds[-1]], "ce_model": ce_model, "shipped": ship, "ce_seconds": round(t_ce, 1),
+                 "variants": {}}
+    for name, s in variants.items():
+        r2 = {}
+        for r in ship:
+            pe, _ = cross_fitted_predictions(s[r][ev], rel[r][ev], s[r][pool], seed=0, eval_emb=q[ev], other_emb=q[pool],
+                                             **b.PREDICTOR)
+            r2[r] = float(r2_score(rel[r][ev], pe))
+        errs = []
+        for seed in seeds:
+            weeks, _ = b.run_story(d, {r: rel[r] for r in ship}, ev, pool, nq, window, budget, seed, signals=s)
+            errs += [{"seed": seed, "week": w["week"], "error": abs(w["estimated"] - w["true"])}
+                     for w in weeks if not w["refused"] and abs(w["offline"] - w["true"]) >= 0.05]
+        e = np.array([x["error"] for x in errs])
+        out["variants"][name] = {"oof_r2": r2, "weeks_compared": len(e), "max": float(e.max()) if len(e) else None,
+                                 "median": float(np.median(e)) if len(e) else None,
+                                 "within_003": float(np.mean(e <= 0.03)) if len(e) else None, "errors": errs}
+        log.info("%s: R^2 %s; max %.4f median %.4f within 0.03 %.2f over %d weeks", name,
+                 {k: round(v, 3) for k, v in r2.items()}, out["variants"][name]["max"] or 0,
+                 out["variants"][name]["median"] or 0, out["variants"][name]["within_003"] or 0, len(e))
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=_seeds, default=_seeds("100-139"), help="development story seeds LO-HI")
+    p.add_argument("--ce-model", default="reranker-l6")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    res = run_probe(args.seeds, args.ce_model)
+    summary = {k: {kk: vv for kk, vv in v.items() if kk != "errors"} for k, v in res["variants"].items()}
+    print(json.dumps({**{k: v for k, v in res.items() if k != "variants"}, "variants": summary}, indent=1))
+    if args.out:
+        from bench.report import write_results
+
+        write_results(args.out, {"seeds": res["seeds"], "ce_model": args.ce_model}, summary, None, probe=res)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
