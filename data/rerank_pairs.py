@@ -255,19 +255,22 @@ def drop_test_queries(pairs: list[TrainPair], folder: Path | str) -> list[TrainP
 
 def build_training_pairs(data: Path | str | None = None, seed: int = 13, n_neg: int = 1,
                          ict_queries: int = 2000, hotpot_queries: int = 800, nq_queries: int = 800,
-                         max_pairs: int | None = None, miner: str = "bm25") -> list[TrainPair]:
+                         max_pairs: int | None = None, miner: str = "bm25", train_qrels: bool = True) -> list[TrainPair]:
     """The full training mix, checked (no empty pairs, no SciFact test query), shuffled, capped at ``max_pairs``.
 
     ``data`` is a BEIR-layout folder with ``qrels/train.tsv`` (default: SciFact); its train qrels
     and inverse-cloze queries from its corpus are the in-domain part. Set a count to 0 to drop a source.
     ``miner`` picks where every source's hard negatives come from (``bm25`` or ``hybrid``).
+    ``train_qrels=False`` leaves out the folder's train qrels: a model that never saw a human relevance
+    label of this corpus (e.g. a label-free query-performance predictor for the eval-drift bench, whose
+    stream pools SciFact train and test claims).
     """
     from data import data_root
 
     folder = Path(data) if data is not None else data_root() / "scifact"
     if miner not in MINERS:  # before any index is built
         raise ValueError(f"negative miner must be one of {', '.join(MINERS)}; got {miner!r}")
-    pairs = scifact_qrel_pairs(folder, n_neg=n_neg, seed=seed, miner=miner)
+    pairs = scifact_qrel_pairs(folder, n_neg=n_neg, seed=seed, miner=miner) if train_qrels else []
     if ict_queries:
         pairs += ict_pairs(folder, ict_queries, n_neg=n_neg, seed=seed, miner=miner)
     if hotpot_queries:

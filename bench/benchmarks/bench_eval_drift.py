@@ -122,9 +122,12 @@ WEIGHTS = {"model": "knn", "k": 20}
 # The model-assisted estimate's predictor: ridge on retrieval_signals plus the mean metric of the 20 nearest eval
 # queries (built inside the cross-fitting). Chosen on development stories (seeds 100-139), never on the reported ones.
 PREDICTOR = {"neighbour_k": 20}
-# Round 4: the project's cross-encoder judging each release's top 3 joins those signals (chosen on the same
-# development stories with bench/probes/probe_eval_drift_predictor.py; ``--ce-model none`` runs round 3's).
-CE_MODEL = "reranker-l6"
+# Round 4: a cross-encoder judging each release's top 3 joins those signals. The judge is reranker-l6-labelfree
+# (inverse-cloze + HotpotQA pairs, no SciFact qrel): the shipped reranker-l6 was trained on SciFact train qrels,
+# i.e. on the labels of 73% of this stream's claims, so it is not label-free here (its R^2 gain on claims it
+# saw is 3x that on claims it never saw: results/eval_drift_predictor_dev.json, leakage). Chosen on the same
+# development stories with bench/probes/probe_eval_drift_predictor.py; ``--ce-model none`` runs round 3's.
+CE_MODEL = "reranker-l6-labelfree"
 BM25_GRID = [(k1, b) for k1 in (0.6, 0.9, 1.2, 1.5, 2.0) for b in (0.3, 0.5, 0.75, 0.9)]
 
 
@@ -179,8 +182,9 @@ def cross_encoder_signals(d: StreamData, ranked: dict, model: str = "reranker-l6
     """The project's cross-encoder judging each release's own top ``top`` results, per query: the logit
     of the top-1 pair, the mean and the max over the top ``top`` (three columns per release, in that order).
 
-    A label-free query-performance predictor a team has for every traffic query (the reranker already runs
-    on the request path): when even the best of a release's first results reads as unrelated to the query,
+    A query-performance predictor a team has for every traffic query (the reranker already runs on the
+    request path); label-free only if ``model`` never saw the stream's relevance labels (the bench's default,
+    :data:`CE_MODEL`, saw none of SciFact's). When even the best of a release's first results reads as unrelated to the query,
     that query's nDCG@10 is likely low. Padded slots (index -1) score as the minimum logit seen. Pairs are
     scored once per content (:class:`bench.eval.rerank.PairScoreCache` under ``cache_dir``, default
     ``$RAGFIX_CACHE/eval-drift-ce``), so the releases share the pairs they have in common and a rerun scores none.

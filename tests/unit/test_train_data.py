@@ -185,6 +185,27 @@ def test_model_card_carries_counts_command_and_metrics(tmp_path):
     assert "| bm25 | 0.6765 |" in card and "the first two layers" in card
 
 
+def test_label_free_card_lists_only_its_sources_and_says_no_qrel_was_used(tmp_path):
+    from bench.recipes.rerank import write_reranker_card
+
+    meta = {"layers": 6, "pairs": 4, "counts": {"scifact-ict": {"pos": 1, "neg": 1}, "hotpotqa": {"pos": 1, "neg": 1}},
+            "lr": 5e-5, "batch_size": 16, "max_length": 128, "epochs": 1, "seed": 13, "date": "2026-12-02",
+            "hardware": "x86_64, CPU", "steps_done": 1, "steps_planned": 1, "pairs_seen": 4, "train_wall": "1 s",
+            "train_qrels": False}
+    card = write_reranker_card(tmp_path, meta, "ragfix train reranker --no-train-qrels").read_text()
+    assert "- scifact-ict:" in card and "- hotpotqa:" in card
+    assert "- scifact-train:" not in card and "- nq-oracle:" not in card and "--no-train-qrels" in card
+
+
+@needs_scifact
+def test_no_train_qrels_leaves_out_every_scifact_qrel_pair():
+    pairs = build_training_pairs(seed=13, ict_queries=50, hotpot_queries=0, nq_queries=0, train_qrels=False)
+    assert pairs and {p.source for p in pairs} == {"scifact-ict"}
+    train = load_beir(SCIFACT, "train")
+    claims = {_norm(t) for t in train.queries.values()}
+    assert not [p for p in pairs if _norm(p.query) in claims]
+
+
 @needs_scifact
 def test_candidate_groups_are_first_stage_samples_without_test_queries():
     from data.rerank_pairs import candidate_groups, drop_test_queries
