@@ -177,7 +177,7 @@ def retrieval_signals(d: StreamData, res, others: list) -> np.ndarray:
     return np.column_stack(f)
 
 
-def cross_encoder_signals(d: StreamData, ranked: dict, model: str = "reranker-l6", top: int = 3,
+def cross_encoder_signals(d: StreamData, ranked: dict, model: str = CE_MODEL, top: int = 3,
                           cache_dir: Path | str | None = None) -> dict[str, np.ndarray]:
     """The project's cross-encoder judging each release's own top ``top`` results, per query: the logit
     of the top-1 pair, the mean and the max over the top ``top`` (three columns per release, in that order).
@@ -189,14 +189,12 @@ def cross_encoder_signals(d: StreamData, ranked: dict, model: str = "reranker-l6
     scored once per content (:class:`bench.eval.rerank.PairScoreCache` under ``cache_dir``, default
     ``$RAGFIX_CACHE/eval-drift-ce``), so the releases share the pairs they have in common and a rerun scores none.
     """
-    from bench.eval.rerank import PairScoreCache, model_key
-    from registry import Registry, load_cross_encoder
+    from bench.eval.rerank import PairScoreCache, scorer_cache
+    from registry import load_cross_encoder
     from retrieval.cache import default_cache_dir
 
-    spec_path = Path(model) if Path(model).exists() else Registry().resolve(model, "cross-encoder").path
     ce = load_cross_encoder(model)
-    cache = PairScoreCache(Path(cache_dir) if cache_dir else default_cache_dir() / "eval-drift-ce",
-                           f"{model_key(Path(spec_path))}-len{ce.max_length}-logit")
+    cache = scorer_cache(Path(cache_dir) if cache_dir else default_cache_dir() / "eval-drift-ce", model, ce.max_length)
     texts = list(d.queries.values())
     keys: dict[tuple[int, int], tuple[str, str]] = {}
     for res in ranked.values():

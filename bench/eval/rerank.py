@@ -9,7 +9,7 @@ import platform
 import time
 from pathlib import Path
 
-__all__ = ["evaluate_reranker", "stage_fusions", "PairScoreCache", "model_key"]
+__all__ = ["evaluate_reranker", "stage_fusions", "PairScoreCache", "model_key", "scorer_cache"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,16 @@ class PairScoreCache:
             for (q, d), v in items:
                 self._scores[(q, d)] = float(v)
                 fh.write(json.dumps([q, d, float(v)]) + "\n")
+
+
+def scorer_cache(cache_dir: Path | str, model: str, max_length: int, tag: str = "") -> PairScoreCache:
+    """The :class:`PairScoreCache` of one scorer configuration: ``model`` (a folder or a registry
+    cross-encoder name) keyed by its weights' hash (:func:`model_key`), its max length and ``tag``
+    (backend, windows); ``-logit`` names the scale of every ranker's ``score_pairs``."""
+    from registry import Registry
+
+    path = Path(model) if Path(model).exists() else Registry().resolve(model, "cross-encoder").path
+    return PairScoreCache(cache_dir, f"{model_key(Path(path))}-len{max_length}{tag}-logit")
 
 
 def stage_fusions() -> dict:
@@ -156,7 +166,7 @@ def evaluate_reranker(model: str, depth: int = 100, limit: int | None = None, ma
         ranker = WindowedRanker(ranker, *windows)
         tag += f"-w{windows[0]}s{windows[1]}"
     # "-logit": the scale of every ranker's score_pairs (older fp32 caches held sigmoid probabilities).
-    cache = PairScoreCache(cache_dir, f"{model_key(Path(spec_path))}-len{ce.max_length}{tag}-logit")
+    cache = scorer_cache(cache_dir, str(spec_path), ce.max_length, tag)
 
     stages = {name: FusedRerankStage(ranker, rule, name=name) for name, rule in stage_fusions().items()}
     runs = {k: {} for k in ("bm25", "hybrid", *(("ce_only_bm25",) if bm25_pool else ()), "ce_only_hybrid", *stages)}
