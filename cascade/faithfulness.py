@@ -205,14 +205,17 @@ class FaithfulnessScorer:
         max_length: tokens per (evidence, claim) pair; longer pairs are truncated from the longer side
             (almost always the evidence) and counted in ``n_truncated_``.
         batch_size: pairs per forward pass.
-        threshold: ``predict`` returns ``proba >= threshold``.
+        backend: ``fp32`` (the CrossEncoder's own predict) or a :mod:`rerank.backends` name
+            (``int8``: Linear weights quantized, ~2x less CPU on AVX2; ``onnx``, ``onnx-int8``, ``bf16``);
+            pairs are then length-sorted into batches.
+        threshold: ``predict`` returns ``proba >= threshold``; None takes the one calibrated at
+            training time (``calibration.threshold`` in ``training.json``), else 0.5.
 
     Counters: ``n_scored_``, ``n_truncated_`` (pairs cut to ``max_length``).
     """
 
-    def __init__(self, model, max_length: int = 256, batch_size: int = 32, threshold: float = 0.5) -> None:
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    def __init__(self, model, max_length: int = 256, batch_size: int = 32, threshold: float | None = None,
+                 backend: str = "fp32") -> None:
         if max_length < 16:
             raise ValueError(f"max_length must be >= 16 tokens, got {max_length}")
         self.meta: dict = {}
@@ -221,14 +224,40 @@ class FaithfulnessScorer:
 
             if (Path(model) / "training.json").is_file():
                 self.meta = read_card_meta(model)
+        if threshold is None:  # the threshold calibrated at training time, when the model has one
+            threshold = float((self.meta.get("calibration") or {}).get("threshold", 0.5))
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        if isinstance(model, (str, Path)):
             if not Path(model).is_dir():
                 raise FileNotFoundError(f"FaithfulnessScorer: model folder {model} does not exist; "
                                         "train it with `ragfix train faithfulness`")
             model = CrossEncoder(str(model), device="cpu", max_length=max_length)
         self.model = model
         self.max_length, self.batch_size, self.threshold = max_length, batch_size, threshold
+        self.backend = backend
+        self._forward = None
+        if backend != "fp32":  # int8 / onnx / onnx-int8 / bf16: rerank.backends, checked against fp32 there
+            from rerank.backends import make_backend, resolve_backend
+
+            self._forward = make_backend(self.model.model, resolve_backend(backend))
         self.n_scored_ = 0
         self.n_truncated_ = 0
+
+    def _logits_backend(self, ev: list[str], cl: list[str]) -> np.ndarray:
+        """Logits through ``self._forward``: pairs sorted by length and batched, so padding stays small."""
+        tok = self.model.tokenizer
+        lengths = [len(x) for x in tok(ev, cl, truncation="longest_first", max_length=self.max_length)["input_ids"]]
+        order = np.argsort(lengths, kind="stable")
+        out = np.empty(len(ev), dtype=np.float32)
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s: s + self.batch_size]
+            enc = tok([ev[i] for i in idx], [cl[i] for i in idx], truncation="longest_first", max_length=self.max_length,
+                      padding=True, return_tensors="np")
+            tt = enc.get("token_type_ids")
+            out[idx] = self._forward(enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64),
+                                     None if tt is None else tt.astype(np.int64))
+        return out
 
     def _count_truncated(self, evidences: list[str], claims: list[str]) -> int:
         tok = self.model.tokenizer
@@ -251,6 +280,9 @@ class FaithfulnessScorer:
         self.n_scored_ += len(ev)
         import torch
 
+        if self._forward is not None:
+            logits = self._logits_backend(ev, cl)
+            return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
         self.model.max_length = self.max_length
         with torch.inference_mode():
             logits = self.model.predict(list(zip(ev, cl)), batch_size=self.batch_size, activation_fn=torch.nn.Identity(),

@@ -39,16 +39,21 @@ import random
 import re
 from typing import Iterable, Sequence
 
-from cascade.faithfulness import HALUEVAL_TASKS, LabelledClaim, halueval_qa_split
+from cascade.faithfulness import HALUEVAL_TASKS, LabelledClaim, halueval_qa_split, qa_claim
 from cascade.support_features import content_words
 from data.faithfulness import load_halueval
 from rerank.train import TrainPair, check_pairs
 
 __all__ = ["task_split", "task_items", "select_evidence", "length_matched", "hard_cases", "swap_name",
-           "build_ce_pairs", "heldout_eval", "check_no_heldout", "HELDOUT", "items_to_pairs"]
+           "build_ce_pairs", "heldout_eval", "check_no_heldout", "HELDOUT", "items_to_pairs", "nq_claim_pairs",
+           "NQ_HELDOUT", "NQ_SEED"]
 
 HELDOUT = {"qa": 3000, "dialogue": 2000, "summarization": 2000}
 SPLIT_SEED = 7
+# NQ-open: the pipeline measurement (bench.benchmarks.faithfulness_pipeline) answers the first questions
+# of build_items(..., seed=NQ_SEED)'s order; the first NQ_HELDOUT of that order never become training pairs.
+NQ_SEED = 1000
+NQ_HELDOUT = 500
 _NAME = re.compile(r"\b\d[\d,.]*\d\b|\b\d\b|\b[A-Z][a-z'-]+(?:\s+(?:of\s+|de\s+)?[A-Z][a-z'-]+)*")
 _NUM = re.compile(r"\b\d[\d,]*(?:\.\d+)?\b")
 _LEAD_WORDS = frozenset("The A An He She It They This That In On At As His Her Its Their There Yes No I We You "
@@ -242,25 +247,32 @@ def _rows_items(task: str, rows: Sequence[dict], idx: Sequence[int]) -> list[tup
     return [(i, c) for i in idx for c in task_items(task, rows, [i])]
 
 
-def build_ce_pairs(tasks: Sequence[str] = HALUEVAL_TASKS, rows_per_task: int = 3000, hard_share: float = 0.5,
-                   seed: int = 13) -> list[TrainPair]:
+def build_ce_pairs(tasks: Sequence[str] = HALUEVAL_TASKS, rows_per_task: int | dict[str, int] = 3000,
+                   hard_share: float = 0.5, seed: int = 13, hard_cap: float | None = 0.75) -> list[TrainPair]:
     """The training mix: per task, length-matched right/hallucinated items of train rows plus hard cases.
 
-    ``rows_per_task`` train rows are sampled per task (seeded); ``hard_share`` of them also yield hard
-    cases. Every pair's qid is ``<task>:<row>``; held-out rows never appear (checked).
+    ``rows_per_task`` train rows are sampled per task (seeded; a dict gives each task its own count:
+    length matching keeps only ~11% of QA's items, whose right and hallucinated answers differ most
+    in length); ``hard_share`` of them also yield hard cases, at most ``hard_cap`` times as many as
+    the task's matched items (None: no cap), so the made-up cases do not swamp the real ones. Every
+    pair's qid is ``<task>:<row>``; held-out rows never appear (checked).
     """
     pairs: list[TrainPair] = []
     rng = random.Random(seed)
     for task in tasks:
         rows = load_halueval(task)
         train_idx, _ = task_split(task, len(rows))
-        chosen = sorted(rng.sample(train_idx, min(rows_per_task, len(train_idx))))
+        n_rows = rows_per_task[task] if isinstance(rows_per_task, dict) else rows_per_task
+        chosen = sorted(rng.sample(train_idx, min(n_rows, len(train_idx))))
         tagged = _rows_items(task, rows, chosen)
         row_of = {id(c): i for i, c in tagged}
         matched = length_matched([c for _, c in tagged], seed=seed)
         pairs += items_to_pairs(matched, f"halueval-{task}", task, row_of)
         hard_rows = chosen[: int(len(chosen) * hard_share)]
-        for i, c in hard_cases(task, rows, hard_rows, seed=seed):
+        hard = hard_cases(task, rows, hard_rows, seed=seed)
+        if hard_cap is not None and len(hard) > hard_cap * len(matched):
+            hard = rng.sample(hard, int(hard_cap * len(matched)))
+        for i, c in hard:
             pairs.append(TrainPair(c.evidence, c.full_claim(), float(c.label), f"hard-{task}", f"{task}:{i}"))
         check_no_heldout(pairs, task, len(rows))
     check_pairs(pairs)
@@ -283,3 +295,78 @@ def heldout_eval(task: str, n_items: int = 400, seed: int = 0) -> list[LabelledC
     rows = load_halueval(task)
     _, held = task_split(task, len(rows))
     return length_matched(task_items(task, rows, held), seed=seed, max_items=n_items)
+
+
+def _answer_in(text: str, answers: Sequence[str]) -> str | None:
+    """The first answer string found verbatim (case-insensitive, whole words) in ``text``, as written there."""
+    for a in answers:
+        m = re.search(rf"(?<!\w){re.escape(a.strip())}(?!\w)", text, flags=re.I) if a.strip() else None
+        if m:
+            return m.group(0)
+    return None
+
+
+def nq_claim_pairs(items: Sequence, n_rows: int | None = None, seed: int = 13) -> list[TrainPair]:
+    """Claims built from NQ-open oracle items (``generate.context_rot.RotItem``: question, answers, gold, distractors).
+
+    ``items`` must come from ``build_items(load_nq_oracle(), embedder, n_passages>=2, seed=NQ_SEED)`` in
+    that order; the first :data:`NQ_HELDOUT` (the pipeline measurement's questions) are skipped,
+    checked by position. Per question (answer string found in the gold passage), labels balanced
+    within each claim shape:
+
+    - short, supported: question + answer vs the gold passage (1);
+    - short, unsupported (one of, rotating): another name/number *of the gold passage* (the wrong
+      string is in the passage), a name/number taken from the nearest distractor checked against that
+      distractor (the answer found only in a distractor), or the right answer against a distractor
+      into which it has been written (0);
+    - long, supported: the gold sentence holding the answer (1); long, unsupported: that sentence
+      with a name/number swapped for another of the passage (0).
+    """
+    rng = random.Random(seed)
+    out: list[TrainPair] = []
+    usable = list(items)[NQ_HELDOUT:]
+    if n_rows is not None:
+        usable = usable[:n_rows]
+    for k, it in enumerate(usable, NQ_HELDOUT):
+        q, gold = it.question.strip(), it.gold
+        ans = _answer_in(gold, it.answers)
+        if not ans or not it.distractors:
+            continue
+        qid = f"nq:{k}"
+        if not q.endswith("?"):
+            q += "?"
+        out.append(TrainPair(gold, qa_claim(q, ans), 1.0, "nq-answer", qid))
+        dist = it.distractors[0]
+        is_num = bool(_NUM.fullmatch(ans.replace(" ", "")))
+        kinds = ["swap", "distractor", "moved"]
+        rng.shuffle(kinds)
+        for kind in kinds:
+            neg = None
+            if kind == "swap":
+                alt = swap_name(ans, gold, rng)
+                if alt and alt.lower() != ans.lower() and alt.lower() not in [a.lower() for a in it.answers]:
+                    neg = TrainPair(gold, qa_claim(q, alt), 0.0, "nq-swap", qid)
+            elif kind == "distractor":
+                pool = [n for n in _names(dist) if bool(_NUM.fullmatch(n)) == is_num and n.lower() not in q.lower()
+                        and _answer_in(n, it.answers) is None]
+                if pool:
+                    neg = TrainPair(dist, qa_claim(q, rng.choice(pool)), 0.0, "nq-distractor", qid)
+            else:
+                names = [n for n in _names(dist) if bool(_NUM.fullmatch(n)) == is_num]
+                if names and _answer_in(dist, it.answers) is None:
+                    neg = TrainPair(dist.replace(rng.choice(names), ans, 1), qa_claim(q, ans), 0.0, "nq-moved", qid)
+            if neg is not None:
+                out.append(neg)
+                break
+        else:
+            out.pop()  # no unsupported twin: drop the supported claim too (keeps the labels balanced)
+        body = gold.split("\n", 1)[-1]  # the oracle passage is "title\ntext"; a sentence is taken from the text
+        sents = [s for s in _sentences(body) if _answer_in(s, [ans]) and 6 <= len(s.split()) <= 60]
+        if sents:
+            s = rng.choice(sents)
+            alt = swap_name(s, gold, rng)
+            if alt and alt != s and _answer_in(alt, it.answers) is None:
+                out.append(TrainPair(gold, qa_claim(q, s), 1.0, "nq-sentence", qid))
+                out.append(TrainPair(gold, qa_claim(q, alt), 0.0, "nq-sentence-swap", qid))
+    check_pairs(out) if out else None
+    return out

@@ -12,6 +12,8 @@ questions)`` works) and gives each claim a verdict:
   name, number or date: the signature of a hallucination over the right document);
 - ``unsupported``: no passage supports it or covers it.
 
+Each verdict carries ``evidence_span``: the sentence of the deciding passage the claim stands on.
+
 An answer passes when every claim is supported. An "I don't know" answer is an abstention, not a
 claim. On failure, a policy (``regenerate``, ``extractive``, ``abstain``, or ``none``) decides what
 is returned; :func:`apply_policy` runs it. Measured by ``ragfix bench faithfulness`` (balanced
@@ -29,6 +31,7 @@ from typing import Callable, Sequence
 from cascade.support_features import content_words
 
 __all__ = ["ClaimVerdict", "GateResult", "FaithfulnessGate", "split_claims", "cited_passages", "is_abstention", "POLICIES",
+           "evidence_span",
            "ABSTAIN_TEXT", "apply_policy", "extractive_answer"]
 
 POLICIES = ("none", "regenerate", "extractive", "abstain")
@@ -72,6 +75,18 @@ class ClaimVerdict:
     verdict: str  # supported | unsupported | contradicted
     p_supported: float  # best over passages
     best_passage: int  # index into the passages of the best support (or overlap when none supports)
+    evidence_span: str = ""  # the sentence of that passage nearest the claim (see evidence_span())
+
+
+def evidence_span(claim: str, passage: str, question: str = "") -> str:
+    """The sentence of ``passage`` sharing the most content words with ``claim`` (and its question): where to look.
+
+    The verdict comes from the scorer over the whole passage; the span only points a reader (or a
+    fallback) at the sentence the claim stands on. Ties go to the earlier sentence.
+    """
+    sents = [x.strip() for x in _SENT.split(passage.strip()) if x.strip()] or [passage.strip()]
+    words = content_words(claim) | (content_words(question) if question else set())
+    return max(sents, key=lambda x: (len(words & content_words(x)), -sents.index(x)))
 
 
 @dataclass(frozen=True)
@@ -137,7 +152,7 @@ class FaithfulnessGate:
         if keep:
             result = self._check(question, answer, claims, [passages[k] for k in keep])
             # report passage indices in the caller's numbering
-            return GateResult(answer, [c.__class__(c.claim, c.verdict, c.p_supported, keep[c.best_passage])
+            return GateResult(answer, [c.__class__(c.claim, c.verdict, c.p_supported, keep[c.best_passage], c.evidence_span)
                                        for c in result.claims])
         return self._check(question, answer, claims, passages)
 
@@ -151,7 +166,7 @@ class FaithfulnessGate:
         for i, claim in enumerate(claims):
             j = int(p[i].argmax())
             if p[i, j] >= self.threshold:
-                out.append(ClaimVerdict(claim, "supported", float(p[i, j]), j))
+                out.append(ClaimVerdict(claim, "supported", float(p[i, j]), j, evidence_span(claim, passages[j], question)))
                 continue
             if passage_words is None:
                 passage_words = [content_words(x) for x in passages]
@@ -159,7 +174,7 @@ class FaithfulnessGate:
             cover = [len(words & pw) / max(1, len(words)) for pw in passage_words]
             k = int(max(range(n), key=lambda m: cover[m]))
             kind = "contradicted" if words and cover[k] >= self.contradict_overlap else "unsupported"
-            out.append(ClaimVerdict(claim, kind, float(p[i, j]), k))
+            out.append(ClaimVerdict(claim, kind, float(p[i, j]), k, evidence_span(claim, passages[k], question)))
         return GateResult(answer, out)
 
 

@@ -377,7 +377,7 @@ class FaithfulnessService:
                 g = self.gate.check(item.question, item.answer, item.evidence())
                 row["gate"] = {"verdict": g.verdict, "passed": g.passed,
                                "claims": [{"claim": c.claim, "verdict": c.verdict, "p_supported": c.p_supported,
-                                           "passage": c.best_passage} for c in g.claims]}
+                                           "passage": c.best_passage, "evidence_span": c.evidence_span} for c in g.claims]}
             rows.append(row)
         return rows
 

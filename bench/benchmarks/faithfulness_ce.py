@@ -1,8 +1,9 @@
 """Measurements of the cross-encoder faithfulness model for ``ragfix bench faithfulness`` (issue 22).
 
 - **Leave one task out** (:func:`loto_metrics`): a model trained on two HaluEval tasks scores the
-  held-out, length-matched items (:func:`data.faithfulness_ce.heldout_eval`) of the third, at
-  threshold 0.5 (no data of the third task is used, not even to set a threshold).
+  held-out, length-matched items (:func:`data.faithfulness_ce.heldout_eval`) of the third, at the
+  model's own threshold, calibrated at training time on unused train rows of the two tasks it trained
+  on (no data of the third task is used, not even to set a threshold).
 - **Hard cases** (:func:`hard_case_metrics`): the committed, hand-written file
   ``tests/data/faithfulness_hard_cases.jsonl`` -- paraphrases of a supported answer, answers found
   only in a distractor passage, swapped names and numbers -- run through the gate (all passages of
@@ -90,8 +91,8 @@ def loto_metrics(models: dict[str, str | Path], n_items: int = 400, seed: int = 
         items = heldout_eval(task, n_items, seed)
         y = np.array([c.label for c in items])
         p = scorer.predict_proba([c.evidence for c in items], [c.claim for c in items], [c.question for c in items])
-        out[task] = {"balanced_accuracy": balanced_accuracy(y, p >= 0.5), "auc": float(roc_auc_score(y, p)),
-                     "n": len(items), "model": str(folder), "trained_on": trained_on,
+        out[task] = {"balanced_accuracy": balanced_accuracy(y, p >= scorer.threshold), "auc": float(roc_auc_score(y, p)),
+                     "threshold": scorer.threshold, "n": len(items), "model": str(folder), "trained_on": trained_on,
                      "steps": scorer.meta.get("progress", {}).get("steps_done")}
     return out
 
@@ -157,7 +158,9 @@ def extend_result(args, scorer, gate, result: dict) -> dict:
     m = result["metrics"]
     loto_dir = Path(args.loto_dir) if getattr(args, "loto_dir", None) else None
     if loto_dir is not None:
-        models = {t: loto_dir / t for t in ("qa", "dialogue", "summarization") if (loto_dir / t).is_dir()}
+        # each <task>/ is a model folder, or a training work folder with the model in <task>/final
+        models = {t: (loto_dir / t / "final" if (loto_dir / t / "final").is_dir() else loto_dir / t)
+                  for t in ("qa", "dialogue", "summarization") if (loto_dir / t).is_dir()}
         if not models:
             raise FileNotFoundError(f"--loto-dir {loto_dir}: no qa/, dialogue/ or summarization/ model folder in it")
         m["leave_one_task_out"] = loto_metrics(models, n_items=args.loto_items, seed=args.seed)
@@ -249,8 +252,12 @@ def markdown_lines(r: dict) -> list[str]:
     return lines
 
 
-def calibration_items(trained_pairs_path: Path | str, n_per_task: int = 200, seed: int = 0) -> list:
-    """Length-matched items from HaluEval *train* rows the model did not train on (its ``pairs.jsonl`` names them)."""
+def calibration_items(trained_pairs_path: Path | str, n_per_task: int = 200, seed: int = 0,
+                      tasks: Sequence[str] = ("qa", "dialogue", "summarization")) -> list:
+    """Length-matched items from HaluEval *train* rows of ``tasks`` the model did not train on (its ``pairs.jsonl`` names them).
+
+    Never a held-out row: a leave-one-task-out model is calibrated on the tasks it trained on only.
+    """
     from data.faithfulness import load_halueval
     from data.faithfulness_ce import length_matched, task_items, task_split
     from rerank.train import load_pairs
@@ -260,7 +267,7 @@ def calibration_items(trained_pairs_path: Path | str, n_per_task: int = 200, see
         task, row = p.qid.split(":")[:2]
         used.setdefault(task, set()).add(int(row))
     out = []
-    for task in ("qa", "dialogue", "summarization"):
+    for task in tasks:
         rows = load_halueval(task)
         train, _ = task_split(task, len(rows))
         free = [i for i in train if i not in used.get(task, set())]

@@ -35,6 +35,8 @@ def _positive_float(text: str) -> float:
 
 
 def _tasks(text: str) -> tuple[str, ...]:
+    if text.strip() == "none":
+        return ()
     tasks = tuple(t.strip() for t in text.split(",") if t.strip())
     bad = [t for t in tasks if t not in TASKS]
     if not tasks or bad:
@@ -42,37 +44,119 @@ def _tasks(text: str) -> tuple[str, ...]:
     return tasks
 
 
+def _init_tasks(init: str | None) -> list[str]:
+    """HaluEval tasks the ``init`` model's weights have already seen (its ``training.json``; none for other models)."""
+    meta = Path(init) / "training.json" if init else None
+    if meta is None or not meta.is_file():
+        return []
+    return list(json.loads(meta.read_text()).get("recipe", {}).get("tasks", []))
+
+
+def extra_pairs(nq_rows: int = 0, scifact_pairs: int = 0, replay: str | None = None, replay_n: int = 0,
+                seed: int = 13) -> list:
+    """Pairs beyond HaluEval: NQ-open claims (:func:`data.faithfulness_ce.nq_claim_pairs`), SciFact
+    SUPPORT/CONTRADICT claims, and ``replay_n`` pairs drawn from an earlier run's ``pairs.jsonl``
+    (so a second stage does not forget the first)."""
+    import random
+
+    from rerank.train import load_pairs
+
+    rng = random.Random(seed)
+    out: list = []
+    if nq_rows:
+        from data.faithfulness_ce import NQ_SEED, nq_claim_pairs
+        from data.nq_open import load_nq_oracle
+        from generate.context_rot import build_items
+        from registry import load_embedder
+
+        items = build_items(load_nq_oracle(), load_embedder("minilm"), n_passages=2, limit=None, seed=NQ_SEED)
+        out += nq_claim_pairs(items, n_rows=nq_rows, seed=seed)
+    if scifact_pairs:
+        from data.faithfulness import scifact_claim_pairs
+
+        sci = scifact_claim_pairs()
+        out += rng.sample(sci, min(len(sci), scifact_pairs))
+    if replay and replay_n:
+        old = load_pairs(replay)
+        out += rng.sample(list(old), min(len(old), replay_n))
+    return out
+
+
 def train_faithfulness_ce(out: Path | str, tasks=TASKS, rows_per_task: int = 1000, hard_share: float = 0.5,
                           init: str | None = "models/reranker-minilm-l6", max_length: int = 256, batch_size: int = 16,
                           lr: float = 3e-5, time_budget_s: float | None = None, threads: int | None = None,
-                          seed: int = 13, command: str = "", freeze_layers: int = 0) -> Path:
-    """Build the pairs, train, and write ``out/final`` with ``training.json``; returns that folder."""
-    from data.faithfulness_ce import HELDOUT, SPLIT_SEED, build_ce_pairs
+                          seed: int = 13, command: str = "", freeze_layers: int = 0, nq_rows: int = 0,
+                          scifact_pairs: int = 0, replay: str | None = None, replay_n: int = 0,
+                          bf16: bool | None = None, qa_rows: int | None = None, target_precision: float = 0.9,
+                          calibrate_n: int = 200) -> Path:
+    """Build the pairs, train, and write ``out/final`` with ``training.json``; returns that folder.
+
+    ``bf16``: autocast in bf16 (None: only where the CPU has it natively, AVX512_BF16/AMX; emulated
+    bf16 is several times slower than fp32). With HaluEval ``tasks``, the pass threshold is derived
+    from ``target_precision`` (passed claims, Clopper-Pearson lower bound) on ``calibrate_n``
+    length-matched items per task from train rows this run did not use, and stored under
+    ``calibration`` in ``training.json``. ``recipe.tasks`` in ``training.json`` names every HaluEval task the weights have seen, this run's
+    and the ``init`` model's, so a leave-one-task-out check cannot be fooled by a two-stage run.
+    """
+    import random
+
+    from data.faithfulness_ce import HELDOUT, NQ_HELDOUT, NQ_SEED, SPLIT_SEED, build_ce_pairs
     from rerank.train import pair_counts, save_pairs, train_cross_encoder
 
+    from rerank.backends import cpu_has_native_bf16
+
+    if bf16 is None:
+        bf16 = cpu_has_native_bf16()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    pairs = build_ce_pairs(tasks, rows_per_task=rows_per_task, hard_share=hard_share, seed=seed)
+    rows = {t: (qa_rows if t == "qa" and qa_rows is not None else rows_per_task) for t in tasks}
+    pairs = build_ce_pairs(tasks, rows_per_task=rows, hard_share=hard_share, seed=seed) if tasks else []
+    pairs = list(pairs) + extra_pairs(nq_rows, scifact_pairs, replay, replay_n, seed)
+    if not pairs:
+        raise ValueError("no training pairs: name --tasks, or give --nq-rows / --scifact-pairs")
+    random.Random(seed).shuffle(pairs)
     save_pairs(pairs, out / "pairs.jsonl")
     final = train_cross_encoder(pairs, out, layers=6, epochs=1, batch_size=batch_size, lr=lr, max_length=max_length,
-                                seed=seed, loss="bce", init=init, bf16=True, threads=threads,
+                                seed=seed, loss="bce", init=init, bf16=bf16, threads=threads,
                                 time_budget_s=time_budget_s, progress=False, freeze_layers=freeze_layers)
     progress = json.loads((out / "progress.json").read_text())
+    seen = sorted(set(tasks) | set(_init_tasks(init)), key=TASKS.index)
     meta = {"format_version": 1, "kind": "faithfulness-cross-encoder",
-            "recipe": {"tasks": list(tasks), "rows_per_task": rows_per_task, "hard_share": hard_share, "init": init,
-                       "max_length": max_length, "batch_size": batch_size, "lr": lr, "loss": "bce", "bf16": True,
+            "recipe": {"tasks": seen, "stage_tasks": list(tasks), "nq_rows": nq_rows, "nq_heldout": NQ_HELDOUT,
+                       "nq_seed": NQ_SEED, "scifact_pairs": scifact_pairs, "replay": replay, "replay_n": replay_n, "qa_rows": qa_rows,
+                       "rows_per_task": rows_per_task, "hard_share": hard_share, "init": init,
+                       "max_length": max_length, "batch_size": batch_size, "lr": lr, "loss": "bce", "bf16": bf16,
                        "time_budget_s": time_budget_s, "seed": seed, "freeze_layers": freeze_layers, "heldout": HELDOUT["qa"],
                        "heldout_per_task": HELDOUT, "split_seed": SPLIT_SEED},
             "pairs": pair_counts(pairs), "n_pairs": len(pairs), "progress": progress, "command": command}
-    (final / "training.json").write_text(json.dumps(meta, indent=1) + "\n")
+    if tasks:  # the gate's threshold, derived from a target on train rows this run did not use
+        from bench.benchmarks.faithfulness_ce import calibrate_threshold, calibration_items
+        from cascade.faithfulness import FaithfulnessScorer
+
+        items = calibration_items(out / "pairs.jsonl", n_per_task=calibrate_n, seed=seed, tasks=tasks)
+        meta["calibration"] = calibrate_threshold(FaithfulnessScorer(str(final), max_length=max_length, threshold=0.5),
+                                                  items, target_precision=target_precision)
+    tmp = final / "training.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    tmp.replace(final / "training.json")
     return final
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.cli.train_faithfulness_ce", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="work folder (checkpoints, pairs, log); the model lands in OUT/final")
-    p.add_argument("--tasks", type=_tasks, default=TASKS, help="comma list of HaluEval tasks to train on")
+    p.add_argument("--tasks", type=_tasks, default=TASKS, help="comma list of HaluEval tasks to train on, or none")
+    p.add_argument("--nq-rows", type=int, default=0, help="NQ-open questions to build claims from (past the pipeline's held-out ones)")
+    p.add_argument("--scifact-pairs", type=int, default=0, help="SciFact train SUPPORT/CONTRADICT pairs to add")
+    p.add_argument("--replay", default=None, help="an earlier run's pairs.jsonl to draw --replay-n pairs from")
+    p.add_argument("--replay-n", type=int, default=0)
+    p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                   help="bf16 autocast: auto = only on CPUs with native bf16 (AVX512_BF16/AMX)")
     p.add_argument("--rows-per-task", type=positive_int, default=1000)
+    p.add_argument("--target-precision", type=_positive_float, default=0.9,
+                   help="precision of passed claims the calibrated threshold must reach (CP lower bound)")
+    p.add_argument("--qa-rows", type=positive_int, default=None,
+                   help="HaluEval QA rows (default: --rows-per-task; length matching keeps ~11%% of QA's items)")
     p.add_argument("--hard-share", type=_positive_float, default=0.5)
     p.add_argument("--init", default="models/reranker-minilm-l6")
     p.add_argument("--max-length", type=positive_int, default=256)
@@ -84,14 +168,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--freeze-layers", type=int, choices=range(0, 6), default=0, metavar="K",
                    help="keep the embeddings and the first K of 6 encoder layers fixed (cheaper steps)")
     args = p.parse_args(argv)
+    if not 0 < args.target_precision < 1:
+        p.error(f"--target-precision must be in (0, 1), got {args.target_precision}")
     if args.hard_share > 1:
         p.error(f"--hard-share must be in (0, 1], got {args.hard_share}")
     if args.init and not Path(args.init).is_dir():
         p.error(f"--init {args.init}: no such model folder")
+    for name in ("nq_rows", "scifact_pairs", "replay_n"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
+    if args.replay_n and not (args.replay and Path(args.replay).is_file()):
+        p.error(f"--replay-n needs --replay naming a pairs.jsonl file; got {args.replay!r}")
+    if not args.tasks and not (args.nq_rows or args.scifact_pairs):
+        p.error("--tasks none needs --nq-rows or --scifact-pairs: there would be nothing to train on")
     cmd = "python -m bench.cli.train_faithfulness_ce " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     final = train_faithfulness_ce(args.out, args.tasks, args.rows_per_task, args.hard_share, args.init, args.max_length,
                                   args.batch_size, args.lr, args.time_budget, args.threads, args.seed, cmd,
-                                  args.freeze_layers)
+                                  args.freeze_layers, args.nq_rows, args.scifact_pairs, args.replay, args.replay_n,
+                                  {"auto": None, "on": True, "off": False}[args.bf16], args.qa_rows,
+                                  args.target_precision)
     print(final)
     return 0
 

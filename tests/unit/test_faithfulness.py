@@ -74,3 +74,29 @@ def test_scorer_bad_input_and_truncation_counted():
     assert s.n_truncated_ == 1 and s.n_scored_ == 2
     with pytest.raises(FileNotFoundError, match="ragfix train faithfulness"):
         F.FaithfulnessScorer("/nonexistent/model")
+
+
+def test_scorer_int8_backend_agrees_with_fp32_and_threshold_comes_from_the_card(tmp_path):
+    """The int8 path (length-sorted batches through rerank.backends) ranks pairs as the fp32 CrossEncoder does."""
+    import json
+    import shutil
+
+    from scipy.stats import spearmanr
+
+    from cascade.faithfulness import FORMAT_VERSION, FaithfulnessScorer
+
+    ev = ["Pride and Prejudice is an 1813 novel written by Jane Austen.", "K2 is 8,611 metres high.",
+          "Canberra is the capital city of Australia; Sydney is its largest city.", "Penicillin was found by Fleming.",
+          "The Eiffel Tower was completed in 1889 for the World's Fair in Paris, France."] * 2
+    cl = ["Jane Austen", "8,611 metres", "Sydney", "Alexander Fleming", "1889", "Charlotte Bronte", "8,849 metres",
+          "Canberra", "Marie Curie", "1925"]
+    qs = ["Who wrote it?", "How tall is K2?", "Capital?", "Who found penicillin?", "When completed?"] * 2
+    fp32 = FaithfulnessScorer("models/reranker-minilm-l6", max_length=64)
+    int8 = FaithfulnessScorer("models/reranker-minilm-l6", max_length=64, backend="int8", batch_size=3)
+    a, b = fp32.predict_proba(ev, cl, qs), int8.predict_proba(ev, cl, qs)
+    assert b.shape == a.shape and spearmanr(a, b).statistic > 0.9
+    folder = tmp_path / "m"
+    shutil.copytree("models/reranker-minilm-l6", folder)
+    (folder / "training.json").write_text(json.dumps({"format_version": FORMAT_VERSION, "calibration": {"threshold": 0.37}}))
+    assert FaithfulnessScorer(str(folder)).threshold == 0.37
+    assert FaithfulnessScorer(str(folder), threshold=0.6).threshold == 0.6

@@ -199,3 +199,62 @@ def test_bench_faithfulness_parser_takes_nq_limit_zero_and_refuses_a_bad_band(ca
     with pytest.raises(SystemExit) as exc:
         root.parse_args(["faithfulness", "--cascade", "0.9,0.1"])
     assert exc.value.code == 2 and "LOW < HIGH" in capsys.readouterr().err
+
+
+def test_build_ce_pairs_per_task_rows_and_hard_cap():
+    pairs = build_ce_pairs(("qa", "dialogue"), rows_per_task={"qa": 60, "dialogue": 30}, hard_share=1.0, seed=3,
+                           hard_cap=0.5)
+    src = Counter(p.source for p in pairs)
+    assert src["hard-qa"] <= 0.5 * src["halueval-qa"] and src["hard-dialogue"] <= 0.5 * src["halueval-dialogue"]
+    assert len({p.qid for p in pairs if p.qid.startswith("dialogue:")}) <= 30
+
+
+class _Rot:
+    def __init__(self, question, answers, gold, distractors):
+        self.question, self.answers, self.gold, self.distractors = question, answers, gold, distractors
+
+
+def test_nq_claim_pairs_skip_the_pipeline_questions_and_balance_labels():
+    from data.faithfulness_ce import NQ_HELDOUT, nq_claim_pairs
+
+    gold = ("Pride and Prejudice\nPride and Prejudice is an 1813 novel of manners written by Jane Austen. "
+            "It follows Elizabeth Bennet and Fitzwilliam Darcy in Hertfordshire.")
+    dist = "Jane Eyre\nJane Eyre is a novel by the English writer Charlotte Bronte, published in 1847 in London."
+    items = [_Rot("who wrote pride and prejudice", ["Jane Austen"], gold, [dist])] * (NQ_HELDOUT + 3)
+    pairs = nq_claim_pairs(items, seed=1)
+    assert pairs and all(int(p.qid.split(":")[1]) >= NQ_HELDOUT for p in pairs)  # the pipeline's questions never
+    assert sum(p.label for p in pairs) * 2 == len(pairs)
+    assert len({p.qid for p in pairs}) == 3
+    for p in pairs:
+        if p.label == 1:
+            assert "Jane Austen" in p.query and "Jane Austen" in p.passage
+        elif p.source == "nq-distractor":
+            assert p.query == dist and "Jane Austen" not in p.passage
+        elif p.source == "nq-moved":  # the right answer written into the distractor: present, yet unsupported
+            assert "Jane Austen" in p.query and p.query != dist and "published in 1847" in p.query
+    assert nq_claim_pairs(items[:NQ_HELDOUT]) == []
+
+
+def test_gate_verdicts_carry_the_evidence_span():
+    from generate.gate import evidence_span
+    from registry import load_faithfulness
+
+    passage = "Paris is large. The Eiffel Tower was completed in 1889 in Paris. It is made of iron."
+    assert evidence_span("The Eiffel Tower was finished in 1889.", passage) == "The Eiffel Tower was completed in 1889 in Paris."
+    res = FaithfulnessGate(load_faithfulness("faithfulness")).check("When was the Eiffel Tower completed?",
+                                                                   "It was completed in 1889.", [passage])
+    assert res.claims[0].evidence_span == "The Eiffel Tower was completed in 1889 in Paris."
+
+
+def test_train_cli_new_options_refuse_bad_values(tmp_path, capsys):
+    from bench.cli.train_faithfulness_ce import main
+
+    out = tmp_path / "run"
+    for argv in (["--out", str(out), "--tasks", "none"], ["--out", str(out), "--nq-rows", "-1"],
+                 ["--out", str(out), "--replay-n", "5"], ["--out", str(out), "--target-precision", "1.5"],
+                 ["--out", str(out), "--bf16", "maybe"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    assert not out.exists()
+    assert "Traceback" not in capsys.readouterr().err
