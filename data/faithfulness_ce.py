@@ -45,7 +45,7 @@ from data.faithfulness import load_halueval
 from rerank.train import TrainPair, check_pairs
 
 __all__ = ["task_split", "task_items", "select_evidence", "length_matched", "hard_cases", "swap_name",
-           "build_ce_pairs", "heldout_eval", "check_no_heldout", "HELDOUT", "items_to_pairs", "nq_claim_pairs",
+           "build_ce_pairs", "heldout_eval", "check_no_heldout", "HELDOUT", "items_to_pairs", "nq_claim_pairs", "nq_answer_groups",
            "NQ_HELDOUT", "NQ_SEED"]
 
 HELDOUT = {"qa": 3000, "dialogue": 2000, "summarization": 2000}
@@ -369,4 +369,42 @@ def nq_claim_pairs(items: Sequence, n_rows: int | None = None, seed: int = 13) -
                 out.append(TrainPair(gold, qa_claim(q, s), 1.0, "nq-sentence", qid))
                 out.append(TrainPair(gold, qa_claim(q, alt), 0.0, "nq-sentence-swap", qid))
     check_pairs(out) if out else None
+    return out
+
+
+def nq_answer_groups(items: Sequence, n_rows: int | None = None, n_candidates: int = 4, seed: int = 13) -> list[TrainPair]:
+    """Answer-selection groups from NQ-open oracle items, for a listwise loss: per question, the gold
+    passage with ``question + answer`` (1) and ``question + X`` (0) for up to ``n_candidates - 1``
+    other names/numbers *of that passage* (numbers for a numeric answer), all sharing one qid.
+
+    The skill the gate lacks when a wrong name sits in the right passage: which string the passage
+    gives as the answer. Same held-out rule as :func:`nq_claim_pairs` (the first :data:`NQ_HELDOUT`
+    items are never used).
+    """
+    rng = random.Random(seed)
+    out: list[TrainPair] = []
+    usable = list(items)[NQ_HELDOUT:]
+    if n_rows is not None:
+        usable = usable[:n_rows]
+    for k, it in enumerate(usable, NQ_HELDOUT):
+        q, gold = it.question.strip(), it.gold
+        ans = _answer_in(gold, it.answers)
+        if not ans:
+            continue
+        if not q.endswith("?"):
+            q += "?"
+        is_num = bool(_NUM.fullmatch(ans.replace(" ", "")))
+        low_ans = [a.lower() for a in it.answers]
+        pool = [n for n in _names(gold) if n.lower() not in q.lower() and _answer_in(n, it.answers) is None
+                and ans.lower() not in n.lower() and n.lower() not in ans.lower() and n.lower() not in low_ans]
+        same = [n for n in pool if bool(_NUM.fullmatch(n)) == is_num]
+        rng.shuffle(same)
+        negs = same[: n_candidates - 1]
+        if not negs:
+            continue
+        qid = f"nq:{k}"
+        out.append(TrainPair(gold, qa_claim(q, ans), 1.0, "nq-select", qid))
+        out += [TrainPair(gold, qa_claim(q, n), 0.0, "nq-select", qid) for n in negs]
+    if out:
+        check_pairs(out)
     return out

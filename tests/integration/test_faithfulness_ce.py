@@ -37,3 +37,41 @@ def test_freeze_layers_and_time_budget_stop_after_one_step_and_checkpoint(tmp_pa
     assert not torch.equal(get(after, "encoder.layer.5.output.dense.weight"), get(before, "encoder.layer.5.output.dense.weight"))
     with pytest.raises(ValueError, match="freeze_layers must be in"):
         train_cross_encoder(pairs, tmp_path / "bad", layers=6, loss="bce", freeze_layers=6, progress=False)
+
+
+def _fake_run(tmp_path, name, init, tasks, recipe_extra=None):
+    """A model folder shaped like a trainer's ``final/``: real weights (the project reranker), a training.json."""
+    import shutil
+
+    final = tmp_path / name / "final"
+    shutil.copytree(ROOT / "models" / "reranker-minilm-l6", final)
+    recipe = {"tasks": list(tasks), "stage_tasks": list(tasks), "nq_rows": 10, "nq_heldout": 500, "nq_seed": 1000,
+              "nq_mode": "claims", "scifact_pairs": 0, "replay": None, "replay_n": 0, "qa_rows": None, "hard_cap": 0.75,
+              "rows_per_task": 10, "hard_share": 0.5, "init": str(init) if init else None, "max_length": 64,
+              "batch_size": 4, "lr": 3e-5, "loss": "bce", "bf16": False, "split_seed": 7, "heldout": 3000,
+              "heldout_per_task": {"qa": 3000}, **(recipe_extra or {})}
+    meta = {"format_version": 1, "kind": "faithfulness-cross-encoder", "recipe": recipe,
+            "pairs": {"nq-answer": {"pos": 5, "neg": 0}}, "n_pairs": 5, "progress": {"steps_done": 1},
+            "command": f"python -m bench.cli.train_faithfulness_ce --out {name}"}
+    if tasks:
+        meta["calibration"] = {"threshold": 0.42, "target": {"value": 0.9}, "n": 10, "fallback": None}
+    (final / "training.json").write_text(json.dumps(meta))
+    return final
+
+
+def test_publish_writes_fp16_weights_the_init_chain_and_a_card(tmp_path):
+    from bench.cli.train_faithfulness_ce import main
+    from cascade.faithfulness import FaithfulnessScorer
+
+    a = _fake_run(tmp_path, "stage1", None, ())
+    b = _fake_run(tmp_path, "stage2", a, ("qa", "dialogue"))
+    dst = tmp_path / "models" / "faithfulness-x"
+    assert main(["publish", "--from", str(b), "--out", str(dst)]) == 0
+    card = (dst / "MODEL_CARD.md").read_text()
+    assert "# faithfulness-minilm-ce" in card and "Stage 1 data" in card and "Stage 2 data" in card and "0.4200" in card
+    assert (dst / "stage1.json").is_file() and not (dst / "stage2.json").exists()
+    assert FaithfulnessScorer(str(dst)).threshold == 0.42  # the calibrated threshold travels with the model
+    assert not dst.with_name(dst.name + ".tmp").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["publish", "--from", str(tmp_path / "nothing"), "--out", str(dst)])
+    assert exc.value.code == 2

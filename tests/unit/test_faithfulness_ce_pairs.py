@@ -258,3 +258,21 @@ def test_train_cli_new_options_refuse_bad_values(tmp_path, capsys):
         assert exc.value.code == 2
     assert not out.exists()
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_nq_answer_groups_one_answer_and_other_names_of_the_same_passage():
+    from data.faithfulness_ce import NQ_HELDOUT, nq_answer_groups
+
+    gold = ("Pride and Prejudice\nPride and Prejudice is an 1813 novel of manners written by Jane Austen. "
+            "It follows Elizabeth Bennet and Fitzwilliam Darcy in Hertfordshire.")
+    items = [_Rot("who wrote pride and prejudice", ["Jane Austen"], gold, [])] * (NQ_HELDOUT + 2)
+    pairs = nq_answer_groups(items, n_candidates=4, seed=2)
+    groups = {}
+    for p in pairs:
+        groups.setdefault(p.qid, []).append(p)
+    assert len(groups) == 2 and all(int(q.split(":")[1]) >= NQ_HELDOUT for q in groups)
+    for g in groups.values():
+        assert [p.label for p in g].count(1.0) == 1 and 2 <= len(g) <= 4
+        assert all(p.query == gold for p in g)
+        wrong = [p.passage.split("? ", 1)[1] for p in g if p.label == 0]
+        assert all(w in gold and w != "Jane Austen" for w in wrong)
