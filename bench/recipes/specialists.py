@@ -210,9 +210,14 @@ max_length {r['max_length']}, {'bf16 autocast' if r.get('bf16') else 'fp32'}, 2 
         lines.append(f"| HaluEval QA held-out, length-matched: gate balanced accuracy | {m['gate']['balanced_accuracy']:.3f} (length baseline {m['length_baseline']['balanced_accuracy']:.3f}) |")
         if m.get("hard_cases"):
             lines.append(f"| committed hard cases ({m['hard_cases']['n']}), judged right | {m['hard_cases']['accuracy']:.3f} |")
+        pl = m.get("pipeline")
+        if pl:
+            lines.append(f"| pipeline's own answers ({pl['n']} NQ-open, SmolLM2): correct when passed vs flagged | "
+                         f"{pl['passed_correct_rate']:.3f} vs {pl['flagged_correct_rate']:.3f} (difference 95% CI "
+                         f"{pl['diff_ci95'][0]:.3f} to {pl['diff_ci95'][1]:.3f}) |")
         c = results.get("cost_per_1k")
         if c:
             lines.append(f"| cost per 1,000 checks (CPU, priced) | ${c['specialist']:.6f} vs LLM judge ({c['llm_priced_as']}) ${c['llm']:.4f} |")
-        sections.append(("Metrics", "\n".join(lines) + f"\n\nFrom `{results.get('_path', 'results')}` (commit {results.get('commit', '?')}); "
+        sections.append(("Metrics", "\n".join(lines) + f"\n\nFrom `{results.get('_path', 'results')}` (commit {str((results.get('environment') or {}).get('commit', '?'))[:7]}); "
                                      "command in that file."))
     write_model_card(out, "faithfulness-minilm-ce", intro, sections)
