@@ -306,6 +306,19 @@ def _answer_in(text: str, answers: Sequence[str]) -> str | None:
     return None
 
 
+def _nq_rows(items: Sequence, n_rows: int | None):
+    """(row number, item, question ending in "?", answer string as written in the gold passage) for the
+    items past :data:`NQ_HELDOUT` (at most ``n_rows``) whose gold passage holds an answer."""
+    usable = list(items)[NQ_HELDOUT:]
+    if n_rows is not None:
+        usable = usable[:n_rows]
+    for k, it in enumerate(usable, NQ_HELDOUT):
+        ans = _answer_in(it.gold, it.answers)
+        if ans:
+            q = it.question.strip()
+            yield k, it, (q if q.endswith("?") else q + "?"), ans
+
+
 def nq_claim_pairs(items: Sequence, n_rows: int | None = None, seed: int = 13) -> list[TrainPair]:
     """Claims built from NQ-open oracle items (``generate.context_rot.RotItem``: question, answers, gold, distractors).
 
@@ -324,17 +337,11 @@ def nq_claim_pairs(items: Sequence, n_rows: int | None = None, seed: int = 13) -
     """
     rng = random.Random(seed)
     out: list[TrainPair] = []
-    usable = list(items)[NQ_HELDOUT:]
-    if n_rows is not None:
-        usable = usable[:n_rows]
-    for k, it in enumerate(usable, NQ_HELDOUT):
-        q, gold = it.question.strip(), it.gold
-        ans = _answer_in(gold, it.answers)
-        if not ans or not it.distractors:
+    for k, it, q, ans in _nq_rows(items, n_rows):
+        gold = it.gold
+        if not it.distractors:
             continue
         qid = f"nq:{k}"
-        if not q.endswith("?"):
-            q += "?"
         out.append(TrainPair(gold, qa_claim(q, ans), 1.0, "nq-answer", qid))
         dist = it.distractors[0]
         is_num = bool(_NUM.fullmatch(ans.replace(" ", "")))
@@ -383,16 +390,8 @@ def nq_answer_groups(items: Sequence, n_rows: int | None = None, n_candidates: i
     """
     rng = random.Random(seed)
     out: list[TrainPair] = []
-    usable = list(items)[NQ_HELDOUT:]
-    if n_rows is not None:
-        usable = usable[:n_rows]
-    for k, it in enumerate(usable, NQ_HELDOUT):
-        q, gold = it.question.strip(), it.gold
-        ans = _answer_in(gold, it.answers)
-        if not ans:
-            continue
-        if not q.endswith("?"):
-            q += "?"
+    for k, it, q, ans in _nq_rows(items, n_rows):
+        gold = it.gold
         is_num = bool(_NUM.fullmatch(ans.replace(" ", "")))
         low_ans = [a.lower() for a in it.answers]
         pool = [n for n in _names(gold) if n.lower() not in q.lower() and _answer_in(n, it.answers) is None
