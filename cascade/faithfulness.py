@@ -218,17 +218,15 @@ class FaithfulnessScorer:
                  backend: str = "fp32") -> None:
         if max_length < 16:
             raise ValueError(f"max_length must be >= 16 tokens, got {max_length}")
-        self.meta: dict = {}
-        if isinstance(model, (str, Path)):
-            from sentence_transformers import CrossEncoder
-
-            if (Path(model) / "training.json").is_file():
-                self.meta = read_card_meta(model)
+        is_path = isinstance(model, (str, Path))
+        self.meta: dict = read_card_meta(model) if is_path and (Path(model) / "training.json").is_file() else {}
         if threshold is None:  # the threshold calibrated at training time, when the model has one
             threshold = float((self.meta.get("calibration") or {}).get("threshold", 0.5))
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-        if isinstance(model, (str, Path)):
+        if is_path:
+            from sentence_transformers import CrossEncoder
+
             if not Path(model).is_dir():
                 raise FileNotFoundError(f"FaithfulnessScorer: model folder {model} does not exist; "
                                         "train it with `ragfix train faithfulness`")
@@ -247,13 +245,12 @@ class FaithfulnessScorer:
     def _logits_backend(self, ev: list[str], cl: list[str]) -> np.ndarray:
         """Logits through ``self._forward``: pairs sorted by length and batched, so padding stays small."""
         tok = self.model.tokenizer
-        lengths = [len(x) for x in tok(ev, cl, truncation="longest_first", max_length=self.max_length)["input_ids"]]
-        order = np.argsort(lengths, kind="stable")
+        enc_all = tok(ev, cl, truncation="longest_first", max_length=self.max_length)  # once; padded per batch
+        order = np.argsort([len(x) for x in enc_all["input_ids"]], kind="stable")
         out = np.empty(len(ev), dtype=np.float32)
         for s in range(0, len(order), self.batch_size):
             idx = order[s: s + self.batch_size]
-            enc = tok([ev[i] for i in idx], [cl[i] for i in idx], truncation="longest_first", max_length=self.max_length,
-                      padding=True, return_tensors="np")
+            enc = tok.pad({k: [v[i] for i in idx] for k, v in enc_all.items()}, return_tensors="np")
             tt = enc.get("token_type_ids")
             out[idx] = self._forward(enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64),
                                      None if tt is None else tt.astype(np.int64))

@@ -46,7 +46,7 @@ from rerank.train import TrainPair, check_pairs
 
 __all__ = ["task_split", "task_items", "select_evidence", "length_matched", "hard_cases", "swap_name",
            "build_ce_pairs", "heldout_eval", "check_no_heldout", "HELDOUT", "items_to_pairs", "nq_claim_pairs", "nq_answer_groups",
-           "NQ_HELDOUT", "NQ_SEED"]
+           "NQ_HELDOUT", "NQ_SEED", "HARD_CAP"]
 
 HELDOUT = {"qa": 3000, "dialogue": 2000, "summarization": 2000}
 SPLIT_SEED = 7
@@ -54,6 +54,7 @@ SPLIT_SEED = 7
 # of build_items(..., seed=NQ_SEED)'s order; the first NQ_HELDOUT of that order never become training pairs.
 NQ_SEED = 1000
 NQ_HELDOUT = 500
+HARD_CAP = 0.75  # hard cases per task: at most this many times the task's length-matched items
 _NAME = re.compile(r"\b\d[\d,.]*\d\b|\b\d\b|\b[A-Z][a-z'-]+(?:\s+(?:of\s+|de\s+)?[A-Z][a-z'-]+)*")
 _NUM = re.compile(r"\b\d[\d,]*(?:\.\d+)?\b")
 _LEAD_WORDS = frozenset("The A An He She It They This That In On At As His Her Its Their There Yes No I We You "
@@ -248,7 +249,7 @@ def _rows_items(task: str, rows: Sequence[dict], idx: Sequence[int]) -> list[tup
 
 
 def build_ce_pairs(tasks: Sequence[str] = HALUEVAL_TASKS, rows_per_task: int | dict[str, int] = 3000,
-                   hard_share: float = 0.5, seed: int = 13, hard_cap: float | None = 0.75) -> list[TrainPair]:
+                   hard_share: float = 0.5, seed: int = 13, hard_cap: float | None = HARD_CAP) -> list[TrainPair]:
     """The training mix: per task, length-matched right/hallucinated items of train rows plus hard cases.
 
     ``rows_per_task`` train rows are sampled per task (seeded; a dict gives each task its own count:

@@ -78,15 +78,19 @@ class ClaimVerdict:
     evidence_span: str = ""  # the sentence of that passage nearest the claim (see evidence_span())
 
 
+def _nearest_sentence(words: set[str], passage: str) -> str:
+    """The sentence of ``passage`` sharing the most of ``words`` (ties: the earlier one)."""
+    sents = [x.strip() for x in _SENT.split(passage.strip()) if x.strip()] or [passage.strip()]
+    return max(sents, key=lambda x: (len(words & content_words(x)), -sents.index(x)))
+
+
 def evidence_span(claim: str, passage: str, question: str = "") -> str:
     """The sentence of ``passage`` sharing the most content words with ``claim`` (and its question): where to look.
 
     The verdict comes from the scorer over the whole passage; the span only points a reader (or a
     fallback) at the sentence the claim stands on. Ties go to the earlier sentence.
     """
-    sents = [x.strip() for x in _SENT.split(passage.strip()) if x.strip()] or [passage.strip()]
-    words = content_words(claim) | (content_words(question) if question else set())
-    return max(sents, key=lambda x: (len(words & content_words(x)), -sents.index(x)))
+    return _nearest_sentence(content_words(claim) | (content_words(question) if question else set()), passage)
 
 
 @dataclass(frozen=True)
@@ -180,9 +184,7 @@ class FaithfulnessGate:
 
 def extractive_answer(question: str, passage: str) -> str:
     """The passage sentence sharing the most content words with the question (ties: the earlier one)."""
-    sents = [s for s in _SENT.split(passage.strip()) if s.strip()] or [passage.strip()]
-    q = content_words(question)
-    return max(sents, key=lambda s: (len(q & content_words(s)), -sents.index(s))).strip()
+    return _nearest_sentence(content_words(question), passage)
 
 
 def apply_policy(policy: str, gate: FaithfulnessGate, question: str, passages: Sequence[str], result: GateResult,

