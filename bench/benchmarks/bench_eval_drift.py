@@ -179,20 +179,28 @@ def retrieval_signals(d: StreamData, res, others: list) -> np.ndarray:
 
 def cross_encoder_signals(d: StreamData, ranked: dict, model: str = CE_MODEL, top: int = 3,
                           cache_dir: Path | str | None = None) -> dict[str, np.ndarray]:
-    """The project's cross-encoder judging each release's own top ``top`` results, per query: the logit
-    of the top-1 pair, the mean and the max over the top ``top`` (three columns per release, in that order).
+    """The project's cross-encoder judging each release's own top ``top`` results, per query.
+
+    Columns per release: the logit of the top-1 pair, the mean and the max over the top 3 (round 4); with
+    ``top`` > 3 four more, over the whole top ``top``: the expected DCG of the release's order if each
+    result is relevant with the judge's probability (sum of sigmoid(logit) / log2(rank + 1): the label-free
+    twin of the nDCG@10 being estimated), the largest probability (is anything relevant there at all), the
+    reciprocal rank of the judge's favourite in the release's order (did the release put it first), and the
+    mean logit.
 
     A query-performance predictor a team has for every traffic query (the reranker already runs on the
     request path); label-free only if ``model`` never saw the stream's relevance labels (the bench's default,
-    :data:`CE_MODEL`, saw none of SciFact's). When even the best of a release's first results reads as unrelated to the query,
-    that query's nDCG@10 is likely low. Padded slots (index -1) score as the minimum logit seen. Pairs are
-    scored once per content (:class:`bench.eval.rerank.PairScoreCache` under ``cache_dir``, default
+    :data:`CE_MODEL`, saw none of SciFact's). When even the best of a release's first results reads as unrelated
+    to the query, that query's nDCG@10 is likely low. Padded slots (index -1) score as the minimum logit seen.
+    Pairs are scored once per content (:class:`bench.eval.rerank.PairScoreCache` under ``cache_dir``, default
     ``$RAGFIX_CACHE/eval-drift-ce``), so the releases share the pairs they have in common and a rerun scores none.
     """
     from bench.eval.rerank import PairScoreCache, scorer_cache
     from registry import load_cross_encoder
     from retrieval.cache import default_cache_dir
 
+    if top < 3:
+        raise ValueError(f"cross_encoder_signals: top={top}; the signals need at least each release's top 3")
     ce = load_cross_encoder(model)
     cache = scorer_cache(Path(cache_dir) if cache_dir else default_cache_dir() / "eval-drift-ce", model, ce.max_length)
     texts = list(d.queries.values())
@@ -210,12 +218,18 @@ def cross_encoder_signals(d: StreamData, ranked: dict, model: str = CE_MODEL, to
         chunk = todo[a:a + step]
         sc = ce.score_pairs([(texts[qi], d.corpus[j].full_text()) for qi, j in chunk])
         cache.add([(keys[p], float(v)) for p, v in zip(chunk, sc)])
+        if a // step % 20 == 19:
+            log.info("cross-encoder signals: %d of %d scored", a + len(chunk), len(todo))
     floor = min(cache[k] for k in keys.values()) if keys else 0.0
     out = {}
     for name, res in ranked.items():
         ind = np.asarray(res.indices)[:, :top]
         v = np.array([[cache[keys[(qi, int(j))]] if j >= 0 else floor for j in row] for qi, row in enumerate(ind)])
-        out[name] = np.column_stack([v[:, 0], v.mean(1), v.max(1)])
+        cols = [v[:, 0], v[:, :3].mean(1), v[:, :3].max(1)]
+        if top > 3:
+            p = 1.0 / (1.0 + np.exp(-v))
+            cols += [(p / np.log2(np.arange(2, v.shape[1] + 2))).sum(1), p.max(1), 1.0 / (1.0 + v.argmax(1)), v.mean(1)]
+        out[name] = np.column_stack(cols)
     return out
 
 

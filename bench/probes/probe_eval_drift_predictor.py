@@ -1,6 +1,6 @@
 """Which label-free predictor the eval-drift estimate should use, chosen on development stories only (I).
 
-``python -m bench.probes.probe_eval_drift_predictor [--seeds 100-139] [--ce-models reranker-l6,models/X] [--out R.json]``
+``python -m bench.probes.probe_eval_drift_predictor [--seeds 100-139] [--ce-models reranker-l6,models/X] [--ce-tops 3,10] [--out R.json]``
 
 The model-assisted estimate of ``ragfix bench eval-drift`` (:func:`monitor.eval_drift.model_assisted_estimate`)
 is as good as its per-query predictor of nDCG@10. This probe builds the bench's stream and releases, then
@@ -9,7 +9,9 @@ compares predictor feature sets side by side on the same stories:
 * ``retrieval``: :func:`bench.benchmarks.bench_eval_drift.retrieval_signals` (score gaps, cosines, agreement
   between releases) plus the cross-fitted mean metric of the 20 nearest eval queries (the round-3 predictor);
 * ``retrieval+ce(MODEL)``, one per ``--ce-models`` entry: the same plus
-  :func:`bench.benchmarks.bench_eval_drift.cross_encoder_signals` (that cross-encoder judging each release's top 3).
+  :func:`bench.benchmarks.bench_eval_drift.cross_encoder_signals` (that cross-encoder judging each release's top 3);
+  ``retrieval+ce(MODEL,top=K)`` for each deeper ``--ce-tops`` entry: the judge reads the top K and adds the
+  expected-DCG columns (the label-free twin of nDCG@K).
 
 For each: the out-of-fold R^2 of the predictor on the eval set per shipped release, and over the seeded
 development stories (default 100-139, never the reported 0-19) the estimate's absolute error in every covered
@@ -46,7 +48,7 @@ def _seeds(spec: str) -> list[int]:
 
 
 def run_probe(seeds: list[int], ce_models: tuple[str, ...] = ("reranker-l6",), n_nq: int = 1500, n_eval: int = 300,
-              window: int = 400, budget: int = 100) -> dict:
+              window: int = 400, budget: int = 100, ce_tops: tuple[int, ...] = (3,)) -> dict:
     """``{"variants": {name: {"oof_r2": {release: r2}, "errors": [...], "max", "median", "within_003"}}, ...}``."""
     from sklearn.metrics import r2_score
 
@@ -64,11 +66,13 @@ def run_probe(seeds: list[int], ce_models: tuple[str, ...] = ("reranker-l6",), n
     t_ce = time.perf_counter()
     variants = {"retrieval": sig}
     for model in ce_models:
-        ce = b.cross_encoder_signals(d, {r: ranked[r] for r in ship}, model=model)
-        variants[f"retrieval+ce({model})"] = {r: np.column_stack([sig[r], ce[r]]) for r in ce}
+        for top in sorted(ce_tops, reverse=True):  # the deepest first: the shallower ones read its cached pairs
+            ce = b.cross_encoder_signals(d, {r: ranked[r] for r in ship}, model=model, top=top)
+            name = f"retrieval+ce({model})" if top == 3 else f"retrieval+ce({model},top={top})"
+            variants[name] = {r: np.column_stack([sig[r], ce[r]]) for r in ce}
     t_ce = time.perf_counter() - t_ce
     q = d.query_emb.astype(np.float64)
-    out: dict = {"seeds": [seeds[0], seeds[-1]], "ce_models": list(ce_models), "shipped": ship, "ce_seconds": round(t_ce, 1),
+    out: dict = {"seeds": [seeds[0], seeds[-1]], "ce_models": list(ce_models), "ce_tops": list(ce_tops), "shipped": ship, "ce_seconds": round(t_ce, 1),
                  "variants": {}}
     for name, s in variants.items():
         r2 = {}
@@ -123,16 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=_seeds, default=_seeds("100-139"), help="development story seeds LO-HI")
     p.add_argument("--ce-models", type=lambda v: tuple(x for x in v.split(",") if x), default=("reranker-l6",),
                    help="comma-separated cross-encoders (registry names or folders), one variant each")
+    p.add_argument("--ce-tops", type=lambda v: tuple(int(x) for x in v.split(",") if x), default=(3,),
+                   help="comma-separated depths of each release's ranking the cross-encoder judges, one variant each "
+                        "(3: round 4's three columns; deeper adds the expected-DCG columns of cross_encoder_signals)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    res = run_probe(args.seeds, args.ce_models)
+    res = run_probe(args.seeds, args.ce_models, ce_tops=args.ce_tops)
     summary = {k: {kk: vv for kk, vv in v.items() if kk != "errors"} for k, v in res["variants"].items()}
     print(json.dumps({**{k: v for k, v in res.items() if k != "variants"}, "variants": summary}, indent=1))
     if args.out:
         from bench.report import write_results
 
-        write_results(args.out, {"seeds": res["seeds"], "ce_models": list(args.ce_models)},
+        write_results(args.out, {"seeds": res["seeds"], "ce_models": list(args.ce_models), "ce_tops": list(args.ce_tops)},
                       {**summary, "leakage": res["leakage"]}, None, probe=res)
     return 0
 

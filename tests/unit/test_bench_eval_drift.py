@@ -1,5 +1,6 @@
 """``ragfix bench eval-drift`` building blocks: the release rule, the schedule, window sampling, registration."""
 import numpy as np
+import pytest
 
 from bench.benchmarks.bench_eval_drift import default_schedule, sample_window, shipped
 from bench.cli import build_parser
@@ -128,3 +129,31 @@ def test_cross_encoder_signals_judge_each_releases_top3_once_per_content(tmp_pat
     again = cross_encoder_signals(d, {"one": one, "two": two}, model="reranker-l2", cache_dir=tmp_path)
     assert len(files[0].read_text().splitlines()) == 6  # nothing rescored
     np.testing.assert_allclose(again["one"], a, atol=1e-6)
+
+
+def test_cross_encoder_signals_deeper_judgement_adds_expected_dcg_columns(tmp_path):
+    """``top`` > 3 keeps round 4's three columns (over the top 3) and adds expected DCG (sigmoid(logit) /
+    log2(rank + 1) summed), the largest probability, the judge's favourite's reciprocal rank and the mean logit."""
+    from bench.benchmarks.bench_eval_drift import StreamData, cross_encoder_signals
+    from registry import load_cross_encoder
+    from retrieval.types import Document, SearchResults
+
+    docs = [Document("a", "Aspirin lowers the risk of heart attack in adults.", "Aspirin"),
+            Document("b", "The Eiffel Tower is in Paris.", "Paris"),
+            Document("c", "Statins reduce LDL cholesterol.", "Statins"),
+            Document("d", "Penguins live in the southern hemisphere.", "Penguins")]
+    d = StreamData(docs, {"q1": "does aspirin prevent heart attacks"}, {}, {})
+    good = SearchResults(np.array([[0, 2, 3, 1]]), np.zeros((1, 4), np.float32))
+    late = SearchResults(np.array([[3, 2, 1, 0]]), np.zeros((1, 4), np.float32))
+    sig = cross_encoder_signals(d, {"good": good, "late": late}, model="reranker-l2", top=4, cache_dir=tmp_path)
+    v = load_cross_encoder("reranker-l2").score_pairs([(d.queries["q1"], docs[i].full_text()) for i in (0, 2, 3, 1)])
+    p = 1 / (1 + np.exp(-v))
+    g = sig["good"][0]
+    assert sig["good"].shape == (1, 7)
+    np.testing.assert_allclose(g[:3], [v[0], v[:3].mean(), v[:3].max()], atol=1e-5)
+    np.testing.assert_allclose(g[3:], [(p / np.log2([2, 3, 4, 5])).sum(), p.max(), 1 / (1 + v.argmax()), v.mean()],
+                               atol=1e-5)
+    late_row = sig["late"][0]
+    assert g[3] > late_row[3] and g[5] == 1.0 and late_row[5] == 0.25  # the aspirin abstract first vs last
+    with pytest.raises(ValueError, match="top 3"):
+        cross_encoder_signals(d, {"good": good}, model="reranker-l2", top=2, cache_dir=tmp_path)
