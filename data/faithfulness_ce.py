@@ -394,9 +394,9 @@ def nq_answer_groups(items: Sequence, n_rows: int | None = None, n_candidates: i
     for k, it, q, ans in _nq_rows(items, n_rows):
         gold = it.gold
         is_num = bool(_NUM.fullmatch(ans.replace(" ", "")))
-        low_ans = [a.lower() for a in it.answers]
+        # _answer_in(n, ...) is None also rules out n being one of the answers (any case)
         pool = [n for n in _names(gold) if n.lower() not in q.lower() and _answer_in(n, it.answers) is None
-                and ans.lower() not in n.lower() and n.lower() not in ans.lower() and n.lower() not in low_ans]
+                and ans.lower() not in n.lower() and n.lower() not in ans.lower()]
         same = [n for n in pool if bool(_NUM.fullmatch(n)) == is_num]
         rng.shuffle(same)
         negs = same[: n_candidates - 1]

@@ -240,12 +240,14 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--replay-n needs --replay naming a pairs.jsonl file; got {args.replay!r}")
     if not args.tasks and not (args.nq_rows or args.scifact_pairs):
         p.error("--tasks none needs --nq-rows or --scifact-pairs: there would be nothing to train on")
-    cmd = "python -m bench.cli.train_faithfulness_ce " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    final = train_faithfulness_ce(args.out, args.tasks, args.rows_per_task, args.hard_share, args.init, args.max_length,
-                                  args.batch_size, args.lr, args.time_budget, args.threads, args.seed, cmd,
-                                  args.freeze_layers, args.nq_rows, args.scifact_pairs, args.replay, args.replay_n,
-                                  {"auto": None, "on": True, "off": False}[args.bf16], args.qa_rows,
-                                  args.target_precision, 200, args.loss, args.nq_mode)
+    cmd = "python -m bench.cli.train_faithfulness_ce " + " ".join(shlex.quote(a) for a in argv)
+    final = train_faithfulness_ce(
+        args.out, args.tasks, rows_per_task=args.rows_per_task, hard_share=args.hard_share, init=args.init,
+        max_length=args.max_length, batch_size=args.batch_size, lr=args.lr, time_budget_s=args.time_budget,
+        threads=args.threads, seed=args.seed, command=cmd, freeze_layers=args.freeze_layers, nq_rows=args.nq_rows,
+        scifact_pairs=args.scifact_pairs, replay=args.replay, replay_n=args.replay_n,
+        bf16={"auto": None, "on": True, "off": False}[args.bf16], qa_rows=args.qa_rows,
+        target_precision=args.target_precision, loss=args.loss, nq_mode=args.nq_mode)
     print(final)
     return 0
 

