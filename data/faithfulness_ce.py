@@ -44,7 +44,7 @@ from cascade.support_features import content_words
 from data.faithfulness import load_halueval
 from rerank.train import TrainPair, check_pairs
 
-__all__ = ["task_split", "task_items", "select_evidence", "length_matched", "hard_cases", "swap_name",
+__all__ = ["task_split", "task_items", "select_evidence", "length_matched", "hard_cases", "swap_name", "fact_grounding",
            "build_ce_pairs", "heldout_eval", "check_no_heldout", "HELDOUT", "items_to_pairs", "nq_claim_pairs", "nq_answer_groups",
            "NQ_HELDOUT", "NQ_SEED", "HARD_CAP"]
 
@@ -166,6 +166,31 @@ def _names(text: str) -> list[str]:
             seen.add(s.lower())
             out.append(s)
     return out
+
+
+def _fact_tokens(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower().replace(",", ""))
+
+
+def fact_grounding(evidence: str, claim: str) -> tuple[int, int]:
+    """(names/numbers of ``claim`` found in ``evidence``, names/numbers of ``claim``).
+
+    A fact is a capitalised run or a number of the claim (as :func:`_names` finds them; a lone capitalised
+    word opening a sentence is skipped); it is found when every one of
+    its word tokens occurs in the evidence (lower-cased, thousands separators dropped), so "Natalie"
+    is found in a passage naming "Natalie Portman" and "8,611" matches "8611". A proxy for "every fact
+    of the claim is stated by the evidence", used to ask whether a data set's labels are about grounding
+    at all (``bench.benchmarks.faithfulness_ce.label_grounding``); it does not read meaning.
+    """
+    ev = set(_fact_tokens(re.sub(r"(?<=[a-z])(?=[A-Z])", " ", evidence)))  # "EllroyJames": glued triples of HaluEval
+    facts: dict[str, list[str]] = {}
+    for m in _NAME.finditer(claim):
+        f = m.group(0).strip()
+        at_start = not claim[: m.start()].strip() or claim[: m.start()].rstrip()[-1] in ".!?:\""
+        if (len(f.split()) == 1 and (f in _LEAD_WORDS or (at_start and not f[0].isdigit()))) or not _fact_tokens(f):
+            continue  # a lone capitalised word opening a sentence is a discourse word far more often than a name
+        facts.setdefault(f.lower(), _fact_tokens(f))
+    return sum(all(t in ev for t in toks) for toks in facts.values()), len(facts)
 
 
 def swap_name(claim: str, evidence: str, rng: random.Random) -> str | None:
@@ -291,11 +316,14 @@ def check_no_heldout(pairs: Iterable[TrainPair], task: str, n_rows: int) -> None
                          "build pairs from task_split(...)[0] only")
 
 
-def heldout_eval(task: str, n_items: int = 400, seed: int = 0) -> list[LabelledClaim]:
-    """Length-matched items of held-out rows of ``task`` (at most ``n_items``, balanced, seeded)."""
+def heldout_eval(task: str, n_items: int = 400, seed: int = 0, max_evidence_words: int = 150) -> list[LabelledClaim]:
+    """Length-matched items of held-out rows of ``task`` (at most ``n_items``, balanced, seeded).
+
+    ``max_evidence_words``: the evidence cut (:func:`select_evidence`); the items chosen do not depend on it.
+    """
     rows = load_halueval(task)
     _, held = task_split(task, len(rows))
-    return length_matched(task_items(task, rows, held), seed=seed, max_items=n_items)
+    return length_matched(task_items(task, rows, held, max_evidence_words), seed=seed, max_items=n_items)
 
 
 def _answer_in(text: str, answers: Sequence[str]) -> str | None:

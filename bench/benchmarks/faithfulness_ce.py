@@ -8,6 +8,12 @@
   ``tests/data/faithfulness_hard_cases.jsonl`` -- paraphrases of a supported answer, answers found
   only in a distractor passage, swapped names and numbers -- run through the gate (all passages of
   the case given; the answer cites none, so each claim is checked against every passage).
+- **Are the labels about grounding?** (:func:`label_grounding`, :func:`in_domain_metrics`): on the same
+  held-out items, how often a right and a hallucinated claim have every name and number found in their
+  evidence (:func:`data.faithfulness_ce.fact_grounding`), the balanced accuracy of passing exactly those,
+  and the shipped model -- which trained on the train rows of every task -- scored in domain. A task
+  whose right answers are mostly not grounded in their evidence cannot be passed by a model of
+  P(evidence supports claim), however it is trained.
 - **Cost per 1,000 checks** (:func:`cost_per_1k`): the specialist's CPU seconds, measured per batch
   through :class:`distill.ledger.Ledger` and priced by ``configs/prices.yaml``; the LLM judge priced
   by tokens (the judge prompt of ``configs/judge_prompts.yaml`` filled with the same items, counted
@@ -24,8 +30,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["load_hard_cases", "hard_case_metrics", "loto_metrics", "cost_per_1k", "CASE_KEYS", "CASE_KINDS",
-           "HARD_CASES"]
+__all__ = ["load_hard_cases", "hard_case_metrics", "loto_metrics", "in_domain_metrics", "label_grounding", "cost_per_1k",
+           "CASE_KEYS", "CASE_KINDS", "HARD_CASES"]
 
 HARD_CASES = Path(__file__).resolve().parents[2] / "tests" / "data" / "faithfulness_hard_cases.jsonl"
 CASE_KEYS = ("id", "kind", "question", "passages", "answer", "label")
@@ -97,6 +103,69 @@ def loto_metrics(models: dict[str, str | Path], n_items: int = 400, seed: int = 
     return out
 
 
+def _threshold_free(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import roc_auc_score
+
+    from cascade.faithfulness import balanced_accuracy
+
+    cuts = np.unique(p)
+    best = max((balanced_accuracy(y, p >= t) for t in cuts), default=0.5)
+    return {"auc": float(roc_auc_score(y, p)), "best_balanced_accuracy": float(best)}
+
+
+def in_domain_metrics(scorer, tasks: Sequence[str] = ("qa", "dialogue", "summarization"), n_items: int = 400,
+                      seed: int = 0) -> dict[str, Any]:
+    """``{task: {balanced_accuracy, auc, best_balanced_accuracy, n, trained_on_task}}``: ``scorer`` on the held-out items of each task.
+
+    The leave-one-task-out items (:func:`data.faithfulness_ce.heldout_eval`), scored by a model that may
+    have trained on the task's *train* rows: the in-domain reference each fold is read against.
+    ``best_balanced_accuracy`` takes the best cutoff chosen on these items themselves, an upper bound
+    for any threshold, not a measurement of one.
+    """
+    from cascade.faithfulness import balanced_accuracy
+    from data.faithfulness_ce import heldout_eval
+
+    trained = (getattr(scorer, "meta", None) or {}).get("recipe", {}).get("tasks") or []
+    out: dict[str, Any] = {}
+    for task in tasks:
+        items = heldout_eval(task, n_items, seed)
+        y = np.array([c.label for c in items])
+        p = scorer.predict_proba([c.evidence for c in items], [c.claim for c in items], [c.question for c in items])
+        out[task] = {"balanced_accuracy": balanced_accuracy(y, p >= scorer.threshold), **_threshold_free(y, p),
+                     "n": len(items), "trained_on_task": task in trained}
+    return out
+
+
+def label_grounding(tasks: Sequence[str] = ("qa", "dialogue", "summarization"), n_items: int = 400,
+                    seed: int = 0) -> dict[str, Any]:
+    """Per task, on the leave-one-task-out items: are the right claims grounded in their evidence and the hallucinated ones not?
+
+    ``grounded_right`` / ``grounded_hallucinated``: share of claims with every name and number found in
+    the whole evidence (the full document, not the model's 150-word cut) (:func:`data.faithfulness_ce.fact_grounding`; a claim without any counts as grounded);
+    ``rule_balanced_accuracy``: pass exactly the grounded claims; ``found_share_auc``: the AUC of the
+    share of the claim's facts found (1.0 without facts). A proxy read by string match, the same
+    for both labels: it shows whether "right" in a data set means "stated by the evidence".
+    """
+    from cascade.faithfulness import balanced_accuracy
+    from data.faithfulness_ce import fact_grounding, heldout_eval
+
+    out: dict[str, Any] = {}
+    for task in tasks:
+        items = heldout_eval(task, n_items, seed, max_evidence_words=10**9)  # the whole evidence, not the model's cut
+        y = np.array([c.label for c in items])
+        fg = [fact_grounding(c.evidence, c.claim) for c in items]
+        share = np.array([f / n if n else 1.0 for f, n in fg])
+        grounded = share >= 1.0
+        with_facts = np.array([n > 0 for _, n in fg])
+        out[task] = {"n": len(items), "grounded_right": float(grounded[y == 1].mean()),
+                     "grounded_hallucinated": float(grounded[y == 0].mean()),
+                     "with_facts_right": float(with_facts[y == 1].mean()),
+                     "with_facts_hallucinated": float(with_facts[y == 0].mean()),
+                     "rule_balanced_accuracy": balanced_accuracy(y, grounded),
+                     "found_share_auc": _threshold_free(y, share)["auc"]}
+    return out
+
+
 def cost_per_1k(scorer, items, ledger_path: Path | str, model_name: str, price_as: str = "gpt-4o-mini",
                 batch: int = 32) -> dict[str, Any]:
     """Cost per 1,000 checks of ``scorer`` (measured CPU, priced) and of an LLM judge (priced by tokens), via the ledger."""
@@ -164,6 +233,8 @@ def extend_result(args, scorer, gate, result: dict) -> dict:
         if not models:
             raise FileNotFoundError(f"--loto-dir {loto_dir}: no qa/, dialogue/ or summarization/ model folder in it")
         m["leave_one_task_out"] = loto_metrics(models, n_items=args.loto_items, seed=args.seed)
+        m["in_domain"] = in_domain_metrics(scorer, n_items=args.loto_items, seed=args.seed)
+        m["label_grounding"] = label_grounding(n_items=args.loto_items, seed=args.seed)
     cases = load_hard_cases(args.hard_cases)
     m["hard_cases"] = hard_case_metrics(gate, cases)
     if getattr(args, "cascade", None):
@@ -226,6 +297,18 @@ def markdown_lines(r: dict) -> list[str]:
                   "|---|---|---|---|---|"]
         for t, v in loto.items():
             lines.append(f"| {t} | {v['balanced_accuracy']:.3f} | {v['auc']:.3f} | {v['n']} | {v['steps']} |")
+    ind, gr = m.get("in_domain"), m.get("label_grounding")
+    if ind and gr:
+        lines += ["", "Are the labels about grounding? The same held-out items; \"grounded\": every name and number of the "
+                      "claim found in its evidence (string match); the shipped model trained on all three tasks' train rows "
+                      "(best cutoff: chosen on these items, an upper bound).",
+                  "", "| task | right grounded | hallucinated grounded | pass-if-grounded BA | shipped model in domain: BA | AUC | best-cutoff BA |",
+                  "|---|---|---|---|---|---|---|"]
+        for t in ind:
+            g, v = gr.get(t, {}), ind[t]
+            lines.append(f"| {t} | {g.get('grounded_right', float('nan')):.2f} | {g.get('grounded_hallucinated', float('nan')):.2f} | "
+                         f"{g.get('rule_balanced_accuracy', float('nan')):.3f} | {v['balanced_accuracy']:.3f} | {v['auc']:.3f} | "
+                         f"{v['best_balanced_accuracy']:.3f} |")
     h = m.get("hard_cases")
     if h:
         kinds = ", ".join(f"{k} {v['accuracy']:.2f} (n={v['n']})" for k, v in h["by_kind"].items())

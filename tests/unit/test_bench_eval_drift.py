@@ -157,3 +157,15 @@ def test_cross_encoder_signals_deeper_judgement_adds_expected_dcg_columns(tmp_pa
     assert g[3] > late_row[3] and g[5] == 1.0 and late_row[5] == 0.25  # the aspirin abstract first vs last
     with pytest.raises(ValueError, match="top 3"):
         cross_encoder_signals(d, {"good": good}, model="reranker-l2", top=2, cache_dir=tmp_path)
+
+
+def test_eval_split_probe_parses_split_ranges():
+    import argparse
+
+    import pytest
+
+    from bench.probes.probe_eval_drift_splits import _splits
+
+    assert _splits("0-3") == [0, 1, 2, 3] and _splits("5") == [5]
+    with pytest.raises(argparse.ArgumentTypeError):
+        _splits("4-2")

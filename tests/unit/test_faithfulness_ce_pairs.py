@@ -276,3 +276,28 @@ def test_nq_answer_groups_one_answer_and_other_names_of_the_same_passage():
         assert all(p.query == gold for p in g)
         wrong = [p.passage.split("? ", 1)[1] for p in g if p.label == 0]
         assert all(w in gold and w != "Jane Austen" for w in wrong)
+
+
+def test_fact_grounding_counts_names_and_numbers_found_in_the_evidence():
+    from data.faithfulness_ce import fact_grounding
+
+    ev = "The Rules of Attraction is starring Swoosie KurtzSwoosie Kurtz starred in it. K2 is 8,611 metres high."
+    assert fact_grounding(ev, "Swoosie Kurtz is in it") == (1, 1)
+    assert fact_grounding(ev, "the peak Swoosie Kurtz named is 8611 metres high") == (2, 2)  # separator dropped
+    assert fact_grounding(ev, "the peak is 8,849 metres high") == (0, 1)  # a number the evidence does not state
+    assert fact_grounding(ev, "Yep. As well as Ben Schwartz") == (0, 1)  # "Yep" opens a sentence: not a fact
+    assert fact_grounding(ev, "that sounds good to me") == (0, 0)
+
+
+def test_label_grounding_tells_grounded_labels_from_ungrounded_ones(monkeypatch):
+    import data.faithfulness_ce as D
+    from bench.benchmarks import faithfulness_ce as B
+
+    ev = "Jane Austen wrote Pride and Prejudice in 1813."
+    grounded = [LabelledClaim(ev, "Jane Austen, 1813", 1, 3, "q?"), LabelledClaim(ev, "Charlotte Bronte", 0, 2, "q?")]
+    ungrounded = [LabelledClaim(ev, "Emily Bronte", 1, 2, "q?"), LabelledClaim(ev, "Jane Austen in 1813", 0, 4, "q?")]
+    monkeypatch.setattr(D, "heldout_eval", lambda task, n, seed, max_evidence_words=150: grounded * 5 if task == "qa" else ungrounded * 5)
+    out = B.label_grounding(("qa", "dialogue"), n_items=10)
+    assert out["qa"]["grounded_right"] == 1.0 and out["qa"]["grounded_hallucinated"] == 0.0
+    assert out["qa"]["rule_balanced_accuracy"] == 1.0
+    assert out["dialogue"]["grounded_right"] == 0.0 and out["dialogue"]["rule_balanced_accuracy"] == 0.0
