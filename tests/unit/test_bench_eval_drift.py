@@ -169,3 +169,19 @@ def test_eval_split_probe_parses_split_ranges():
     assert _splits("0-3") == [0, 1, 2, 3] and _splits("5") == [5]
     with pytest.raises(argparse.ArgumentTypeError):
         _splits("4-2")
+
+
+def test_eval_split_probe_markdown_lists_only_splits_with_compared_weeks():
+    from bench.probes.probe_eval_drift_splits import render_markdown
+
+    wk = {"week": 5, "error": 0.04, "oracle_error": 0.02}
+    res = {"n_eval": 300, "shipped": ["bm25", "hybrid"],
+           "splits": [{"split": 0, "weeks": [wk], "max_error": 0.04, "meets_bar": False}, {"split": 1, "weeks": []}],
+           "summary": {"splits": 2, "splits_with_weeks": 1, "weeks_compared": 1, "splits_meeting_bar": 0,
+                       "oracle_splits_meeting_bar": 1, "bar": 0.03, "stale_gap": 0.05, "error_median": 0.04,
+                       "error_max": 0.04, "within_bar_share": 0.0, "signed_error_mean": 0.04, "signed_error_sd": None,
+                       "ci95_coverage": 1.0, "iw_error_median": 0.05, "iw_within_bar_share": 0.0,
+                       "oracle_error_median": 0.02, "oracle_within_bar_share": 1.0}}
+    md = render_markdown(res)
+    assert "| 0 | 5 | 0.0400 | 0.0200 | no |" in md and "| 1 |" not in md
+    assert "1 of 2 splits have such a week" in md
