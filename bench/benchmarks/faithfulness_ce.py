@@ -141,8 +141,8 @@ def label_grounding(tasks: Sequence[str] = ("qa", "dialogue", "summarization"), 
     """Per task, on the leave-one-task-out items: are the right claims grounded in their evidence and the hallucinated ones not?
 
     ``grounded_right`` / ``grounded_hallucinated``: share of claims with every name and number found in
-    the whole evidence (the full document, not the model's 150-word cut) (:func:`data.faithfulness_ce.fact_grounding`; a claim without any counts as grounded);
-    ``rule_balanced_accuracy``: pass exactly the grounded claims; ``found_share_auc``: the AUC of the
+    the whole evidence, not the model's 150-word cut (:func:`data.faithfulness_ce.fact_grounding`; a claim
+    without any counts as grounded); ``rule_balanced_accuracy``: pass exactly the grounded claims; ``found_share_auc``: the AUC of the
     share of the claim's facts found (1.0 without facts). A proxy read by string match, the same
     for both labels: it shows whether "right" in a data set means "stated by the evidence".
     """
