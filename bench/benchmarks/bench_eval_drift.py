@@ -32,7 +32,8 @@ from bench.report import write_results
 from data import data_root, load_beir, read_jsonl
 from retrieval.types import Document
 
-__all__ = ["StreamData", "load_stream_data", "embed_all", "score_releases", "retrieval_signals", "run_bench", "render_markdown", "add_parser"]
+__all__ = ["StreamData", "StreamSetup", "load_stream_data", "embed_all", "score_releases", "retrieval_signals",
+           "setup_stream", "judged_signals", "run_bench", "render_markdown", "add_parser"]
 
 log = logging.getLogger(__name__)
 
@@ -558,6 +559,42 @@ def plot_weeks(weeks: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+@dataclass
+class StreamSetup:
+    """The bench's stream with its eval split and releases: what the bench and its probes all start from."""
+
+    d: StreamData
+    eval_idx: np.ndarray
+    pool: np.ndarray  # SciFact claims traffic is drawn from
+    nq: np.ndarray  # NQ questions traffic is drawn from
+    rel: dict[str, np.ndarray]  # release -> per-query nDCG@10 over every query
+    tuned: dict  # the BM25 parameters tuned on the eval set
+    ship: list[str]  # releases shipped, each because it beat the last offline
+    signals: dict[str, np.ndarray]  # release -> label-free retrieval signals per query
+    ranked: dict  # release -> its ranking of every query
+
+
+def setup_stream(n_nq: int = 1500, n_eval: int = 300, seed: int = 0) -> StreamSetup:
+    """Load and embed the stream, freeze the eval set (split ``seed``), score the releases and ship them."""
+    d = embed_all(load_stream_data(n_nq=n_nq))
+    qids = list(d.queries)
+    ev, pool, nq = _split(d, n_eval, seed)
+    sig: dict[str, np.ndarray] = {}
+    ranked: dict = {}
+    rel, tuned = score_releases(d, [qids[i] for i in ev], signals=sig, ranked=ranked)
+    ship = shipped({r: float(m[ev].mean()) for r, m in rel.items()})
+    return StreamSetup(d, ev, pool, nq, rel, tuned, ship, sig, ranked)
+
+
+def judged_signals(s: StreamSetup, ce_model: str | None = CE_MODEL, top: int = 3) -> dict[str, np.ndarray]:
+    """Each shipped release's predictor inputs: its retrieval signals, plus ``ce_model``'s judgement of its
+    top ``top`` (:func:`cross_encoder_signals`) unless ``ce_model`` is None."""
+    if not ce_model:
+        return {r: s.signals[r] for r in s.ship}
+    ce = cross_encoder_signals(s.d, {r: s.ranked[r] for r in s.ship}, model=ce_model, top=top)
+    return {r: np.column_stack([s.signals[r], ce[r]]) for r in s.ship}
+
+
 def run_bench(n_nq: int = 1500, n_eval: int = 300, window: int = 400, budget: int = 100, runs: int = 30,
               power_runs: int = 30, seed: int = 0, refresh_window: int = 1000, false_alarm_runs: int = 300,
               story_seeds: int = 20, ce_model: str | None = CE_MODEL) -> dict:
@@ -568,18 +605,10 @@ def run_bench(n_nq: int = 1500, n_eval: int = 300, window: int = 400, budget: in
     """
 
     t0 = time.perf_counter()
-    d = embed_all(load_stream_data(n_nq=n_nq))
-    qids = list(d.queries)
-    ev, pool, nq = _split(d, n_eval, seed)
+    st = setup_stream(n_nq, n_eval, seed)
+    d, ev, pool, nq, rel, tuned, ship = st.d, st.eval_idx, st.pool, st.nq, st.rel, st.tuned, st.ship
     sf_all = np.concatenate([ev, pool])
-    sig: dict[str, np.ndarray] = {}
-    ranked: dict = {}
-    rel, tuned = score_releases(d, [qids[i] for i in ev], signals=sig, ranked=ranked)
-    offline = {r: float(m[ev].mean()) for r, m in rel.items()}
-    ship = shipped(offline)
-    if ce_model:
-        ce = cross_encoder_signals(d, {r: ranked[r] for r in ship}, model=ce_model)
-        sig = {r: np.column_stack([sig[r], ce[r]]) for r in ship}
+    sig = judged_signals(st, ce_model)
     releases = []
     for r, m in rel.items():
         o, t = _boot(m[ev], seed), _boot(m[pool], seed)

@@ -56,20 +56,14 @@ def run_probe(seeds: list[int], ce_models: tuple[str, ...] = ("reranker-l6",), n
     from monitor.eval_drift import cross_fitted_predictions
 
     t0 = time.perf_counter()
-    d = b.embed_all(b.load_stream_data(n_nq=n_nq))
-    qids = list(d.queries)
-    ev, pool, nq = b._split(d, n_eval, 0)
-    sig: dict[str, np.ndarray] = {}
-    ranked: dict = {}
-    rel, _ = b.score_releases(d, [qids[i] for i in ev], signals=sig, ranked=ranked)
-    ship = b.shipped({r: float(m[ev].mean()) for r, m in rel.items()})
+    st = b.setup_stream(n_nq, n_eval, 0)
+    d, ev, pool, nq, rel, ship = st.d, st.eval_idx, st.pool, st.nq, st.rel, st.ship
     t_ce = time.perf_counter()
-    variants = {"retrieval": sig}
+    variants = {"retrieval": b.judged_signals(st, None)}
     for model in ce_models:
         for top in sorted(ce_tops, reverse=True):  # the deepest first: the shallower ones read its cached pairs
-            ce = b.cross_encoder_signals(d, {r: ranked[r] for r in ship}, model=model, top=top)
             name = f"retrieval+ce({model})" if top == 3 else f"retrieval+ce({model},top={top})"
-            variants[name] = {r: np.column_stack([sig[r], ce[r]]) for r in ce}
+            variants[name] = b.judged_signals(st, model, top)
     t_ce = time.perf_counter() - t_ce
     q = d.query_emb.astype(np.float64)
     out: dict = {"seeds": [seeds[0], seeds[-1]], "ce_models": list(ce_models), "ce_tops": list(ce_tops), "shipped": ship, "ce_seconds": round(t_ce, 1),

@@ -46,15 +46,9 @@ def run_probe(splits: list[int], n_nq: int = 1500, n_eval: int = 300, window: in
     from bench.benchmarks import bench_eval_drift as b
 
     t0 = time.perf_counter()
-    d = b.embed_all(b.load_stream_data(n_nq=n_nq))
-    qids = list(d.queries)
-    ev0, pool0, nq = b._split(d, n_eval, 0)
-    sig: dict[str, np.ndarray] = {}
-    ranked: dict = {}
-    rel, _ = b.score_releases(d, [qids[i] for i in ev0], signals=sig, ranked=ranked)
-    ship = b.shipped({r: float(m[ev0].mean()) for r, m in rel.items()})
-    ce = b.cross_encoder_signals(d, {r: ranked[r] for r in ship}, model=b.CE_MODEL)
-    sig = {r: np.column_stack([sig[r], ce[r]]) for r in ship}
+    st = b.setup_stream(n_nq, n_eval, 0)  # releases tuned and shipped on the bench's own eval set, then held fixed
+    d, nq, rel, ship = st.d, st.nq, st.rel, st.ship
+    sig = b.judged_signals(st, b.CE_MODEL)
     rows = []
     for s in splits:
         ev, pool, _ = b._split(d, n_eval, s)
