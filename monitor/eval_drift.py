@@ -54,8 +54,14 @@ __all__ = [
     "exceedance_p_value", "ClassifierDrift", "SequentialDrift", "ClusterShift", "grown_clusters", "domain_probabilities",
     "density_ratio", "uncovered_mask", "weighted_estimate", "EvalEstimate", "importance_weighted_estimate", "RefreshPlan",
     "pick_for_labelling", "refreshed_estimate", "cross_fitted_predictions", "model_assisted_estimate",
-    "model_assisted_refresh",
+    "model_assisted_refresh", "signals_estimate", "PREDICTOR_SETTINGS", "WEIGHT_SETTINGS",
 ]
+
+# The settings `ragfix bench eval-drift` measures and `ragfix diagnose eval-drift` ships, chosen on the bench's
+# development stories (seeds 100-139; docs/eval-drift.md): the predictor adds the cross-fitted mean metric of
+# the 20 nearest eval queries to the caller's signals; the density ratio is the kNN one with k = 20.
+PREDICTOR_SETTINGS = {"neighbour_k": 20}
+WEIGHT_SETTINGS = {"model": "knn", "k": 20}
 
 
 def _emb(x, name: str) -> np.ndarray:
@@ -822,6 +828,24 @@ def model_assisted_estimate(eval_emb, eval_metric, eval_pred, traffic_emb, traff
     msg = (f"model-assisted metric {est:.3f} [{lo:.3f}, {hi:.3f}] (predicted {ptc.mean():.3f} + weighted eval residual "
            f"{est - ptc.mean():+.3f}; ESS {ess:.0f} of {len(e)}; stale {y.mean():.3f})")
     return EvalEstimate(False, est, lo, hi, ess, len(e), len(t), unc, msg, meta)
+
+
+def signals_estimate(eval_emb, eval_metric, eval_signals, traffic_emb, traffic_signals, seed: int = 0,
+                     clip: float = 20.0, max_uncovered: float = 0.05, n_boot: int = 1000,
+                     confidence: float = 0.95) -> tuple[EvalEstimate, np.ndarray, np.ndarray]:
+    """Today's metric from label-free per-query signals, with the settings ``ragfix bench eval-drift`` measures.
+
+    :func:`cross_fitted_predictions` (ridge on ``*_signals`` plus the cross-fitted metric of the nearest
+    eval queries, :data:`PREDICTOR_SETTINGS`) then :func:`model_assisted_estimate` (kNN density ratio,
+    :data:`WEIGHT_SETTINGS`). The bench's story and ``ragfix diagnose eval-drift`` both call this, so
+    the number a user gets on their logs is computed as the measured one. Returns ``(estimate,
+    eval_pred, traffic_pred)``; the predictions feed :func:`model_assisted_refresh`.
+    """
+    pe, pt = cross_fitted_predictions(eval_signals, eval_metric, traffic_signals, seed=seed, eval_emb=eval_emb,
+                                      other_emb=traffic_emb, **PREDICTOR_SETTINGS)
+    est = model_assisted_estimate(eval_emb, eval_metric, pe, traffic_emb, pt, clip=clip, max_uncovered=max_uncovered,
+                                  confidence=confidence, n_boot=n_boot, seed=seed, **WEIGHT_SETTINGS)
+    return est, pe, pt
 
 
 def model_assisted_refresh(eval_emb, eval_metric, eval_pred, traffic_emb, traffic_pred, plan: RefreshPlan, new_metric,

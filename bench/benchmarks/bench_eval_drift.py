@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import write_results
+from monitor.eval_drift import PREDICTOR_SETTINGS, WEIGHT_SETTINGS
 from data import data_root, load_beir, read_jsonl
 from retrieval.types import Document
 
@@ -119,10 +120,11 @@ def embed_all(d: StreamData, embedder=None) -> StreamData:
 
 # The detector and density-ratio model the bench runs (the power table also runs the logistic classifier).
 DETECTOR = {"model": "distance", "k": 1, "tail_test": "exceedance"}
-WEIGHTS = {"model": "knn", "k": 20}
+WEIGHTS = WEIGHT_SETTINGS  # kNN density ratio, k = 20
 # The model-assisted estimate's predictor: ridge on retrieval_signals plus the mean metric of the 20 nearest eval
-# queries (built inside the cross-fitting). Chosen on development stories (seeds 100-139), never on the reported ones.
-PREDICTOR = {"neighbour_k": 20}
+# queries (built inside the cross-fitting). Chosen on development stories (seeds 100-139), never on the reported ones;
+# the same settings object `ragfix diagnose eval-drift` uses.
+PREDICTOR = PREDICTOR_SETTINGS
 # Round 4: a cross-encoder judging each release's top 3 joins those signals. The judge is reranker-l6-labelfree
 # (inverse-cloze + HotpotQA pairs, no SciFact qrel): the shipped reranker-l6 was trained on SciFact train qrels,
 # i.e. on the labels of 73% of this stream's claims, so it is not label-free here (its R^2 gain on claims it
@@ -347,9 +349,8 @@ def run_story(d: StreamData, rel: dict[str, np.ndarray], eval_idx, sf_pool, nq_p
 
     Releases ship every ``n_weeks / len(releases)`` weeks; each week is scored with the live release.
     """
-    from monitor.eval_drift import (ClassifierDrift, SequentialDrift, cross_fitted_predictions,
-                                    importance_weighted_estimate, model_assisted_estimate, model_assisted_refresh,
-                                    pick_for_labelling, refreshed_estimate)
+    from monitor.eval_drift import (ClassifierDrift, SequentialDrift, importance_weighted_estimate,
+                                    model_assisted_refresh, pick_for_labelling, refreshed_estimate, signals_estimate)
 
     names = list(rel)
     tilt, nq_share = default_schedule()
@@ -376,10 +377,8 @@ def run_story(d: StreamData, rel: dict[str, np.ndarray], eval_idx, sf_pool, nq_p
                                           n_boot=500, seed=seed, **WEIGHTS)
         alarm = seq.update(q[idx])
         if signals is not None:
-            pe, pt = cross_fitted_predictions(signals[r][eval_idx], m[eval_idx], signals[r][idx], seed=seed,
-                                              eval_emb=q[eval_idx], other_emb=q[idx], **PREDICTOR)
-            est = model_assisted_estimate(q[eval_idx], m[eval_idx], pe, q[idx], pt, clip=clip,
-                                          max_uncovered=max_uncovered, n_boot=500, seed=seed, **WEIGHTS)
+            est, pe, pt = signals_estimate(q[eval_idx], m[eval_idx], signals[r][eval_idx], q[idx], signals[r][idx],
+                                           seed=seed, clip=clip, max_uncovered=max_uncovered, n_boot=500)
             plan = pick_for_labelling(q[eval_idx], q[idx], budget, seed=seed, strategy="proportional")
             ref = model_assisted_refresh(q[eval_idx], m[eval_idx], pe, q[idx], pt, plan, m[idx][plan.indices],
                                          n_boot=300, clip=clip, seed=seed, **WEIGHTS)

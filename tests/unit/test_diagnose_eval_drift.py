@@ -90,3 +90,51 @@ def test_bad_traffic_log_and_relevant_without_corpus(logs, capsys):
     rel = write(tmp / "rel.jsonl", [{"query": q, "relevant": ["d1"]} for q in claims(12)])
     assert main(["diagnose", "eval-drift", "--eval", str(rel), "--traffic", str(ev)]) == 2
     assert "--corpus" in capsys.readouterr().err
+
+
+def test_signals_give_the_model_assisted_estimate_where_plain_reweighting_misses(tmp_path):
+    # The metric follows a logged signal (easy queries score 0.8, hard ones 0.3); traffic is the same kind of
+    # query but 80% easy, against half of the eval set: its true mean is 0.7. Query texts do not tell easy from
+    # hard, so reweighting by query embeddings stays near the eval mean; the predictor reads the signal.
+    ev = write(tmp_path / "e.jsonl", [{"query": q, "metric": 0.8 if i % 2 else 0.3, "signals": [float(i % 2), 1.0]}
+                                      for i, q in enumerate(claims(45))])
+    hard = set(range(0, 45, 5))
+    tr = write(tmp_path / "t.jsonl", [{"query": q, "signals": [0.0 if i in hard else 1.0, 1.0]}
+                                      for i, q in enumerate(claims(45, offset=45))])
+    out = tmp_path / "r.json"
+    assert main(["diagnose", "eval-drift", "--eval", str(ev), "--traffic", str(tr), "--out", str(out), "--clusters", "3"]) == 0
+    m = json.loads(out.read_text())["metrics"]
+    true = (0.8 * (45 - len(hard)) + 0.3 * len(hard)) / 45
+    ma, iw = m["estimate_model_assisted"], m["estimate"]
+    assert not ma["refused"] and abs(ma["estimate"] - true) < 0.02 and ma["predictor_r2_out_of_fold"] > 0.9
+    assert abs(iw["estimate"] - true) > 0.1  # plain reweighting cannot see which queries are easy
+    assert "Model-assisted estimate" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.parametrize("ev_sig,tr_sig,needle", [
+    ([1.0], None, "carries 'signals' but"),
+    ([1.0], [1.0, 2.0], "log the same signals"),
+    (["x"], [1.0], ":1: 'signals' must be a non-empty list of numbers"),
+    ([float("nan")], [1.0], ":1: 'signals' holds a NaN"),
+])
+def test_bad_signals_exit_2_naming_the_problem(tmp_path, capsys, ev_sig, tr_sig, needle):
+    ev = write(tmp_path / "e.jsonl", [{"query": q, "metric": 0.5, "signals": ev_sig} for q in claims(12)])  # NaN as JSON's NaN
+    tr = write(tmp_path / "t.jsonl", [{"query": q, **({"signals": tr_sig} if tr_sig else {})} for q in claims(12, 12)])
+    out = tmp_path / "never.json"
+    assert main(["diagnose", "eval-drift", "--eval", str(ev), "--traffic", str(tr), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and not out.exists()
+
+
+def test_signals_on_some_rows_only_name_the_line(tmp_path, capsys):
+    rows = [{"query": q, "metric": 0.5, "signals": [1.0]} for q in claims(12)]
+    rows[4] = {"query": rows[4]["query"], "metric": 0.5}
+    rows[7]["signals"] = [1.0, 2.0]
+    ev = write(tmp_path / "e.jsonl", rows)
+    tr = write(tmp_path / "t.jsonl", [{"query": q, "signals": [1.0]} for q in claims(12, 12)])
+    assert main(["diagnose", "eval-drift", "--eval", str(ev), "--traffic", str(tr)]) == 2
+    assert "e.jsonl:5: mismatched fields" in capsys.readouterr().err
+    rows[4]["signals"] = [1.0]
+    write(tmp_path / "e.jsonl", rows)
+    assert main(["diagnose", "eval-drift", "--eval", str(ev), "--traffic", str(tr)]) == 2
+    assert "e.jsonl:8: 2 signals where the first row has 1" in capsys.readouterr().err
