@@ -34,7 +34,7 @@ from data import data_root, load_beir, read_jsonl
 from retrieval.types import Document
 
 __all__ = ["StreamData", "StreamSetup", "load_stream_data", "embed_all", "score_releases", "retrieval_signals",
-           "setup_stream", "judged_signals", "run_bench", "render_markdown", "add_parser"]
+           "setup_stream", "judged_signals", "story_windows", "live_release", "run_bench", "render_markdown", "add_parser"]
 
 log = logging.getLogger(__name__)
 
@@ -337,6 +337,24 @@ def _tilt_weights(d: StreamData, eval_idx: np.ndarray, sf_pool: np.ndarray, metr
                      "cluster_ndcg": float(means[hard]), "all_scifact_ndcg": float(metric[sf_all].mean())}
 
 
+def live_release(names: list[str], week: int, n_weeks: int) -> str:
+    """The release live in ``week``: releases ship every ``n_weeks / len(names)`` weeks, in order."""
+    return names[min(len(names) - 1, week * len(names) // n_weeks)]
+
+
+def story_windows(d: StreamData, eval_idx, sf_pool: np.ndarray, nq_pool: np.ndarray, window: int, seed: int,
+                  last_metric: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, dict]:
+    """A story's weekly traffic windows (query indices), which eval rows belong to the growing topic, and
+    the topic's description: the topic is the claim cluster where the last release (``last_metric``) is
+    weakest; its sampling weight and the NQ share follow :func:`default_schedule`."""
+    tilt, nq_share = default_schedule()
+    hard, tinfo = _tilt_weights(d, np.asarray(eval_idx), sf_pool, last_metric, seed)
+    hard_eval = tinfo.pop("eval_members")
+    rng = np.random.default_rng(seed)
+    wins = [sample_window(rng, sf_pool, np.where(hard, tilt[w], 1.0), nq_pool, window, nq_share[w]) for w in range(len(tilt))]
+    return wins, hard_eval, tinfo
+
+
 def run_story(d: StreamData, rel: dict[str, np.ndarray], eval_idx, sf_pool, nq_pool, window: int, budget: int,
               seed: int = 0, clip: float = 20.0, max_uncovered: float = 0.05,
               signals: dict[str, np.ndarray] | None = None) -> tuple[list[dict], dict]:
@@ -355,9 +373,7 @@ def run_story(d: StreamData, rel: dict[str, np.ndarray], eval_idx, sf_pool, nq_p
     names = list(rel)
     tilt, nq_share = default_schedule()
     n_weeks = len(tilt)
-    hard, tinfo = _tilt_weights(d, np.asarray(eval_idx), sf_pool, rel[names[-1]], seed)
-    hard_eval = tinfo.pop("eval_members")
-    rng = np.random.default_rng(seed)
+    windows, hard_eval, tinfo = story_windows(d, eval_idx, sf_pool, nq_pool, window, seed, rel[names[-1]])
     # subtle: the random-labelling baseline draws from its own generator, so the weeks' traffic windows do
     # not change with the labelling budget (round 1 shared one generator: a new budget gave a new story)
     rng_lab = np.random.default_rng(seed + 7919)
@@ -365,9 +381,9 @@ def run_story(d: StreamData, rel: dict[str, np.ndarray], eval_idx, sf_pool, nq_p
     seq = SequentialDrift(q[eval_idx], horizon=n_weeks, alpha=0.05, seed=seed, **DETECTOR)
     weeks = []
     for w in range(n_weeks):
-        r = names[min(len(names) - 1, w * len(names) // n_weeks)]
+        r = live_release(names, w, n_weeks)
         m = rel[r]
-        idx = sample_window(rng, sf_pool, np.where(hard, tilt[w], 1.0), nq_pool, window, nq_share[w])
+        idx = windows[w]
         off = _boot(m[eval_idx], seed)
         # the best any reweighting can do: the exact sampling tilt as weights (ignores the NQ part)
         w_or = np.where(hard_eval, tilt[w], 1.0)

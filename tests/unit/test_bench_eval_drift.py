@@ -185,3 +185,19 @@ def test_eval_split_probe_markdown_lists_only_splits_with_compared_weeks():
     md = render_markdown(res)
     assert "| 0 | 5 | 0.0400 | 0.0200 | no |" in md and "| 1 |" not in md
     assert "1 of 2 splits have such a week" in md
+
+
+def test_export_logs_refuses_a_week_outside_the_story_before_loading_anything(tmp_path, capsys):
+    import pytest
+
+    from bench.probes.export_eval_drift_logs import main as export_main
+
+    with pytest.raises(SystemExit) as e:
+        export_main(["--week", "12", "--out-dir", str(tmp_path / "logs")])
+    assert e.value.code == 2 and "weeks 0-11" in capsys.readouterr().err and not (tmp_path / "logs").exists()
+
+
+def test_live_release_ships_in_order_over_the_weeks():
+    from bench.benchmarks.bench_eval_drift import live_release
+
+    assert [live_release(["a", "b", "c"], w, 12) for w in (0, 3, 4, 7, 8, 11)] == ["a", "a", "b", "b", "c", "c"]
