@@ -154,13 +154,19 @@ def length_matched(items: Sequence[LabelledClaim], seed: int = 0, max_items: int
     return [c for pair in couples for c in pair]
 
 
-def _names(text: str) -> list[str]:
-    """Names and numbers of ``text`` (capitalised runs not at a sentence start, numbers), in order, deduplicated."""
+def _names(text: str, skip_sentence_start: bool = False) -> list[str]:
+    """Names and numbers of ``text`` (capitalised runs not at a sentence start, numbers), in order, deduplicated.
+
+    ``skip_sentence_start``: also drop any lone capitalised word that opens a sentence ("Yep.", "Great!"),
+    a discourse word far more often than a name.
+    """
     seen, out = set(), []
     for m in _NAME.finditer(text):
         s = m.group(0).strip()
         first = s.split()[0]
-        if first in _LEAD_WORDS and len(s.split()) == 1:
+        if len(s.split()) == 1 and (first in _LEAD_WORDS or (
+                skip_sentence_start and not first[0].isdigit()
+                and (not text[: m.start()].strip() or text[: m.start()].rstrip()[-1] in ".!?:\""))):
             continue
         if s.lower() not in seen:
             seen.add(s.lower())
@@ -175,22 +181,16 @@ def _fact_tokens(text: str) -> list[str]:
 def fact_grounding(evidence: str, claim: str) -> tuple[int, int]:
     """(names/numbers of ``claim`` found in ``evidence``, names/numbers of ``claim``).
 
-    A fact is a capitalised run or a number of the claim (as :func:`_names` finds them; a lone capitalised
-    word opening a sentence is skipped); it is found when every one of
+    A fact is a capitalised run or a number of the claim (:func:`_names`, a lone capitalised word opening
+    a sentence skipped); it is found when every one of
     its word tokens occurs in the evidence (lower-cased, thousands separators dropped), so "Natalie"
     is found in a passage naming "Natalie Portman" and "8,611" matches "8611". A proxy for "every fact
     of the claim is stated by the evidence", used to ask whether a data set's labels are about grounding
     at all (``bench.benchmarks.faithfulness_ce.label_grounding``); it does not read meaning.
     """
     ev = set(_fact_tokens(re.sub(r"(?<=[a-z])(?=[A-Z])", " ", evidence)))  # "EllroyJames": glued triples of HaluEval
-    facts: dict[str, list[str]] = {}
-    for m in _NAME.finditer(claim):
-        f = m.group(0).strip()
-        at_start = not claim[: m.start()].strip() or claim[: m.start()].rstrip()[-1] in ".!?:\""
-        if (len(f.split()) == 1 and (f in _LEAD_WORDS or (at_start and not f[0].isdigit()))) or not _fact_tokens(f):
-            continue  # a lone capitalised word opening a sentence is a discourse word far more often than a name
-        facts.setdefault(f.lower(), _fact_tokens(f))
-    return sum(all(t in ev for t in toks) for toks in facts.values()), len(facts)
+    facts = [toks for toks in map(_fact_tokens, _names(claim, skip_sentence_start=True)) if toks]
+    return sum(all(t in ev for t in toks) for toks in facts), len(facts)
 
 
 def swap_name(claim: str, evidence: str, rng: random.Random) -> str | None:

@@ -120,11 +120,10 @@ def embed_all(d: StreamData, embedder=None) -> StreamData:
 
 # The detector and density-ratio model the bench runs (the power table also runs the logistic classifier).
 DETECTOR = {"model": "distance", "k": 1, "tail_test": "exceedance"}
-WEIGHTS = WEIGHT_SETTINGS  # kNN density ratio, k = 20
-# The model-assisted estimate's predictor: ridge on retrieval_signals plus the mean metric of the 20 nearest eval
-# queries (built inside the cross-fitting). Chosen on development stories (seeds 100-139), never on the reported ones;
-# the same settings object `ragfix diagnose eval-drift` uses.
-PREDICTOR = PREDICTOR_SETTINGS
+# The density ratio (WEIGHT_SETTINGS: kNN, k = 20) and the model-assisted estimate's predictor (PREDICTOR_SETTINGS:
+# ridge on retrieval_signals plus the mean metric of the 20 nearest eval queries, built inside the cross-fitting) are
+# monitor.eval_drift's, the settings `ragfix diagnose eval-drift` ships; chosen on development stories (seeds
+# 100-139), never on the reported ones.
 # Round 4: a cross-encoder judging each release's top 3 joins those signals. The judge is reranker-l6-labelfree
 # (inverse-cloze + HotpotQA pairs, no SciFact qrel): the shipped reranker-l6 was trained on SciFact train qrels,
 # i.e. on the labels of 73% of this stream's claims, so it is not label-free here (its R^2 gain on claims it
@@ -390,19 +389,19 @@ def run_story(d: StreamData, rel: dict[str, np.ndarray], eval_idx, sf_pool, nq_p
         oracle = float((w_or * m[eval_idx]).sum() / w_or.sum())
         tru = _boot(m[idx], seed)
         iw = importance_weighted_estimate(q[eval_idx], m[eval_idx], q[idx], clip=clip, max_uncovered=max_uncovered,
-                                          n_boot=500, seed=seed, **WEIGHTS)
+                                          n_boot=500, seed=seed, **WEIGHT_SETTINGS)
         alarm = seq.update(q[idx])
         if signals is not None:
             est, pe, pt = signals_estimate(q[eval_idx], m[eval_idx], signals[r][eval_idx], q[idx], signals[r][idx],
                                            seed=seed, clip=clip, max_uncovered=max_uncovered, n_boot=500)
             plan = pick_for_labelling(q[eval_idx], q[idx], budget, seed=seed, strategy="proportional")
             ref = model_assisted_refresh(q[eval_idx], m[eval_idx], pe, q[idx], pt, plan, m[idx][plan.indices],
-                                         n_boot=300, clip=clip, seed=seed, **WEIGHTS)
+                                         n_boot=300, clip=clip, seed=seed, **WEIGHT_SETTINGS)
         else:
             est = iw
             plan = pick_for_labelling(q[eval_idx], q[idx], budget, seed=seed)
             ref = refreshed_estimate(q[eval_idx], m[eval_idx], q[idx], plan, m[idx][plan.indices], n_boot=300,
-                                     clip=clip, seed=seed, **WEIGHTS)
+                                     clip=clip, seed=seed, **WEIGHT_SETTINGS)
         rnd = _boot(m[idx][rng_lab.choice(len(idx), budget, replace=False)], seed)
         auc = ClassifierDrift(q[eval_idx], seed=seed, **DETECTOR).predict(q[idx])
         weeks.append({
@@ -488,20 +487,20 @@ def run_refresh_seeds(d: StreamData, m: np.ndarray, sf_all, nq_pool, n_eval: int
         truth = m[idx].mean()
         plan_u = pick_for_labelling(q[ev], q[idx], budget, seed=s)
         err["eval_only_refresh"].append(abs(refreshed_estimate(q[ev], m[ev], q[idx], plan_u, m[idx][plan_u.indices],
-                                                               n_boot=50, clip=clip, seed=s, **WEIGHTS)[0] - truth))
+                                                               n_boot=50, clip=clip, seed=s, **WEIGHT_SETTINGS)[0] - truth))
         rnd = rng.choice(len(idx), budget, replace=False)
         err["random"].append(abs(m[idx][rnd].mean() - truth))
         if signals is None:
             err["refresh"].append(err["eval_only_refresh"][-1])
             continue
         pe, pt = cross_fitted_predictions(signals[ev], m[ev], signals[idx], seed=s, eval_emb=q[ev], other_emb=q[idx],
-                                          **PREDICTOR)
+                                          **PREDICTOR_SETTINGS)
         plan = pick_for_labelling(q[ev], q[idx], budget, seed=s, strategy="proportional")
         err["refresh"].append(abs(model_assisted_refresh(q[ev], m[ev], pe, q[idx], pt, plan, m[idx][plan.indices],
-                                                         n_boot=20, clip=clip, seed=s, **WEIGHTS)[0] - truth))
+                                                         n_boot=20, clip=clip, seed=s, **WEIGHT_SETTINGS)[0] - truth))
         rplan = plan._replace(indices=rnd, cluster=plan.meta["labels"][rnd], uncovered=plan.meta["uncovered_mask"][rnd])
         err["random_same_estimator"].append(abs(model_assisted_refresh(q[ev], m[ev], pe, q[idx], pt, rplan, m[idx][rnd],
-                                                                       n_boot=20, clip=clip, seed=s, **WEIGHTS)[0] - truth))
+                                                                       n_boot=20, clip=clip, seed=s, **WEIGHT_SETTINGS)[0] - truth))
     e = {k: np.array(v) for k, v in err.items() if v}
     out = {"budget": budget, "runs": runs, "nq_share": nq_share, "window": window,
            "refresh_abs_error": float(e["refresh"].mean()), "random_refresh_abs_error": float(e["random"].mean()),
@@ -699,14 +698,14 @@ def run_bench(n_nq: int = 1500, n_eval: int = 300, window: int = 400, budget: in
               "false_alarm_runs": false_alarm_runs,
               "estimator": "model-assisted (doubly robust): ridge on label-free retrieval signals + cross-fitted mean metric "
                            "of the 20 nearest eval queries, eval residuals reweighted",
-              "predictor": {**PREDICTOR, "signals": "retrieval_signals" + (f" + cross_encoder_signals({ce_model}, top 3)"
+              "predictor": {**PREDICTOR_SETTINGS, "signals": "retrieval_signals" + (f" + cross_encoder_signals({ce_model}, top 3)"
                                                                             if ce_model else "")},
               "seeds": {"main_story": seed, "reported_stories": [seed, seed + story_seeds - 1],
                         "development_stories": "100-139 (predictor features, neighbour_k and weights chosen there; not run here)",
                         "eval_split": seed, "note": "every story shares the one eval set and its releases"},
               "refresh_plan": "proportional stratified (traffic KMeans cluster x covered/uncovered)",
               "power_runs": power_runs, "seed": seed, "n_docs": len(d.corpus), "n_queries": len(d.queries),
-              "n_scifact_traffic_pool": int(len(pool)), "detector": DETECTOR, "weights": WEIGHTS,
+              "n_scifact_traffic_pool": int(len(pool)), "detector": DETECTOR, "weights": WEIGHT_SETTINGS,
               "alarm": f"per-window level 0.05/{len(shares_sched)} (Bonferroni over {len(shares_sched)} weeks)",
               "coverage": "uncovered = farther (cosine, nearest eval query) than 99% of eval queries from their nearest; refuse above 5%",
               "schedule": {"topic_tilt": default_schedule()[0], "nq_share": shares_sched, "onset_week": onset},

@@ -81,8 +81,12 @@ def hard_case_metrics(gate, cases: Sequence[dict]) -> dict[str, Any]:
             "misses": misses}
 
 
-def loto_metrics(models: dict[str, str | Path], n_items: int = 400, seed: int = 0, max_length: int = 256) -> dict:
-    """``{task: {balanced_accuracy, auc, n, model}}`` for each held-out task with a model trained without it."""
+def loto_metrics(models: dict[str, str | Path], n_items: int = 400, seed: int = 0, max_length: int = 256,
+                 items: dict[str, list] | None = None) -> dict:
+    """``{task: {balanced_accuracy, auc, n, model}}`` for each held-out task with a model trained without it.
+
+    ``items``: the held-out items per task when the caller has built them (:func:`data.faithfulness_ce.heldout_eval`).
+    """
     from sklearn.metrics import roc_auc_score
 
     from cascade.faithfulness import FaithfulnessScorer, balanced_accuracy
@@ -94,27 +98,25 @@ def loto_metrics(models: dict[str, str | Path], n_items: int = 400, seed: int = 
         trained_on = scorer.meta.get("recipe", {}).get("tasks")
         if trained_on and task in trained_on:
             raise ValueError(f"leave-one-task-out: the model {folder} was trained on {task}; pass one trained without it")
-        items = heldout_eval(task, n_items, seed)
-        y = np.array([c.label for c in items])
-        p = scorer.predict_proba([c.evidence for c in items], [c.claim for c in items], [c.question for c in items])
+        its = items[task] if items and task in items else heldout_eval(task, n_items, seed)
+        y = np.array([c.label for c in its])
+        p = scorer.predict_proba([c.evidence for c in its], [c.claim for c in its], [c.question for c in its])
         out[task] = {"balanced_accuracy": balanced_accuracy(y, p >= scorer.threshold), "auc": float(roc_auc_score(y, p)),
-                     "threshold": scorer.threshold, "n": len(items), "model": str(folder), "trained_on": trained_on,
+                     "threshold": scorer.threshold, "n": len(its), "model": str(folder), "trained_on": trained_on,
                      "steps": scorer.meta.get("progress", {}).get("steps_done")}
     return out
 
 
 def _threshold_free(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import roc_auc_score
+    """AUC, and the balanced accuracy at the best cutoff ``p >= t``: max over the ROC curve of (TPR + TNR) / 2."""
+    from sklearn.metrics import roc_auc_score, roc_curve
 
-    from cascade.faithfulness import balanced_accuracy
-
-    cuts = np.unique(p)
-    best = max((balanced_accuracy(y, p >= t) for t in cuts), default=0.5)
-    return {"auc": float(roc_auc_score(y, p)), "best_balanced_accuracy": float(best)}
+    fpr, tpr, _ = roc_curve(y, p)
+    return {"auc": float(roc_auc_score(y, p)), "best_balanced_accuracy": float(np.max((tpr + 1 - fpr) / 2))}
 
 
 def in_domain_metrics(scorer, tasks: Sequence[str] = ("qa", "dialogue", "summarization"), n_items: int = 400,
-                      seed: int = 0) -> dict[str, Any]:
+                      seed: int = 0, items: dict[str, list] | None = None) -> dict[str, Any]:
     """``{task: {balanced_accuracy, auc, best_balanced_accuracy, n, trained_on_task}}``: ``scorer`` on the held-out items of each task.
 
     The leave-one-task-out items (:func:`data.faithfulness_ce.heldout_eval`), scored by a model that may
@@ -128,11 +130,11 @@ def in_domain_metrics(scorer, tasks: Sequence[str] = ("qa", "dialogue", "summari
     trained = (getattr(scorer, "meta", None) or {}).get("recipe", {}).get("tasks") or []
     out: dict[str, Any] = {}
     for task in tasks:
-        items = heldout_eval(task, n_items, seed)
-        y = np.array([c.label for c in items])
-        p = scorer.predict_proba([c.evidence for c in items], [c.claim for c in items], [c.question for c in items])
+        its = items[task] if items and task in items else heldout_eval(task, n_items, seed)
+        y = np.array([c.label for c in its])
+        p = scorer.predict_proba([c.evidence for c in its], [c.claim for c in its], [c.question for c in its])
         out[task] = {"balanced_accuracy": balanced_accuracy(y, p >= scorer.threshold), **_threshold_free(y, p),
-                     "n": len(items), "trained_on_task": task in trained}
+                     "n": len(its), "trained_on_task": task in trained}
     return out
 
 
@@ -232,8 +234,11 @@ def extend_result(args, scorer, gate, result: dict) -> dict:
                   for t in ("qa", "dialogue", "summarization") if (loto_dir / t).is_dir()}
         if not models:
             raise FileNotFoundError(f"--loto-dir {loto_dir}: no qa/, dialogue/ or summarization/ model folder in it")
-        m["leave_one_task_out"] = loto_metrics(models, n_items=args.loto_items, seed=args.seed)
-        m["in_domain"] = in_domain_metrics(scorer, n_items=args.loto_items, seed=args.seed)
+        from data.faithfulness_ce import heldout_eval
+
+        held = {t: heldout_eval(t, args.loto_items, args.seed) for t in ("qa", "dialogue", "summarization")}  # built once
+        m["leave_one_task_out"] = loto_metrics(models, n_items=args.loto_items, seed=args.seed, items=held)
+        m["in_domain"] = in_domain_metrics(scorer, n_items=args.loto_items, seed=args.seed, items=held)
         m["label_grounding"] = label_grounding(n_items=args.loto_items, seed=args.seed)
     cases = load_hard_cases(args.hard_cases)
     m["hard_cases"] = hard_case_metrics(gate, cases)

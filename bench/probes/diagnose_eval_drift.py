@@ -120,16 +120,21 @@ def _bm25_metric(queries: list[str], relevant: list[list[str]], corpus: Path) ->
     return [per["ndcg@10"][q] for q in qids]
 
 
+def _estimate_row(r, **extra) -> dict:
+    """An :class:`monitor.eval_drift.EvalEstimate` as the report's JSON (no number when refused)."""
+    return {"refused": r.is_refused, "estimate": None if r.is_refused else r.estimate,
+            "interval": None if r.is_refused else [r.lower, r.upper], "ess": None if r.is_refused else r.ess,
+            **extra, "uncovered_share": r.uncovered_share, "message": r.message}
+
+
 def _model_assisted(e: np.ndarray, metric: np.ndarray, t: np.ndarray, eval_signals, traffic_signals, seed: int) -> dict:
     from sklearn.metrics import r2_score
 
     from monitor.eval_drift import signals_estimate
 
-    r, pe, _ = signals_estimate(e, metric, np.asarray(eval_signals, float), t, np.asarray(traffic_signals, float), seed=seed)
-    return {"refused": r.is_refused, "estimate": None if r.is_refused else r.estimate,
-            "interval": None if r.is_refused else [r.lower, r.upper], "ess": None if r.is_refused else r.ess,
-            "predictor_r2_out_of_fold": float(r2_score(metric, pe)), "n_signals": int(np.asarray(eval_signals).shape[1]),
-            "uncovered_share": r.uncovered_share, "message": r.message}
+    es = np.asarray(eval_signals, float)
+    r, pe, _ = signals_estimate(e, metric, es, t, np.asarray(traffic_signals, float), seed=seed)
+    return _estimate_row(r, predictor_r2_out_of_fold=float(r2_score(metric, pe)), n_signals=int(es.shape[1]))
 
 
 def diagnose(eval_q: list[str], traffic_q: list[str], eval_emb: np.ndarray, traffic_emb: np.ndarray,
@@ -156,9 +161,7 @@ def diagnose(eval_q: list[str], traffic_q: list[str], eval_emb: np.ndarray, traf
     est = None
     if eval_metric is not None:
         r = importance_weighted_estimate(e, np.asarray(eval_metric), t, seed=seed, model="knn", k=20)
-        est = {"refused": r.is_refused, "estimate": None if r.is_refused else r.estimate,
-               "interval": None if r.is_refused else [r.lower, r.upper], "ess": None if r.is_refused else r.ess,
-               "stale": float(np.mean(eval_metric)), "uncovered_share": r.uncovered_share, "message": r.message}
+        est = _estimate_row(r, stale=float(np.mean(eval_metric)))
     ma = None
     if eval_metric is not None and eval_signals and traffic_signals:
         ma = _model_assisted(e, np.asarray(eval_metric, float), t, eval_signals, traffic_signals, seed)

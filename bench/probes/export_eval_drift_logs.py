@@ -1,11 +1,12 @@
 """One week of the eval-drift bench's story, written as the two logs ``ragfix diagnose eval-drift`` reads (I).
 
-``python -m bench.probes.export_eval_drift_logs --week 5 --out-dir runs/eval-drift-week5``
+``python -m bench.probes.export_eval_drift_logs --week 5 --out-dir runs/eval-drift-week5 [--out R.json]``
 
 Writes ``eval.jsonl`` (the frozen eval set: ``query``, ``metric`` = the live release's nDCG@10 with the real
 qrels, ``signals``) and ``traffic.jsonl`` (that week's traffic window: ``query``, ``signals``, and
-``true_metric``, which the diagnose command never reads; it is there to check its answer), plus
-``week.json`` with what the bench computed for that week. ``signals`` are the label-free predictor inputs
+``true_metric``, which the diagnose command never reads; it is there to check its answer), plus a results
+file (``--out``, default ``DIR/week.json``: commit, machine, the cross-encoder's hash behind the signals,
+command) with what the bench computes for that week: offline, true and estimated metric. ``signals`` are the label-free predictor inputs
 the bench uses for the live release (:func:`bench.benchmarks.bench_eval_drift.judged_signals`: retrieval
 signals plus the label-free cross-encoder's judgement of its top 3), so
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def export_week(week: int, out_dir: Path | str, story_seed: int = 0, n_nq: int = 1500, n_eval: int = 300,
                 window: int = 400) -> dict:
-    """Write ``eval.jsonl``, ``traffic.jsonl`` and ``week.json`` for ``week`` of the story; returns ``week.json``'s content."""
+    """Write ``eval.jsonl`` and ``traffic.jsonl`` for ``week`` of the story into ``out_dir``; returns the week's numbers."""
     from bench.benchmarks import bench_eval_drift as b
     from bench.report import atomic_write_text
     from monitor.eval_drift import signals_estimate
@@ -62,7 +63,6 @@ def export_week(week: int, out_dir: Path | str, story_seed: int = 0, n_nq: int =
             "true": float(m[idx].mean()), "bench_estimate": None if est.is_refused else est.estimate,
             "bench_refused": est.is_refused, "signals": "bench_eval_drift.judged_signals (retrieval + "
             f"{b.CE_MODEL} top 3)", "n_signals": int(s.shape[1])}
-    atomic_write_text(out / "week.json", json.dumps(info, indent=1) + "\n")
     return info
 
 
@@ -70,13 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.probes.export_eval_drift_logs", description=__doc__.splitlines()[0])
     p.add_argument("--week", type=int, default=5, help="week of the story (0-11)")
     p.add_argument("--story-seed", type=int, default=0, help="story seed (0: the bench's main story)")
-    p.add_argument("--out-dir", type=Path, required=True, help="folder for eval.jsonl, traffic.jsonl, week.json")
+    p.add_argument("--out-dir", type=Path, required=True, help="folder for eval.jsonl and traffic.jsonl")
+    p.add_argument("--out", type=Path, default=None, help="results JSON with the week's numbers (default DIR/week.json)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         info = export_week(args.week, args.out_dir, args.story_seed)
     except ValueError as e:
         p.error(str(e))
+    from bench.report import write_results
+
+    write_results(args.out or Path(args.out_dir) / "week.json",
+                  {"week": args.week, "story_seed": args.story_seed, "out_dir": str(args.out_dir)}, info)
     print(json.dumps(info, indent=1))
     return 0
 

@@ -53,7 +53,7 @@ def run_probe(seeds: list[int], ce_models: tuple[str, ...] = ("reranker-l6",), n
     from sklearn.metrics import r2_score
 
     from bench.benchmarks import bench_eval_drift as b
-    from monitor.eval_drift import cross_fitted_predictions
+    from monitor.eval_drift import PREDICTOR_SETTINGS, cross_fitted_predictions
 
     t0 = time.perf_counter()
     st = b.setup_stream(n_nq, n_eval, 0)
@@ -72,7 +72,7 @@ def run_probe(seeds: list[int], ce_models: tuple[str, ...] = ("reranker-l6",), n
         r2 = {}
         for r in ship:
             pe, _ = cross_fitted_predictions(s[r][ev], rel[r][ev], s[r][pool], seed=0, eval_emb=q[ev], other_emb=q[pool],
-                                             **b.PREDICTOR)
+                                             **PREDICTOR_SETTINGS)
             r2[r] = float(r2_score(rel[r][ev], pe))
         errs = []
         for seed in seeds:

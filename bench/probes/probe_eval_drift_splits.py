@@ -64,24 +64,26 @@ def run_probe(splits: list[int], n_nq: int = 1500, n_eval: int = 300, window: in
                      "oracle_meets_bar": bool(wk) and all(x["oracle_error"] <= bar for x in wk)})
         log.info("split %d: %d weeks, max error %s, meets bar %s", s, len(wk),
                  None if not wk else round(rows[-1]["max_error"], 4), rows[-1]["meets_bar"])
-    errs = np.array([x["error"] for r in rows for x in r["weeks"]])
-    signed = np.array([x["signed_error"] for r in rows for x in r["weeks"]])
-    cov = np.array([x["covered_by_ci"] for r in rows for x in r["weeks"]])
+    def col(key: str) -> np.ndarray:  # one value per compared week, over all splits
+        return np.array([x[key] for r in rows for x in r["weeks"]], dtype=float)
+
+    errs, signed, iw, oracle = col("error"), col("signed_error"), col("iw_error"), col("oracle_error")
+    n = len(errs)
     with_weeks = [r for r in rows if r["weeks"]]
     summary = {
-        "splits": len(rows), "splits_with_weeks": len(with_weeks), "weeks_compared": int(len(errs)),
-        "error_median": float(np.median(errs)) if len(errs) else None,
-        "error_max": float(errs.max()) if len(errs) else None,
-        "within_bar_share": float(np.mean(errs <= bar)) if len(errs) else None,
-        "signed_error_mean": float(signed.mean()) if len(signed) else None,
-        "signed_error_sd": float(signed.std(ddof=1)) if len(signed) > 1 else None,
-        "ci95_coverage": float(cov.mean()) if len(cov) else None,
+        "splits": len(rows), "splits_with_weeks": len(with_weeks), "weeks_compared": n,
+        "error_median": float(np.median(errs)) if n else None,
+        "error_max": float(errs.max()) if n else None,
+        "within_bar_share": float(np.mean(errs <= bar)) if n else None,
+        "signed_error_mean": float(signed.mean()) if n else None,
+        "signed_error_sd": float(signed.std(ddof=1)) if n > 1 else None,
+        "ci95_coverage": float(col("covered_by_ci").mean()) if n else None,
         "splits_meeting_bar": sum(r["meets_bar"] for r in with_weeks),
-        "oracle_error_median": float(np.median([x["oracle_error"] for r in rows for x in r["weeks"]])) if len(errs) else None,
-        "oracle_within_bar_share": float(np.mean([x["oracle_error"] <= bar for r in rows for x in r["weeks"]])) if len(errs) else None,
+        "oracle_error_median": float(np.median(oracle)) if n else None,
+        "oracle_within_bar_share": float(np.mean(oracle <= bar)) if n else None,
         "oracle_splits_meeting_bar": sum(r["oracle_meets_bar"] for r in with_weeks),
-        "iw_error_median": float(np.median([x["iw_error"] for r in rows for x in r["weeks"]])) if len(errs) else None,
-        "iw_within_bar_share": float(np.mean([x["iw_error"] <= bar for r in rows for x in r["weeks"]])) if len(errs) else None,
+        "iw_error_median": float(np.median(iw)) if n else None,
+        "iw_within_bar_share": float(np.mean(iw <= bar)) if n else None,
         "bar": bar, "stale_gap": stale_gap,
     }
     return {"shipped": ship, "ce_model": b.CE_MODEL, "n_eval": n_eval, "window": window, "splits": rows,
